@@ -1,0 +1,127 @@
+//! What an AWS SDK error says, reduced to the facts our messages need: the service's error
+//! code and message, the HTTP status, or the kind of transport failure.
+
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use crate::error::ErrorKind;
+
+/// A classified SDK failure.
+#[derive(Debug, Clone, Default)]
+pub struct AwsFailure {
+    /// The service's error code, e.g. `AccessDenied`.
+    pub code: Option<String>,
+    /// The service's message, e.g. `User: ... is not authorized to perform: sts:AssumeRole`.
+    pub message: Option<String>,
+    pub status: Option<u16>,
+    /// Set when no response was received.
+    pub transport: Option<Transport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Timeout,
+    Unreachable,
+    Other,
+}
+
+impl AwsFailure {
+    pub fn from_sdk<E: ProvideErrorMetadata + std::error::Error>(
+        err: &SdkError<E, HttpResponse>,
+    ) -> Self {
+        match err {
+            SdkError::ServiceError(ctx) => Self {
+                code: ctx.err().code().map(str::to_string),
+                message: ctx.err().message().map(str::to_string),
+                status: Some(ctx.raw().status().as_u16()),
+                transport: None,
+            },
+            SdkError::TimeoutError(_) => Self {
+                transport: Some(Transport::Timeout),
+                message: Some("the request timed out".into()),
+                ..Self::default()
+            },
+            SdkError::DispatchFailure(d) => Self {
+                transport: Some(if d.is_timeout() {
+                    Transport::Timeout
+                } else if d.is_io() {
+                    Transport::Unreachable
+                } else {
+                    Transport::Other
+                }),
+                message: Some(format!("{:?}", d.as_connector_error().map(|c| c.to_string()))),
+                ..Self::default()
+            },
+            SdkError::ResponseError(r) => Self {
+                status: Some(r.raw().status().as_u16()),
+                message: Some("the response could not be read".into()),
+                ..Self::default()
+            },
+            other => Self {
+                transport: Some(Transport::Other),
+                message: Some(other.to_string()),
+                ..Self::default()
+            },
+        }
+    }
+
+    /// `code`, else a name for the status.
+    pub fn code_or_status(&self) -> String {
+        match (&self.code, self.status) {
+            (Some(code), _) => code.clone(),
+            (None, Some(status)) => format!("HTTP {status}"),
+            (None, None) => "no response".into(),
+        }
+    }
+
+    /// ` (AWS said: ...)`, or nothing.
+    pub fn said(&self) -> String {
+        let code = self.code_or_status();
+        match &self.message {
+            Some(m) if !m.is_empty() => format!(" ({code}: {m})"),
+            _ => format!(" ({code})"),
+        }
+    }
+
+    /// The kinds every service shares: transport, throttling, signature and token problems.
+    pub fn common_kind(&self) -> Option<ErrorKind> {
+        if let Some(t) = self.transport {
+            return Some(match t {
+                Transport::Timeout => ErrorKind::Timeout,
+                Transport::Unreachable | Transport::Other => ErrorKind::EndpointUnreachable,
+            });
+        }
+        let kind = match self.code.as_deref() {
+            Some(
+                "Throttling" | "ThrottlingException" | "SlowDown" | "TooManyRequestsException"
+                | "RequestLimitExceeded",
+            ) => ErrorKind::Throttled,
+            Some("InvalidClientTokenId" | "InvalidAccessKeyId" | "UnrecognizedClientException") => {
+                ErrorKind::InvalidClientTokenId
+            }
+            Some("ExpiredToken" | "ExpiredTokenException" | "TokenRefreshRequired") => {
+                ErrorKind::ExpiredToken
+            }
+            Some("SignatureDoesNotMatch" | "RequestTimeTooSkewed") => {
+                ErrorKind::SignatureDoesNotMatch
+            }
+            _ if self.status == Some(503) => ErrorKind::Throttled,
+            _ => return None,
+        };
+        Some(kind)
+    }
+}
+
+/// The standard advice for the shared kinds.
+pub fn advice(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::Timeout => "the endpoint did not answer in time; check the endpoint, region and network path, then retry",
+        ErrorKind::EndpointUnreachable => "no connection could be made; check `endpoint_url`/`region` and that the endpoint is reachable from the function",
+        ErrorKind::Throttled => "AWS is throttling these calls; retry with backoff",
+        ErrorKind::InvalidClientTokenId => "the function's own AWS credentials are not valid in this partition/endpoint: check AWS_ACCESS_KEY_ID/the execution role, and that the role ARN's partition and endpoint match",
+        ErrorKind::ExpiredToken => "a session token has expired; refresh the function's own credentials (a new invocation re-assumes the role)",
+        ErrorKind::SignatureDoesNotMatch => "the request signature did not verify: the secret key is wrong or the clock is skewed",
+        _ => "",
+    }
+}

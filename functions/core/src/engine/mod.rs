@@ -1,0 +1,176 @@
+//! The query engine: Apache DataFusion over the stage's [`S3Store`].
+//!
+//! [`Plan::new`] checks the statement against the stage without I/O, so a bad path is
+//! rejected before any credential is requested. [`run`] then resolves files, registers one
+//! table per reference and streams the result into a [`RowWriter`]. DataFusion runs with one
+//! target partition: deterministic output, and no `tokio::spawn`, so the same code runs
+//! under a WASI executor. I/O concurrency lives in the store instead.
+
+mod error;
+mod files;
+mod tables;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures::StreamExt;
+use object_store::ObjectMeta;
+
+use crate::error::{FunctionError, Result};
+use crate::event::Stage;
+use crate::result::{RowWriter, Stats};
+use crate::s3::{IoStats, S3Store, key_of};
+use crate::sql::{Statement, StageRef, TableSource, uses_filename_column};
+use crate::stage::Location;
+
+pub use files::store_error;
+
+/// Bytes read from the end of a file in the first footer request. Large enough for the
+/// footer of a wide file with many row groups; far below DataFusion's 512 KiB default,
+/// which a `count(*)` would pay per file.
+pub const METADATA_SIZE_HINT: usize = 64 * 1024;
+
+/// A statement checked against the stage, before any I/O.
+#[derive(Debug)]
+pub struct Plan {
+    sql: String,
+    tables: Vec<(String, Source)>,
+    with_filename: bool,
+}
+
+#[derive(Debug)]
+enum Source {
+    Files(Location),
+    InferSchema(Location),
+    List(Location),
+}
+
+impl Plan {
+    pub fn new(statement: Statement, stage: &Stage, query: &str) -> Result<Self> {
+        let resolve = |r: &StageRef| -> Result<Location> {
+            if !r.stage.eq_ignore_ascii_case(&stage.name) {
+                return Err(FunctionError::invalid_query(format!(
+                    "unknown stage @{}; this event defines stage @{} ({})",
+                    r.stage, stage.name, stage.url
+                )));
+            }
+            Location::resolve(&stage.url, &stage.name, &r.path, r.files.clone(), r.pattern.as_deref())
+        };
+        Ok(match statement {
+            Statement::List(r) => Plan {
+                sql: "SELECT * FROM __xstage_list ORDER BY name".into(),
+                tables: vec![("__xstage_list".into(), Source::List(resolve(&r)?))],
+                with_filename: false,
+            },
+            Statement::Query { sql, tables } => Plan {
+                tables: tables
+                    .iter()
+                    .map(|t| {
+                        Ok((
+                            t.name.clone(),
+                            match &t.source {
+                                TableSource::Files(r) => Source::Files(resolve(r)?),
+                                TableSource::InferSchema(r) => Source::InferSchema(resolve(r)?),
+                            },
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
+                with_filename: uses_filename_column(query),
+                sql,
+            },
+        })
+    }
+}
+
+/// DataFusion's session for one invocation.
+fn session(memory_limit: usize) -> Result<SessionContext> {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_information_schema(false);
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.metadata_size_hint = Some(METADATA_SIZE_HINT);
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(memory_limit, 1.0)
+        .build_arc()
+        .map_err(|e| FunctionError::internal(format!("building the query runtime: {e}")))?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// Runs a plan against the stage; returns the rows and the number of files read.
+pub async fn run(
+    plan: Plan,
+    stage: &Stage,
+    store: S3Store,
+    stats: &Arc<IoStats>,
+    max_rows: u64,
+    memory_limit: usize,
+) -> Result<(RowWriter, u64)> {
+    let ctx = session(memory_limit)?;
+    let bucket_url = url::Url::parse(&format!("s3://{}", stage.url.bucket()))
+        .map_err(|e| FunctionError::internal(format!("bucket URL: {e}")))?;
+    ctx.register_object_store(&bucket_url, Arc::new(store.clone()));
+
+    let mut read: BTreeSet<String> = BTreeSet::new();
+    for (name, source) in &plan.tables {
+        let (location, listing_only) = match source {
+            Source::Files(l) | Source::InferSchema(l) => (l, false),
+            Source::List(l) => (l, true),
+        };
+        let metas: Vec<ObjectMeta> =
+            files::resolve(&store, stats, &stage.url, location, listing_only).await?;
+        let names: Vec<String> = metas
+            .iter()
+            .filter_map(|m| key_of(&m.location).ok())
+            .map(|k| format!("s3://{}/{k}", stage.url.bucket()))
+            .collect();
+        let table = match source {
+            Source::Files(_) if plan.with_filename => {
+                tables::parquet_table_with_filename(&ctx, stage.url.bucket(), &stage.url, &metas).await
+            }
+            Source::Files(_) => tables::parquet_table(&ctx, stage.url.bucket(), &metas).await,
+            Source::InferSchema(_) => tables::infer_schema_table(&ctx, &store, &stage.url, &metas).await,
+            Source::List(_) => tables::list_table(&stage.url, &metas),
+        }
+        .map_err(|e| error::map(e, stats, &names))?;
+        if !matches!(source, Source::List(_)) {
+            read.extend(names);
+        }
+        ctx.register_table(name.as_str(), table)
+            .map_err(|e| FunctionError::internal(format!("registering {name}: {e}")))?;
+    }
+    let files: Vec<String> = read.into_iter().collect();
+    let fail = |e| error::map(e, stats, &files);
+
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let df = ctx.sql_with_options(&plan.sql, options).await.map_err(fail)?;
+    // One row past the limit tells whether the result was truncated.
+    let fetch = usize::try_from(max_rows.saturating_add(1)).unwrap_or(usize::MAX);
+    let df = df.limit(0, Some(fetch)).map_err(fail)?;
+    let mut writer = RowWriter::new(df.schema().as_arrow(), max_rows);
+    let mut stream = df.execute_stream().await.map_err(fail)?;
+    while let Some(batch) = stream.next().await {
+        if !writer.push(&batch.map_err(fail)?)? {
+            break;
+        }
+    }
+    Ok((writer, files.len() as u64))
+}
+
+/// Stats of a finished run.
+pub fn stats(io: &IoStats, files: u64, sts_calls: u64, elapsed_ms: u64) -> Stats {
+    let counts = io.counts();
+    Stats {
+        files,
+        s3_requests: counts.requests,
+        bytes_read: counts.bytes,
+        sts_calls,
+        elapsed_ms,
+    }
+}

@@ -1,0 +1,164 @@
+//! The tables a query reads, registered under their generated names: Parquet files as a
+//! DataFusion `ListingTable`, and `LIST` / `INFER_SCHEMA` answers as in-memory tables.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, StringArray, TimestampMillisecondArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::Result as DfResult;
+use datafusion::prelude::{SessionContext, lit};
+use object_store::{ObjectMeta, ObjectStore};
+
+use crate::s3::{S3Store, key_of};
+use crate::sql::FILENAME_COLUMN;
+use crate::stage::StageUrl;
+use crate::types::sql_type;
+
+/// Most files INFER_SCHEMA reads footers of.
+pub const INFER_SCHEMA_MAX_FILES: usize = 100;
+
+/// The URL DataFusion uses for an object.
+fn url(bucket: &str, meta: &ObjectMeta) -> DfResult<ListingTableUrl> {
+    let key = key_of(&meta.location)?;
+    let mut url = url::Url::parse(&format!("s3://{bucket}/"))
+        .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    url.path_segments_mut()
+        .map_err(|()| datafusion::error::DataFusionError::Internal("s3 URL without path".into()))?
+        .pop_if_empty()
+        .extend(key.split('/'));
+    ListingTableUrl::try_new(url, None)
+}
+
+fn parquet_format(ctx: &SessionContext) -> ParquetFormat {
+    ParquetFormat::default().with_options(ctx.state().default_table_options().parquet)
+}
+
+/// A table over exactly `files`. The schema is the union of the files' schemas.
+pub async fn parquet_table(
+    ctx: &SessionContext,
+    bucket: &str,
+    files: &[ObjectMeta],
+) -> DfResult<Arc<dyn TableProvider>> {
+    let urls = files
+        .iter()
+        .map(|m| url(bucket, m))
+        .collect::<DfResult<Vec<_>>>()?;
+    // Keys need not end in .parquet: the selection, not the extension, decides what is read.
+    let options = ListingOptions::new(Arc::new(parquet_format(ctx))).with_file_extension("");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .infer_schema(&ctx.state())
+        .await?;
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Like [`parquet_table`], with Databend's `METADATA$FILENAME` (the stage-relative path) as a
+/// last column.
+pub async fn parquet_table_with_filename(
+    ctx: &SessionContext,
+    bucket: &str,
+    stage: &StageUrl,
+    files: &[ObjectMeta],
+) -> DfResult<Arc<dyn TableProvider>> {
+    let mut union = None;
+    for meta in files {
+        let name = super::files::relative(stage, meta).unwrap_or_default();
+        let table = parquet_table(ctx, bucket, std::slice::from_ref(meta)).await?;
+        let df = ctx.read_table(table)?.with_column(FILENAME_COLUMN, lit(name))?;
+        union = Some(match union {
+            None => df,
+            Some(prev) => prev.union_by_name(df)?,
+        });
+    }
+    match union {
+        Some(df) => Ok(df.into_view()),
+        None => Err(datafusion::error::DataFusionError::Plan("no files".into())),
+    }
+}
+
+/// Databend's `LIST` columns: name, size, md5, last_modified, creator.
+pub fn list_table(stage: &StageUrl, files: &[ObjectMeta]) -> DfResult<Arc<dyn TableProvider>> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, false),
+        Field::new("size", DataType::UInt64, false),
+        Field::new("md5", DataType::Utf8, true),
+        Field::new(
+            "last_modified",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("creator", DataType::Utf8, true),
+    ]));
+    let names: StringArray = files
+        .iter()
+        .map(|m| super::files::relative(stage, m))
+        .collect();
+    let sizes = UInt64Array::from_iter_values(files.iter().map(|m| m.size));
+    let md5: StringArray = files
+        .iter()
+        .map(|m| m.e_tag.as_deref().map(|e| e.trim_matches('"').to_string()))
+        .collect();
+    let modified =
+        TimestampMillisecondArray::from_iter_values(files.iter().map(|m| m.last_modified.timestamp_millis()))
+            .with_timezone("UTC");
+    let creator = StringArray::new_null(files.len());
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(names),
+        Arc::new(sizes),
+        Arc::new(md5),
+        Arc::new(modified),
+        Arc::new(creator),
+    ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// Databend's `INFER_SCHEMA` columns: column_name, type, nullable, filenames, order_id. Each
+/// column appears once, in first-seen order; `filenames` lists the files that have it.
+pub async fn infer_schema_table(
+    ctx: &SessionContext,
+    store: &S3Store,
+    stage: &StageUrl,
+    files: &[ObjectMeta],
+) -> DfResult<Arc<dyn TableProvider>> {
+    let format = parquet_format(ctx);
+    let state = ctx.state();
+    let store: Arc<dyn ObjectStore> = Arc::new(store.clone());
+    let mut columns: Vec<(Field, Vec<String>)> = Vec::new();
+    for meta in files.iter().take(INFER_SCHEMA_MAX_FILES) {
+        let schema = format.infer_schema(&state, &store, std::slice::from_ref(meta)).await?;
+        let file = super::files::relative(stage, meta).unwrap_or_default();
+        for field in schema.fields() {
+            match columns.iter_mut().find(|(f, _)| f.name() == field.name()) {
+                Some((_, names)) => names.push(file.clone()),
+                None => columns.push((field.as_ref().clone(), vec![file.clone()])),
+            }
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("column_name", DataType::Utf8, false),
+        Field::new("type", DataType::Utf8, false),
+        Field::new("nullable", DataType::Boolean, false),
+        Field::new("filenames", DataType::Utf8, false),
+        Field::new("order_id", DataType::UInt64, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(columns.iter().map(|(f, _)| f.name().clone()))),
+            Arc::new(StringArray::from_iter_values(columns.iter().map(|(f, _)| sql_type(f.data_type())))),
+            Arc::new(BooleanArray::from_iter(columns.iter().map(|(f, _)| Some(f.is_nullable())))),
+            Arc::new(StringArray::from_iter_values(columns.iter().map(|(_, n)| n.join(", ")))),
+            Arc::new(UInt64Array::from_iter_values(0..columns.len() as u64)),
+        ],
+    )?;
+    Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}

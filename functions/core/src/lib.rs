@@ -1,0 +1,103 @@
+//! # xstage-core
+//!
+//! The stage query handler. One stateless call takes an event with a connection (a role ARN
+//! and its ExternalId), a stage (`s3://bucket/prefix`) and a query; it assumes the role with
+//! `sts:AssumeRole`, reads Parquet from the stage with ranged GETs through an
+//! [`object_store::ObjectStore`] built on `aws-sdk-s3`, runs the query with Apache DataFusion
+//! and returns rows as JSON.
+//!
+//! Neighbours: `functions/stage-query` wraps [`handle`] as a command (and later the Lambda
+//! bootstrap and the WASI component); `tests/` drives it against LocalStack and moto.
+//! Everything that differs per target lives in [`platform`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), xstage_core::FunctionError> {
+//! let event = serde_json::json!({
+//!     "connection": {"name": "c", "role_arn": "arn:aws:iam::123456789012:role/r", "external_id": "ext-1"},
+//!     "stage": {"name": "s", "url": "s3://bucket/prefix/", "connection_name": "c"},
+//!     "query": "SELECT * FROM @s/test.parquet LIMIT 1"
+//! });
+//! let response = xstage_core::handle(event).await?;
+//! println!("{}", serde_json::to_string(&response).unwrap());
+//! # Ok(()) }
+//! ```
+
+mod aws_error;
+pub mod credentials;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod platform;
+pub mod result;
+pub mod s3;
+pub mod sql;
+pub mod stage;
+pub mod types;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use error::{ErrorKind, FunctionError};
+pub use event::Event;
+pub use result::Response;
+
+/// The memory DataFusion may use when the Lambda memory size is unknown.
+pub const DEFAULT_MEMORY_LIMIT: usize = 1024 * 1024 * 1024;
+
+/// Handles one event given as JSON.
+pub async fn handle(event: serde_json::Value) -> Result<Response, FunctionError> {
+    let started = Instant::now();
+    let event = Event::from_json(event)?;
+    let statement = sql::rewrite(&event.query)?;
+    let plan = engine::Plan::new(statement, &event.stage, &event.query)?;
+
+    let base = platform::base_config().await;
+    let region = event
+        .connection
+        .region
+        .clone()
+        .or_else(|| base.region().map(|r| r.to_string()))
+        .unwrap_or_else(|| platform::DEFAULT_REGION.to_string());
+    let (credentials, called_sts) =
+        credentials::assume_role(&base, &event.connection, &event.stage.name, &region).await?;
+    let client = s3::client(
+        &base,
+        credentials,
+        &region,
+        event.connection.endpoint_url.as_deref(),
+    );
+    let io = Arc::new(s3::IoStats::default());
+    let store = s3::S3Store::new(
+        client,
+        event.stage.url.bucket(),
+        event.stage.url.prefix(),
+        Arc::clone(&io),
+    );
+    let (rows, files) = engine::run(
+        plan,
+        &event.stage,
+        store,
+        &io,
+        event.options.max_rows,
+        memory_limit(),
+    )
+    .await?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(rows.finish(engine::stats(&io, files, u64::from(called_sts), elapsed_ms)))
+}
+
+/// Handles one event given as JSON bytes; malformed JSON is an `InvalidEvent`.
+pub async fn handle_bytes(event: &[u8]) -> Result<Response, FunctionError> {
+    let value: serde_json::Value = serde_json::from_slice(event).map_err(|e| {
+        FunctionError::invalid_event(format!("the event is not valid JSON: {e}"))
+    })?;
+    handle(value).await
+}
+
+/// 60% of the Lambda memory size, leaving room for the runtime, buffers and the response.
+fn memory_limit() -> usize {
+    std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        .ok()
+        .and_then(|mb| mb.parse::<usize>().ok())
+        .map_or(DEFAULT_MEMORY_LIMIT, |mb| mb * 1024 * 1024 / 10 * 6)
+}

@@ -1,0 +1,75 @@
+//! Counters of what one invocation asked of S3, and the first S3 failure it met.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::FunctionError;
+
+/// Shared by the store and the handler of one invocation.
+#[derive(Debug, Default)]
+pub struct IoStats {
+    requests: AtomicU64,
+    gets: AtomicU64,
+    heads: AtomicU64,
+    lists: AtomicU64,
+    bytes: AtomicU64,
+    first_error: Mutex<Option<FunctionError>>,
+}
+
+/// A snapshot of [`IoStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounts {
+    pub requests: u64,
+    pub gets: u64,
+    pub heads: u64,
+    pub lists: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Request {
+    Get,
+    Head,
+    List,
+}
+
+impl IoStats {
+    pub(crate) fn request(&self, kind: Request) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let counter = match kind {
+            Request::Get => &self.gets,
+            Request::Head => &self.heads,
+            Request::List => &self.lists,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Remembers the first failure: it is the root cause when a query fails later.
+    pub(crate) fn failed(&self, error: &FunctionError) {
+        let mut slot = self.first_error.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(error.clone());
+        }
+    }
+
+    pub fn first_error(&self) -> Option<FunctionError> {
+        self.first_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn counts(&self) -> IoCounts {
+        IoCounts {
+            requests: self.requests.load(Ordering::Relaxed),
+            gets: self.gets.load(Ordering::Relaxed),
+            heads: self.heads.load(Ordering::Relaxed),
+            lists: self.lists.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! An [`ObjectStore`] over `aws-sdk-s3`, confined to one stage and read-only.
+//!
+//! DataFusion reads Parquet through it: `GetObject` with byte ranges (close ranges coalesced,
+//! far ones fetched concurrently), `HeadObject` and `ListObjectsV2`. Object metadata already
+//! learnt from a listing is served without another request. Every key is checked to lie under
+//! the stage prefix, so even a bug upstream cannot read outside the stage.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult,
+};
+
+use super::error::map as map_s3_error;
+use super::stats::{IoStats, Request};
+use crate::aws_error::{AwsFailure, Transport};
+use crate::error::{ErrorKind, FunctionError};
+
+/// Ranges closer than this are fetched with one GET. Small, because Parquet pages of one
+/// column sit a column chunk apart and reading the gap costs more than a request.
+pub const COALESCE_GAP: u64 = 64 * 1024;
+
+/// A read-only view of `s3://bucket/root`. Clones share counters and known metadata.
+#[derive(Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    root: String,
+    stats: Arc<IoStats>,
+    known: Arc<Mutex<HashMap<String, ObjectMeta>>>,
+}
+
+impl S3Store {
+    /// `root` is the stage prefix: empty or ending with `/`.
+    pub fn new(client: Client, bucket: &str, root: &str, stats: Arc<IoStats>) -> Self {
+        Self {
+            client,
+            bucket: bucket.to_string(),
+            root: root.to_string(),
+            stats,
+            known: Arc::default(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The object_store path of a key.
+    pub fn path(key: &str) -> Path {
+        Path::from_iter(key.split('/'))
+    }
+
+    /// Remembers metadata so `head` needs no request.
+    pub fn remember(&self, meta: &ObjectMeta) {
+        if let Ok(key) = key_of(&meta.location) {
+            self.known_map().insert(key, meta.clone());
+        }
+    }
+
+    fn known_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectMeta>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The S3 key of `path`, refused unless it lies under the stage root.
+    fn key(&self, path: &Path) -> object_store::Result<String> {
+        let key = key_of(path)?;
+        if !key.starts_with(&self.root) {
+            return Err(object_store::Error::PermissionDenied {
+                path: key.clone(),
+                source: format!(
+                    "s3://{}/{key} is outside the stage s3://{}/{}",
+                    self.bucket, self.bucket, self.root
+                )
+                .into(),
+            });
+        }
+        Ok(key)
+    }
+
+    fn fail(&self, failure: &AwsFailure, operation: &str, key: &str) -> object_store::Error {
+        let err = map_s3_error(failure, operation, &self.bucket, key);
+        // A missing object is an answer (a probe for a file or a directory), not a root cause.
+        if err.kind() != ErrorKind::NotFound {
+            self.stats.failed(&err);
+        }
+        to_store_error(err, key)
+    }
+
+    /// `HeadObject`.
+    pub async fn head_key(&self, key: &str) -> object_store::Result<ObjectMeta> {
+        if let Some(meta) = self.known_map().get(key) {
+            return Ok(meta.clone());
+        }
+        self.stats.request(Request::Head);
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "HeadObject", key))?;
+        let meta = ObjectMeta {
+            location: Self::path(key),
+            last_modified: to_chrono(out.last_modified()),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            e_tag: out.e_tag().map(str::to_string),
+            version: out.version_id().map(str::to_string),
+        };
+        self.remember(&meta);
+        Ok(meta)
+    }
+
+    /// One `ListObjectsV2` page under `prefix`.
+    async fn list_page(
+        &self,
+        prefix: &str,
+        delimiter: bool,
+        token: Option<String>,
+    ) -> object_store::Result<(Vec<ObjectMeta>, Vec<Path>, Option<String>)> {
+        self.stats.request(Request::List);
+        let mut req = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_continuation_token(token);
+        if delimiter {
+            req = req.delimiter("/");
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "ListObjectsV2", prefix))?;
+        let objects: Vec<ObjectMeta> = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let key = o.key()?;
+                // Directory markers and anything that would not round-trip are skipped.
+                (key.starts_with(&self.root) && !key.ends_with('/') && !key.contains("//")).then(
+                    || ObjectMeta {
+                        location: Self::path(key),
+                        last_modified: to_chrono(o.last_modified()),
+                        size: o.size().unwrap_or(0).max(0) as u64,
+                        e_tag: o.e_tag().map(str::to_string),
+                        version: None,
+                    },
+                )
+            })
+            .collect();
+        for meta in &objects {
+            self.remember(meta);
+        }
+        let prefixes = out
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix().map(Self::path))
+            .collect();
+        let next = out
+            .is_truncated()
+            .unwrap_or(false)
+            .then(|| out.next_continuation_token().map(str::to_string))
+            .flatten();
+        Ok((objects, prefixes, next))
+    }
+
+    /// Every object under a key prefix (a raw S3 prefix, not segment-aligned).
+    pub fn list_keys(&self, prefix: String) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let this = self.clone();
+        stream::try_unfold(Some(None::<String>), move |state| {
+            let this = this.clone();
+            let prefix = prefix.clone();
+            async move {
+                let Some(token) = state else { return Ok(None) };
+                let (objects, _, next) = this.list_page(&prefix, false, token).await?;
+                Ok(Some((stream::iter(objects.into_iter().map(Ok)), next.map(Some))))
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    async fn get_key(&self, key: &str, options: &GetOptions) -> object_store::Result<GetResult> {
+        let range = options.range.as_ref().map(http_range).transpose()?;
+        self.stats.request(Request::Get);
+        let mut req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_range(range)
+            .set_if_match(options.if_match.clone())
+            .set_if_none_match(options.if_none_match.clone())
+            .set_version_id(options.version.clone());
+        if let Some(t) = options.if_modified_since {
+            req = req.if_modified_since(aws_smithy_types::DateTime::from_millis(t.timestamp_millis()));
+        }
+        if let Some(t) = options.if_unmodified_since {
+            req = req
+                .if_unmodified_since(aws_smithy_types::DateTime::from_millis(t.timestamp_millis()));
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "GetObject", key))?;
+        let (range, size) = match out.content_range().and_then(parse_content_range) {
+            Some(parsed) => parsed,
+            None => {
+                let len = out.content_length().unwrap_or(0).max(0) as u64;
+                (0..len, len)
+            }
+        };
+        let meta = ObjectMeta {
+            location: Self::path(key),
+            last_modified: to_chrono(out.last_modified()),
+            size,
+            e_tag: out.e_tag().map(str::to_string),
+            version: out.version_id().map(str::to_string),
+        };
+        let body = out.body.collect().await.map_err(|e| {
+            let failure = AwsFailure {
+                transport: Some(Transport::Unreachable),
+                message: Some(format!("the response body was cut off: {e}")),
+                ..AwsFailure::default()
+            };
+            self.fail(&failure, "GetObject", key)
+        })?;
+        let bytes = body.into_bytes();
+        self.stats.bytes(bytes.len() as u64);
+        if bytes.len() as u64 != range.end - range.start {
+            let err = FunctionError::new(
+                ErrorKind::EndpointUnreachable,
+                format!(
+                    "S3 GetObject on s3://{}/{key} returned {} bytes where {} were announced; retry",
+                    self.bucket,
+                    bytes.len(),
+                    range.end - range.start
+                ),
+            );
+            self.stats.failed(&err);
+            return Err(to_store_error(err, key));
+        }
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(stream::once(async move { Ok(bytes) }).boxed()),
+            meta,
+            range,
+            attributes: Default::default(),
+        })
+    }
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", &self.bucket)
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "S3Store(s3://{}/{})", self.bucket, self.root)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    async fn put_opts(&self, path: &Path, _: PutPayload, _: PutOptions) -> object_store::Result<PutResult> {
+        Err(read_only(path))
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        path: &Path,
+        _: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        Err(read_only(path))
+    }
+
+    async fn get_opts(&self, path: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+        let key = self.key(path)?;
+        if options.head {
+            let meta = self.head_key(&key).await?;
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(stream::empty().boxed()),
+                range: 0..meta.size,
+                meta,
+                attributes: Default::default(),
+            });
+        }
+        self.get_key(&key, &options).await
+    }
+
+    async fn get_ranges(&self, path: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+        object_store::coalesce_ranges(
+            ranges,
+            |range| async move {
+                let options = GetOptions {
+                    range: Some(GetRange::Bounded(range)),
+                    ..GetOptions::default()
+                };
+                self.get_opts(path, options).await?.bytes().await
+            },
+            COALESCE_GAP,
+        )
+        .await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        locations
+            .map(|p| p.and_then(|p| Err(read_only(&p))))
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        // DataFusion lists segment-aligned prefixes; our own listing goes through `list_keys`.
+        let prefix = match prefix.map(|p| self.key(p)) {
+            None => Ok(self.root.clone()),
+            Some(Ok(key)) if key.is_empty() || key.ends_with('/') => Ok(key),
+            Some(Ok(key)) => Ok(format!("{key}/")),
+            Some(Err(e)) => Err(e),
+        };
+        match prefix {
+            Ok(prefix) => self.list_keys(prefix),
+            Err(e) => stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let prefix = match prefix {
+            None => self.root.clone(),
+            Some(p) => {
+                let key = self.key(p)?;
+                if key.is_empty() || key.ends_with('/') { key } else { format!("{key}/") }
+            }
+        };
+        let mut result = ListResult {
+            common_prefixes: Vec::new(),
+            objects: Vec::new(),
+        };
+        let mut token = None;
+        loop {
+            let (objects, prefixes, next) = self.list_page(&prefix, true, token).await?;
+            result.objects.extend(objects);
+            result.common_prefixes.extend(prefixes);
+            match next {
+                Some(t) => token = Some(t),
+                None => return Ok(result),
+            }
+        }
+    }
+
+    async fn copy_opts(&self, _: &Path, to: &Path, _: CopyOptions) -> object_store::Result<()> {
+        Err(read_only(to))
+    }
+}
+
+fn read_only(path: &Path) -> object_store::Error {
+    object_store::Error::NotSupported {
+        source: format!("xstage only reads stages; writing {path} is not supported").into(),
+    }
+}
+
+/// The S3 key of an object_store path.
+pub fn key_of(path: &Path) -> object_store::Result<String> {
+    percent_encoding::percent_decode_str(path.as_ref())
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|e| object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(e),
+        })
+}
+
+fn to_store_error(err: FunctionError, key: &str) -> object_store::Error {
+    match err.kind() {
+        ErrorKind::NotFound => object_store::Error::NotFound {
+            path: key.to_string(),
+            source: Box::new(err),
+        },
+        ErrorKind::S3AccessDenied => object_store::Error::PermissionDenied {
+            path: key.to_string(),
+            source: Box::new(err),
+        },
+        _ => object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(err),
+        },
+    }
+}
+
+fn http_range(range: &GetRange) -> object_store::Result<String> {
+    Ok(match range {
+        GetRange::Bounded(r) if r.start < r.end => format!("bytes={}-{}", r.start, r.end - 1),
+        GetRange::Bounded(r) => {
+            return Err(object_store::Error::Generic {
+                store: "S3",
+                source: format!("empty byte range {r:?}").into(),
+            });
+        }
+        GetRange::Offset(o) => format!("bytes={o}-"),
+        GetRange::Suffix(n) => format!("bytes=-{n}"),
+    })
+}
+
+/// `bytes 0-99/1234` into `(0..100, 1234)`.
+fn parse_content_range(value: &str) -> Option<(Range<u64>, u64)> {
+    let rest = value.strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    let (start, end, total) = (
+        start.parse::<u64>().ok()?,
+        end.parse::<u64>().ok()?,
+        total.parse::<u64>().ok()?,
+    );
+    (start <= end && end < total).then_some((start..end + 1, total))
+}
+
+fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> DateTime<Utc> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range() {
+        assert_eq!(parse_content_range("bytes 0-99/1234"), Some((0..100, 1234)));
+        assert_eq!(parse_content_range("bytes 1200-1233/1234"), Some((1200..1234, 1234)));
+        assert_eq!(parse_content_range("bytes */1234"), None);
+        assert_eq!(parse_content_range("bytes 5-1/10"), None);
+        assert_eq!(parse_content_range("bytes 0-10/10"), None);
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(http_range(&GetRange::Bounded(0..100)).unwrap(), "bytes=0-99");
+        assert_eq!(http_range(&GetRange::Suffix(8)).unwrap(), "bytes=-8");
+        assert_eq!(http_range(&GetRange::Offset(5)).unwrap(), "bytes=5-");
+        assert!(http_range(&GetRange::Bounded(5..5)).is_err());
+    }
+
+    #[test]
+    fn paths_round_trip_keys() {
+        for key in ["p/test.parquet", "p/a b[1]%.parquet", "p/ünï/x.parquet"] {
+            assert_eq!(key_of(&S3Store::path(key)).unwrap(), key);
+        }
+    }
+}

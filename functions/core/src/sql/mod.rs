@@ -1,0 +1,456 @@
+//! Databend's stage syntax on top of DataFusion SQL.
+//!
+//! A query is rewritten before DataFusion parses it: every `@stage/path [(FILES => ..,
+//! PATTERN => ..)]`, quoted `'@stage/path'` in a FROM list and `INFER_SCHEMA(location =>
+//! '@stage/path')` becomes a generated table name, and `LIST @stage` becomes a statement of
+//! its own. The engine registers one table per reference.
+
+mod lexer;
+
+use lexer::{Kind, Token, lex};
+
+use crate::error::{FunctionError, Result};
+
+/// The most stage references one query may make.
+pub const MAX_REFERENCES: usize = 64;
+
+/// A reference to files in a stage, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageRef {
+    /// The stage name after `@`.
+    pub stage: String,
+    /// The path after the name: empty or starting with `/`.
+    pub path: String,
+    /// Databend's `FILES => ('a', 'b')`.
+    pub files: Option<Vec<String>>,
+    /// Databend's `PATTERN => 'regex'`.
+    pub pattern: Option<String>,
+}
+
+/// What a generated table name stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableSource {
+    /// The rows of the Parquet files at a location.
+    Files(StageRef),
+    /// `INFER_SCHEMA(location => ...)`: one row per column of the first file.
+    InferSchema(StageRef),
+}
+
+/// A generated table: `name` replaces the reference in the SQL text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    pub name: String,
+    pub source: TableSource,
+}
+
+/// A statement after rewriting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// SQL for DataFusion, and the tables it uses.
+    Query { sql: String, tables: Vec<Table> },
+    /// `LIST @stage[/path] [PATTERN => '...']`.
+    List(StageRef),
+}
+
+/// Whether the query reads Databend's `METADATA$FILENAME` pseudo-column.
+pub fn uses_filename_column(sql: &str) -> bool {
+    lex(sql).is_ok_and(|tokens| {
+        tokens.iter().any(|t| {
+            t.is_word(FILENAME_COLUMN)
+                || (t.kind == Kind::QuotedIdent
+                    && t.text[1..t.text.len() - 1].eq_ignore_ascii_case(FILENAME_COLUMN))
+        })
+    })
+}
+
+/// Databend's file-name pseudo-column, as DataFusion sees it (unquoted names are lower-cased).
+pub const FILENAME_COLUMN: &str = "metadata$filename";
+
+/// Rewrites one statement.
+pub fn rewrite(sql: &str) -> Result<Statement> {
+    let tokens = lex(sql).map_err(|e| FunctionError::invalid_query(format!("{e} in the query")))?;
+    let sig: Vec<&Token> = tokens.iter().filter(|t| t.kind != Kind::Trivia).collect();
+    if sig.first().is_some_and(|t| t.is_word("LIST")) {
+        return parse_list(&sig);
+    }
+    rewrite_query(sql, &sig)
+}
+
+fn parse_list(sig: &[&Token]) -> Result<Statement> {
+    let usage = "expected LIST @stage[/path] [PATTERN => 'regex']";
+    let target = sig
+        .get(1)
+        .filter(|t| t.kind == Kind::StageRef || string_ref(t).is_some())
+        .ok_or_else(|| FunctionError::invalid_query(usage))?;
+    let mut stage_ref = split_ref(&stage_ref_text(target))?;
+    let mut rest = &sig[2..];
+    if rest.first().is_some_and(|t| t.is_word("PATTERN")) {
+        let value = match rest {
+            [_, eq, value, ..] if eq.kind == Kind::Arrow || eq.is_symbol('=') => value,
+            _ => return Err(FunctionError::invalid_query(usage)),
+        };
+        stage_ref.pattern = Some(
+            value
+                .string_value()
+                .ok_or_else(|| FunctionError::invalid_query("PATTERN takes a quoted regex"))?,
+        );
+        rest = &rest[3..];
+    }
+    if rest.first().is_some_and(|t| t.is_symbol(';')) {
+        rest = &rest[1..];
+    }
+    if let Some(extra) = rest.first() {
+        return Err(FunctionError::invalid_query(format!(
+            "unexpected {:?} at byte {} after LIST; {usage}",
+            extra.text, extra.start
+        )));
+    }
+    Ok(Statement::List(stage_ref))
+}
+
+fn rewrite_query(sql: &str, sig: &[&Token]) -> Result<Statement> {
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0; // bytes of `sql` already handled
+    let mut tables = Vec::new();
+    // Per parenthesis depth: whether we are in a FROM list, where `'@stage/..'` is a table.
+    let mut in_from = vec![false];
+    let mut i = 0;
+    while i < sig.len() {
+        let t = sig[i];
+        let prev = i.checked_sub(1).map(|p| sig[p]);
+        let depth = in_from.len() - 1;
+        let (source, end_index) = if t.kind == Kind::StageRef
+            || (string_ref(t).is_some()
+                && prev.is_some_and(|p| {
+                    p.is_word("FROM") || p.is_word("JOIN") || (p.is_symbol(',') && in_from[depth])
+                })) {
+            let mut stage_ref = split_ref(&stage_ref_text(t))?;
+            let end = parse_table_options(sig, i + 1, &mut stage_ref)?;
+            (Some(TableSource::Files(stage_ref)), end)
+        } else if t.is_word("INFER_SCHEMA") && sig.get(i + 1).is_some_and(|n| n.is_symbol('(')) {
+            let (stage_ref, end) = parse_infer_schema(sig, i + 1)?;
+            (Some(TableSource::InferSchema(stage_ref)), end)
+        } else {
+            (None, i)
+        };
+        if let Some(source) = source {
+            if tables.len() == MAX_REFERENCES {
+                return Err(FunctionError::invalid_query(format!(
+                    "the query references stages more than {MAX_REFERENCES} times"
+                )));
+            }
+            let name = format!("__xstage_{}", tables.len());
+            out.push_str(&sql[copied..t.start]);
+            out.push_str(&name);
+            copied = sig[end_index].end;
+            tables.push(Table { name, source });
+            i = end_index + 1;
+            continue;
+        }
+        if t.is_symbol('(') {
+            in_from.push(false);
+        } else if t.is_symbol(')') {
+            if in_from.len() > 1 {
+                in_from.pop();
+            }
+        } else if t.is_word("FROM") {
+            in_from[depth] = true;
+        } else if [
+            "WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "UNION", "EXCEPT", "INTERSECT",
+            "WINDOW", "QUALIFY", "OFFSET", "SELECT", "ON", "USING",
+        ]
+        .iter()
+        .any(|w| t.is_word(w))
+        {
+            in_from[depth] = false;
+        } else if t.is_word("JOIN") {
+            in_from[depth] = true;
+        }
+        i += 1;
+    }
+    out.push_str(&sql[copied..]);
+    Ok(Statement::Query { sql: out, tables })
+}
+
+/// `'@stage/...'` as a string literal.
+fn string_ref(t: &Token) -> Option<String> {
+    t.string_value().filter(|v| {
+        v.starts_with('@') && v[1..].starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+    })
+}
+
+fn stage_ref_text(t: &Token) -> String {
+    string_ref(t).unwrap_or_else(|| t.text.to_string())
+}
+
+/// `@name/path` into its stage name and path.
+fn split_ref(text: &str) -> Result<StageRef> {
+    let body = &text[1..];
+    let split = body
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(body.len());
+    let (stage, path) = body.split_at(split);
+    if !path.is_empty() && !path.starts_with('/') {
+        return Err(FunctionError::invalid_query(format!(
+            "{text:?} is not a stage reference: expected @stage or @stage/path"
+        )));
+    }
+    Ok(StageRef {
+        stage: stage.to_string(),
+        path: path.to_string(),
+        files: None,
+        pattern: None,
+    })
+}
+
+/// Parses `(NAME => value, ...)` after a stage reference if present; returns the index of the
+/// last token consumed.
+fn parse_table_options(sig: &[&Token], open: usize, stage_ref: &mut StageRef) -> Result<usize> {
+    let is_options = sig.get(open).is_some_and(|t| t.is_symbol('('))
+        && sig.get(open + 1).is_some_and(|t| t.kind == Kind::Word)
+        && sig.get(open + 2).is_some_and(|t| t.kind == Kind::Arrow);
+    if !is_options {
+        return Ok(open - 1);
+    }
+    let mut i = open + 1;
+    loop {
+        let name = sig[i];
+        i += 2; // name =>
+        let value = sig.get(i).ok_or_else(|| unexpected_end("table options"))?;
+        if name.is_word("FILES") {
+            let (files, end) = parse_string_list(sig, i)?;
+            stage_ref.files = Some(files);
+            i = end;
+        } else if name.is_word("PATTERN") {
+            stage_ref.pattern = Some(
+                value
+                    .string_value()
+                    .ok_or_else(|| FunctionError::invalid_query("PATTERN takes a quoted regex"))?,
+            );
+        } else if name.is_word("FILE_FORMAT") {
+            check_parquet(value)?;
+        } else {
+            return Err(FunctionError::invalid_query(format!(
+                "unknown table option {} at byte {}; xstage accepts FILES, PATTERN and FILE_FORMAT",
+                name.text, name.start
+            )));
+        }
+        i += 1;
+        match sig.get(i) {
+            Some(t) if t.is_symbol(')') => return Ok(i),
+            Some(t) if t.is_symbol(',') => {
+                i += 1;
+                if !(sig.get(i).is_some_and(|t| t.kind == Kind::Word)
+                    && sig.get(i + 1).is_some_and(|t| t.kind == Kind::Arrow))
+                {
+                    return Err(FunctionError::invalid_query(
+                        "expected NAME => value in the table options",
+                    ));
+                }
+            }
+            Some(t) => {
+                return Err(FunctionError::invalid_query(format!(
+                    "unexpected {:?} at byte {} in the table options",
+                    t.text, t.start
+                )));
+            }
+            None => return Err(unexpected_end("table options")),
+        }
+    }
+}
+
+/// `('a', 'b')` starting at `open`; returns the values and the index of `)`.
+fn parse_string_list(sig: &[&Token], open: usize) -> Result<(Vec<String>, usize)> {
+    if !sig[open].is_symbol('(') {
+        return Err(FunctionError::invalid_query(
+            "FILES takes a list of quoted names: FILES => ('a.parquet', 'b.parquet')",
+        ));
+    }
+    let mut values = Vec::new();
+    let mut i = open + 1;
+    loop {
+        let t = sig.get(i).ok_or_else(|| unexpected_end("FILES list"))?;
+        if t.is_symbol(')') && values.is_empty() {
+            return Ok((values, i));
+        }
+        values.push(
+            t.string_value()
+                .ok_or_else(|| FunctionError::invalid_query("FILES takes quoted file names"))?,
+        );
+        let sep = sig.get(i + 1).ok_or_else(|| unexpected_end("FILES list"))?;
+        if sep.is_symbol(')') {
+            return Ok((values, i + 1));
+        }
+        if !sep.is_symbol(',') {
+            return Err(FunctionError::invalid_query(format!(
+                "unexpected {:?} at byte {} in the FILES list",
+                sep.text, sep.start
+            )));
+        }
+        i += 2;
+    }
+}
+
+fn check_parquet(value: &Token) -> Result<()> {
+    let format = value
+        .string_value()
+        .unwrap_or_else(|| value.text.to_string());
+    if format.eq_ignore_ascii_case("parquet") {
+        Ok(())
+    } else {
+        Err(FunctionError::invalid_query(format!(
+            "FILE_FORMAT {format:?} is not supported; xstage reads Parquet"
+        )))
+    }
+}
+
+/// `INFER_SCHEMA(location => '@stage/path' [, pattern => '..'] [, file_format => 'parquet'])`.
+fn parse_infer_schema(sig: &[&Token], open: usize) -> Result<(StageRef, usize)> {
+    let usage = "expected INFER_SCHEMA(location => '@stage/file.parquet')";
+    let mut location: Option<StageRef> = None;
+    let mut pattern = None;
+    let mut i = open + 1;
+    loop {
+        let (name, arrow, value) = match (sig.get(i), sig.get(i + 1), sig.get(i + 2)) {
+            (Some(n), Some(a), Some(v)) => (n, a, v),
+            _ => return Err(FunctionError::invalid_query(usage)),
+        };
+        if name.kind != Kind::Word || arrow.kind != Kind::Arrow {
+            return Err(FunctionError::invalid_query(usage));
+        }
+        if name.is_word("LOCATION") {
+            let text = string_ref(value)
+                .or_else(|| (value.kind == Kind::StageRef).then(|| value.text.to_string()))
+                .ok_or_else(|| FunctionError::invalid_query(usage))?;
+            location = Some(split_ref(&text)?);
+        } else if name.is_word("PATTERN") {
+            pattern = Some(
+                value
+                    .string_value()
+                    .ok_or_else(|| FunctionError::invalid_query("PATTERN takes a quoted regex"))?,
+            );
+        } else if name.is_word("FILE_FORMAT") {
+            check_parquet(value)?;
+        } else {
+            return Err(FunctionError::invalid_query(format!(
+                "unknown INFER_SCHEMA argument {}; {usage}",
+                name.text
+            )));
+        }
+        i += 3;
+        match sig.get(i) {
+            Some(t) if t.is_symbol(')') => break,
+            Some(t) if t.is_symbol(',') => i += 1,
+            _ => return Err(FunctionError::invalid_query(usage)),
+        }
+    }
+    let mut location = location.ok_or_else(|| FunctionError::invalid_query(usage))?;
+    location.pattern = pattern;
+    Ok((location, i))
+}
+
+fn unexpected_end(what: &str) -> FunctionError {
+    FunctionError::invalid_query(format!("the query ends inside the {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(sql: &str) -> (String, Vec<Table>) {
+        match rewrite(sql).unwrap() {
+            Statement::Query { sql, tables } => (sql, tables),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn files(stage: &str, path: &str) -> TableSource {
+        TableSource::Files(StageRef {
+            stage: stage.into(),
+            path: path.into(),
+            files: None,
+            pattern: None,
+        })
+    }
+
+    #[test]
+    fn seed_query() {
+        let (sql, tables) = query("SELECT * FROM @databend_test/test.parquet LIMIT 1");
+        assert_eq!(sql, "SELECT * FROM __xstage_0 LIMIT 1");
+        assert_eq!(tables[0].source, files("databend_test", "/test.parquet"));
+    }
+
+    #[test]
+    fn quoted_refs_only_in_from_lists() {
+        let (sql, tables) =
+            query("SELECT '@s/x', a FROM '@s/a.parquet' t, '@s/b/' u WHERE a = '@s/y'");
+        assert_eq!(sql, "SELECT '@s/x', a FROM __xstage_0 t, __xstage_1 u WHERE a = '@s/y'");
+        assert_eq!(tables[1].source, files("s", "/b/"));
+    }
+
+    #[test]
+    fn joins_and_subqueries() {
+        let (sql, tables) = query(
+            "SELECT * FROM (SELECT * FROM @s/a/) x JOIN '@s/b.parquet' y ON x.k = y.k",
+        );
+        assert_eq!(
+            sql,
+            "SELECT * FROM (SELECT * FROM __xstage_0) x JOIN __xstage_1 y ON x.k = y.k"
+        );
+        assert_eq!(tables.len(), 2);
+    }
+
+    #[test]
+    fn table_options() {
+        let (sql, tables) = query(
+            "SELECT count(*) FROM @s/dir/ (FILES => ('a.parquet', 'b.parquet'), PATTERN => '.*', FILE_FORMAT => 'parquet') WHERE x > 1",
+        );
+        assert_eq!(sql, "SELECT count(*) FROM __xstage_0 WHERE x > 1");
+        let TableSource::Files(r) = &tables[0].source else { panic!() };
+        assert_eq!(r.files.as_deref(), Some(&["a.parquet".to_string(), "b.parquet".to_string()][..]));
+        assert_eq!(r.pattern.as_deref(), Some(".*"));
+        assert!(rewrite("SELECT * FROM @s (FILE_FORMAT => 'csv')").is_err());
+        assert!(rewrite("SELECT * FROM @s (BOGUS => 1)").is_err());
+        assert!(rewrite("SELECT * FROM @s (FILES => ('a'").is_err());
+    }
+
+    #[test]
+    fn infer_schema() {
+        let (sql, tables) =
+            query("SELECT * FROM INFER_SCHEMA(location => '@s/test.parquet') WHERE nullable");
+        assert_eq!(sql, "SELECT * FROM __xstage_0 WHERE nullable");
+        assert_eq!(
+            tables[0].source,
+            TableSource::InferSchema(StageRef {
+                stage: "s".into(),
+                path: "/test.parquet".into(),
+                files: None,
+                pattern: None
+            })
+        );
+        assert!(rewrite("SELECT * FROM INFER_SCHEMA(location => 'nope')").is_err());
+    }
+
+    #[test]
+    fn list_statement() {
+        assert_eq!(
+            rewrite("list @s/dir/ PATTERN => '.*[.]parquet';").unwrap(),
+            Statement::List(StageRef {
+                stage: "s".into(),
+                path: "/dir/".into(),
+                files: None,
+                pattern: Some(".*[.]parquet".into())
+            })
+        );
+        assert!(matches!(rewrite("LIST @s").unwrap(), Statement::List(_)));
+        assert!(rewrite("LIST @s extra").is_err());
+        assert!(rewrite("LIST").is_err());
+    }
+
+    #[test]
+    fn filename_column_detection() {
+        assert!(uses_filename_column("SELECT METADATA$FILENAME, a FROM @s"));
+        assert!(uses_filename_column("SELECT \"metadata$filename\" FROM @s"));
+        assert!(!uses_filename_column("SELECT 'METADATA$FILENAME' FROM @s"));
+    }
+}

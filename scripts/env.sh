@@ -1,0 +1,57 @@
+# Shared settings for xstage's scripts: where caches live and how to find tools.
+# Sourced, never run. Everything here is idempotent.
+
+XSTAGE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Caches outside the clone, so a fresh clone on the same machine reuses them.
+XSTAGE_CACHE="${XSTAGE_CACHE:-$HOME/.cache/xstage}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$XSTAGE_CACHE/target}"
+XSTAGE_VENVS="$XSTAGE_CACHE/venv"
+
+LOCALSTACK_SPEC="localstack-core[runtime]==2026.3.0"
+LOCALSTACK_PINS=("cbor2<6" "pyopenssl<26")
+MOTO_SPEC="moto[server]==5.2.5"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# A Python >= 3.12 interpreter: LocalStack 2026.3 needs it.
+find_python() {
+  local cand
+  for cand in "${XSTAGE_PYTHON:-}" python3.13 python3.12 \
+      "$HOME"/.pyenv/versions/3.13*/bin/python3 "$HOME"/.pyenv/versions/3.12*/bin/python3 python3; do
+    [ -n "$cand" ] || continue
+    command -v "$cand" >/dev/null 2>&1 || [ -x "$cand" ] || continue
+    if "$cand" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' 2>/dev/null; then
+      # Resolve pyenv shims to the real interpreter so the venv does not depend on PYENV_VERSION.
+      "$cand" -c 'import sys; print(sys.executable)'
+      return 0
+    fi
+  done
+  echo "xstage: no Python >= 3.12 found; install one (pyenv install 3.13) or set XSTAGE_PYTHON" >&2
+  return 1
+}
+
+# make_venv NAME STAMP PACKAGES... : a venv under the cache, rebuilt only when the package list changes.
+make_venv() {
+  local name=$1; shift
+  local dir="$XSTAGE_VENVS/$name" want="$*" py
+  if [ -f "$dir/.xstage-stamp" ] && [ "$(cat "$dir/.xstage-stamp")" = "$want" ]; then
+    return 0
+  fi
+  py="$(PYENV_VERSION=3.13.0:3.12.1 find_python)" || return 1
+  log "creating Python venv $name ($want)"
+  rm -rf "$dir"
+  "$py" -m venv "$dir"
+  "$dir/bin/pip" install --quiet --disable-pip-version-check --upgrade pip >&2
+  "$dir/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+  printf '%s' "$want" > "$dir/.xstage-stamp"
+}
+
+# Everything the tests and the demo need; safe to call every time.
+setup() {
+  command -v rustup >/dev/null && rustup target list --installed | grep -qx wasm32-wasip2 \
+    || { log "adding rustup target wasm32-wasip2"; rustup target add wasm32-wasip2 >&2; }
+  make_venv localstack "$LOCALSTACK_SPEC" "${LOCALSTACK_PINS[@]}"
+  make_venv moto "$MOTO_SPEC"
+  export XSTAGE_LOCALSTACK_PYTHON="$XSTAGE_VENVS/localstack/bin/python"
+  export XSTAGE_MOTO_SERVER="$XSTAGE_VENVS/moto/bin/moto_server"
+}

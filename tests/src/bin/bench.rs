@@ -1,0 +1,105 @@
+//! Benchmark of what the stage query function asks of S3: requests and bytes per query
+//! over a 2,000,000-row, 20-row-group Parquet file (~190 MB, page index) in LocalStack.
+//!
+//! Prints figures; asserts nothing about time. Bytes and requests are stable across runs,
+//! wall time is not. Usage: `scripts/bench` (or `cargo run -p xstage-tests --bin bench`).
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use xstage_tests::bench_data::{self, Rng};
+use xstage_tests::{localstack, seed};
+
+const ROWS: usize = 2_000_000;
+const ROW_GROUP: usize = 100_000;
+const KEY: &str = "bench/wide.parquet";
+
+fn write_file() -> Result<Bytes> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .build();
+    let mut buf = Vec::with_capacity(200 << 20);
+    let mut writer = ArrowWriter::try_new(&mut buf, bench_data::schema(), Some(props))?;
+    let mut rng = Rng::new(42);
+    let mut start = 0i64;
+    while (start as usize) < ROWS {
+        let len = 50_000.min(ROWS - start as usize);
+        writer.write(&bench_data::batch(&mut rng, start, len))?;
+        start += len as i64;
+    }
+    writer.close()?;
+    Ok(Bytes::from(buf))
+}
+
+fn main() -> Result<()> {
+    seed::platform_identity();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        eprintln!("==> starting LocalStack ...");
+        let endpoint = localstack::localstack().endpoint().to_string();
+        eprintln!("==> writing {ROWS} rows in row groups of {ROW_GROUP} ...");
+        let t = Instant::now();
+        let file = write_file()?;
+        let meta = ParquetMetaDataReader::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required)
+            .parse_and_finish(&file)
+            .context("reading back the footer")?;
+        let footer_len = u32::from_le_bytes(file[file.len() - 8..file.len() - 4].try_into()?) as u64 + 8;
+        // The first data page of every column of the first row group, by the offset index.
+        let first_pages: i64 = meta
+            .offset_index()
+            .map(|oi| oi[0].iter().map(|c| c.page_locations()[0].compressed_page_size as i64).sum())
+            .unwrap_or(0);
+        eprintln!(
+            "    {:.1} MB, {} row groups, footer {} B, first pages of row group 0: {} B ({:.1}s)",
+            file.len() as f64 / 1e6,
+            meta.num_row_groups(),
+            footer_len,
+            first_pages,
+            t.elapsed().as_secs_f64()
+        );
+        let admin = seed::seed(&endpoint, Bytes::from_static(b"PAR1")).await?;
+        let t = Instant::now();
+        admin.put(seed::BUCKET, &format!("{}{KEY}", seed::PREFIX), file.clone()).await?;
+        eprintln!("    uploaded in {:.1}s", t.elapsed().as_secs_f64());
+
+        println!("| query | S3 requests | bytes read | target | elapsed ms |");
+        println!("| --- | ---: | ---: | --- | ---: |");
+        let queries = [
+            ("SELECT * ... LIMIT 1", format!("SELECT * FROM @databend_test/{KEY} LIMIT 1"), "≤ 1.5 MB"),
+            ("SELECT count(*)", format!("SELECT count(*) FROM @databend_test/{KEY}"), "≤ 64 KB"),
+            (
+                "id range (~100 rows)",
+                format!("SELECT * FROM @databend_test/{KEY} WHERE id BETWEEN 1234500 AND 1234599"),
+                "-",
+            ),
+        ];
+        for (label, sql, target) in queries {
+            let response = xstage_core::handle(seed::seed_event(&endpoint, &sql))
+                .await
+                .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+            let s = &response.stats;
+            println!(
+                "| {label} | {} | {} | {target} | {} |",
+                s.s3_requests, s.bytes_read, s.elapsed_ms
+            );
+        }
+        println!(
+            "\nfile: {} bytes; footer {} bytes; footer + first pages of every column = {} bytes",
+            file.len(),
+            footer_len,
+            footer_len as i64 + first_pages
+        );
+        Ok(())
+    })
+}

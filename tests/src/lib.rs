@@ -1,0 +1,15 @@
+//! # xstage-tests
+//!
+//! The test harness of xstage: it gives tests real emulator endpoints (LocalStack for
+//! S3/STS/IAM, moto for its record of AssumeRole calls), started once per test process as
+//! child processes or containers; generates Parquet fixtures with independently computed
+//! expectations; and sets up the seed scenario. Its binaries are the README's `demo` and the
+//! S3 `bench`. Neighbours: it drives `xstage-core` (`functions/core`) as a library.
+
+pub mod bench_data;
+pub mod fixtures;
+pub mod localstack;
+pub mod moto;
+pub mod process;
+pub mod seed;
+pub mod table;

@@ -1,0 +1,174 @@
+//! A LocalStack endpoint (S3, STS, IAM) for integration tests: [`localstack()`] provides one per
+//! test process, started on first use and stopped when the process exits.
+//!
+//! Provisioning, first match wins:
+//! 1. `XSTAGE_TEST_ENDPOINT` set: that endpoint is used as is (kind `"env"`, nothing started or
+//!    checked).
+//! 2. A Docker engine answers: the image `XSTAGE_LOCALSTACK_IMAGE` (default
+//!    `localstack/localstack:4.14.0`, which needs no auth token) runs with testcontainers
+//!    (kind `"container"`, see [`crate::process::container`]).
+//! 3. Otherwise LocalStack runs in host mode as a child process (kind `"process"`):
+//!    `$XSTAGE_LOCALSTACK_PYTHON -m localstack.runtime.main` (default python:
+//!    `${XSTAGE_CACHE:-$HOME/.cache/xstage}/venv/localstack/bin/python`, installed by
+//!    `scripts/env.sh`'s `setup`), listening on a free port of 127.0.0.1 (see
+//!    [`host_mode_env`] for the settings that keep it local and quick).
+//!
+//! It is ready when `GET /_localstack/health` reports `s3`, `sts` and `iam` as `available` or
+//! `running` (180 s at most; the error quotes the end of the log). Services load lazily on their
+//! first request: host-mode startup takes about 3–4 s on a 2-core machine, and the first S3 and
+//! STS calls about 3 s more each; loading them eagerly made startup slower overall.
+//!
+//! # Scratch files
+//!
+//! Each host-mode instance gets its own `FILESYSTEM_ROOT` under
+//! `temp_dir()/xstage-localstack/<pid>-<port>/` (removed when it stops), so instances never share
+//! LocalStack's state, cache or temp directories, and `OVERRIDE_IN_DOCKER=0` keeps that true when
+//! the tests themselves run inside a container (LocalStack would otherwise use `/var/lib/localstack`
+//! and `/tmp/localstack`).
+//!
+//! The one exception is S3 object data: LocalStack 2026.3 hard-codes
+//! `DEFAULT_S3_TMP_DIR = "/tmp/localstack-s3-storage"` in `localstack/services/s3/provider.py`;
+//! no setting or `TMPDIR` changes it. Every instance on the machine creates
+//! `/tmp/localstack-s3-storage/<bucket>/` there and keeps objects as unnamed temporary files inside
+//! (in memory up to 512 KiB), so concurrent instances only collide when they use the same bucket
+//! name and one deletes that bucket (its `rmtree` takes the directory from under the other). Tests
+//! should use bucket names unique per run; the empty bucket directories stay behind.
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process::container::{self, ContainerSpec};
+use crate::process::{
+    Emulator, Guard, ServerCommand, ServerProcess, cache_dir, env_var, free_port, http_get_json,
+    shared, wait_ready,
+};
+
+/// Default container image when Docker is used.
+pub const DEFAULT_IMAGE: &str = "localstack/localstack:4.14.0";
+
+/// The AWS services LocalStack is asked to provide.
+pub const SERVICES: &str = "s3,sts,iam";
+
+/// How long LocalStack may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+static LOCALSTACK: OnceLock<Result<Emulator, String>> = OnceLock::new();
+
+/// The LocalStack of this test process, started on first call (blocking; fine inside
+/// `#[tokio::test]`). Panics with the reason if it cannot be provided.
+pub fn localstack() -> &'static Emulator {
+    shared(&LOCALSTACK, "LocalStack", start)
+}
+
+fn start() -> Result<Emulator> {
+    let begin = Instant::now();
+    if let Some(endpoint) = env_var("XSTAGE_TEST_ENDPOINT") {
+        return Ok(Emulator::new("LocalStack", endpoint, "env", None, begin.elapsed(), Guard::None));
+    }
+    if container::docker_available() {
+        let image = env_var("XSTAGE_LOCALSTACK_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+        let started = container::start(&ContainerSpec {
+            name: "localstack",
+            image: &image,
+            port: 4566,
+            env: &[("SERVICES", SERVICES), ("DISABLE_EVENTS", "1")],
+        })?;
+        let endpoint = started.endpoint().to_owned();
+        let log_file = started.log_file().to_owned();
+        wait_ready("LocalStack container", READY_TIMEOUT, None, Some(&log_file), || {
+            check_health(&endpoint)
+        })?;
+        return Ok(Emulator::new(
+            "LocalStack",
+            endpoint,
+            "container",
+            Some(log_file),
+            begin.elapsed(),
+            Guard::Container(started),
+        ));
+    }
+    start_process(begin)
+}
+
+fn start_process(begin: Instant) -> Result<Emulator> {
+    let python = env_var("XSTAGE_LOCALSTACK_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache_dir().join("venv/localstack/bin/python"));
+    if !python.exists() {
+        bail!(
+            "no Docker engine, and LocalStack's Python {} does not exist: run \
+             `source scripts/env.sh && setup`, or set XSTAGE_LOCALSTACK_PYTHON, \
+             XSTAGE_TEST_ENDPOINT or DOCKER_HOST",
+            python.display()
+        );
+    }
+    let port = free_port()?;
+    let root = std::env::temp_dir()
+        .join("xstage-localstack")
+        .join(format!("{}-{port}", std::process::id()));
+    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+
+    let mut command = ServerCommand::new("localstack", &python)
+        .args(["-m", "localstack.runtime.main"])
+        .remove_on_exit(&root);
+    for (key, value) in host_mode_env(port, &root.to_string_lossy()) {
+        command = command.env(key, value);
+    }
+    let server = ServerProcess::spawn(&command)?;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let log_file = server.log_file().to_owned();
+    wait_ready("LocalStack", READY_TIMEOUT, Some(&server), Some(&log_file), || {
+        check_health(&endpoint)
+    })?;
+    Ok(Emulator::new(
+        "LocalStack",
+        endpoint,
+        "process",
+        Some(log_file),
+        begin.elapsed(),
+        Guard::Process(server),
+    ))
+}
+
+/// Environment for a host-mode LocalStack on `127.0.0.1:port` keeping its files in `root`.
+pub fn host_mode_env(port: u16, root: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SERVICES", SERVICES.to_owned()),
+        // The gateway: hypercorn, bound to loopback only.
+        ("GATEWAY_SERVER", "hypercorn".to_owned()),
+        ("GATEWAY_LISTEN", format!("127.0.0.1:{port}")),
+        // URLs LocalStack puts in responses point back at this gateway.
+        ("LOCALSTACK_HOST", format!("127.0.0.1:{port}")),
+        // Host-mode directories under our own root, even when the tests run in a container.
+        ("OVERRIDE_IN_DOCKER", "0".to_owned()),
+        ("FILESYSTEM_ROOT", root.to_owned()),
+        // Nothing reaches the internet: no DNS server (it would bind port 53 and probe
+        // localstack.cloud), no analytics events, no TLS test-certificate download.
+        ("DNS_ADDRESS", "0".to_owned()),
+        ("DISABLE_EVENTS", "1".to_owned()),
+        ("SKIP_SSL_CERT_DOWNLOAD", "1".to_owned()),
+        // Log lines reach the log file at once, so failures can quote them.
+        ("PYTHONUNBUFFERED", "1".to_owned()),
+    ]
+}
+
+/// `Ok` when `/_localstack/health` lists every service of [`SERVICES`] as available or running.
+pub fn check_health(endpoint: &str) -> Result<()> {
+    let health = http_get_json(&format!("{endpoint}/_localstack/health"))?;
+    let not_ready: Vec<String> = SERVICES
+        .split(',')
+        .filter_map(|service| {
+            let state = health["services"][service].as_str().unwrap_or("missing");
+            (!matches!(state, "available" | "running")).then(|| format!("{service}: {state}"))
+        })
+        .collect();
+    if not_ready.is_empty() {
+        Ok(())
+    } else {
+        bail!("services not ready: {}", not_ready.join(", "))
+    }
+}

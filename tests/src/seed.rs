@@ -1,0 +1,213 @@
+//! The seed scenario, set up for real against an emulator: the customer's bucket, the role
+//! that trusts the platform with an ExternalId condition, its permission policy, and data.
+
+use anyhow::{Context, Result};
+use aws_credential_types::Credentials;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// The customer's account in the seed.
+pub const CUSTOMER_ACCOUNT: &str = "987654321987";
+/// The platform's (the function's own) account.
+pub const PLATFORM_ACCOUNT: &str = "123456789012";
+pub const BUCKET: &str = "test-bucket-123";
+pub const PREFIX: &str = "optional/prefix/";
+pub const ROLE_NAME: &str = "databend-test";
+pub const EXTERNAL_ID: &str = "my-external-id-123";
+pub const REGION: &str = "us-east-2";
+pub const CONNECTION: &str = "databend_test";
+pub const STAGE: &str = "databend_test";
+
+pub fn role_arn() -> String {
+    format!("arn:aws:iam::{CUSTOMER_ACCOUNT}:role/{ROLE_NAME}")
+}
+
+/// The platform principal the customer's role trusts.
+pub fn platform_principal() -> String {
+    format!("arn:aws:iam::{PLATFORM_ACCOUNT}:root")
+}
+
+/// The seed's trust policy: the platform as Principal, with `StringEquals sts:ExternalId`.
+pub fn trust_policy(principal: &str, external_id: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"AWS": principal},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"sts:ExternalId": external_id}}
+        }]
+    })
+}
+
+/// The seed's permission policy: ListBucket on the bucket, `s3:*Object` on its objects.
+pub fn permission_policy(bucket: &str) -> Value {
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": format!("arn:aws:s3:::{bucket}")},
+            {"Effect": "Allow", "Action": "s3:*Object", "Resource": format!("arn:aws:s3:::{bucket}/*")}
+        ]
+    })
+}
+
+/// Clients acting as the customer's administrator. LocalStack derives the account from a
+/// 12-digit access key id, so resources land in the customer's account.
+#[derive(Clone)]
+pub struct Admin {
+    pub s3: aws_sdk_s3::Client,
+    pub iam: aws_sdk_iam::Client,
+}
+
+impl Admin {
+    pub async fn new(endpoint: &str, account: &str, region: &str) -> Self {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .credentials_provider(Credentials::new(account, "test", None, None, "xstage-tests"))
+            .region(aws_config::Region::new(region.to_string()))
+            .endpoint_url(endpoint)
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        let iam = aws_sdk_iam::Client::new(&config);
+        Self { s3, iam }
+    }
+
+    /// Creates a bucket in `region`; an existing bucket of ours is fine.
+    pub async fn create_bucket(&self, bucket: &str, region: &str) -> Result<()> {
+        let mut req = self.s3.create_bucket().bucket(bucket);
+        if region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(region))
+                    .build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let text = format!("{e:?}");
+                if text.contains("BucketAlreadyOwnedByYou") || text.contains("BucketAlreadyExists") {
+                    Ok(())
+                } else {
+                    Err(e).with_context(|| format!("creating bucket {bucket}"))
+                }
+            }
+        }
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: Bytes) -> Result<()> {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .with_context(|| format!("uploading s3://{bucket}/{key}"))?;
+        Ok(())
+    }
+
+    /// Creates (or updates) a role with a trust policy and one inline permission policy.
+    pub async fn create_role(&self, name: &str, trust: &Value, permissions: &Value) -> Result<()> {
+        let created = self
+            .iam
+            .create_role()
+            .role_name(name)
+            .assume_role_policy_document(trust.to_string())
+            .send()
+            .await;
+        if let Err(e) = created {
+            let text = format!("{e:?}");
+            if !text.contains("EntityAlreadyExists") {
+                return Err(e).with_context(|| format!("creating role {name}"));
+            }
+            self.iam
+                .update_assume_role_policy()
+                .role_name(name)
+                .policy_document(trust.to_string())
+                .send()
+                .await
+                .with_context(|| format!("updating the trust policy of {name}"))?;
+        }
+        self.iam
+            .put_role_policy()
+            .role_name(name)
+            .policy_name(format!("{name}-s3-read"))
+            .policy_document(permissions.to_string())
+            .send()
+            .await
+            .with_context(|| format!("putting the permission policy of {name}"))?;
+        Ok(())
+    }
+}
+
+/// Creates the seed's bucket, role and policies, and uploads `test.parquet`.
+pub async fn seed(endpoint: &str, test_parquet: Bytes) -> Result<Admin> {
+    let admin = Admin::new(endpoint, CUSTOMER_ACCOUNT, REGION).await;
+    admin.create_bucket(BUCKET, REGION).await?;
+    admin
+        .create_role(
+            ROLE_NAME,
+            &trust_policy(&platform_principal(), EXTERNAL_ID),
+            &permission_policy(BUCKET),
+        )
+        .await?;
+    admin
+        .put(BUCKET, &format!("{PREFIX}test.parquet"), test_parquet)
+        .await?;
+    Ok(admin)
+}
+
+/// The seed's three Databend statements as one event:
+///
+/// ```sql
+/// CREATE CONNECTION databend_test STORAGE_TYPE='s3'
+///   ROLE_ARN='arn:aws:iam::987654321987:role/databend-test' EXTERNAL_ID='my-external-id-123';
+/// CREATE STAGE databend_test URL='s3://test-bucket-123/optional/prefix/'
+///   CONNECTION=(CONNECTION_NAME='databend_test');
+/// SELECT * FROM @databend_test/test.parquet LIMIT 1;
+/// ```
+pub fn seed_event(endpoint: &str, query: &str) -> Value {
+    json!({
+        "connection": {
+            "name": CONNECTION,
+            "storage_type": "s3",
+            "role_arn": role_arn(),
+            "external_id": EXTERNAL_ID,
+            "region": REGION,
+            "endpoint_url": endpoint
+        },
+        "stage": {
+            "name": STAGE,
+            "url": format!("s3://{BUCKET}/{PREFIX}"),
+            "connection_name": CONNECTION
+        },
+        "query": query
+    })
+}
+
+/// Makes the test process look like the platform: its own credentials in the environment
+/// (the standard chain reads them), and no profile files or instance metadata.
+pub fn platform_identity() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: every test calls this before it creates any thread or SDK client, and the
+        // `Once` makes the other tests wait until the variables are set.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", PLATFORM_ACCOUNT);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "platform-secret-key");
+            std::env::remove_var("AWS_SESSION_TOKEN");
+            std::env::remove_var("AWS_PROFILE");
+            std::env::set_var("AWS_REGION", "us-east-1");
+            std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
+            std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+        }
+    });
+}

@@ -234,7 +234,7 @@ pub fn types_batch() -> (RecordBatch, Vec<Value>) {
             big.to_string(),
             "123.4567",
             "2023-11-14T22:13:20.123456Z",
-            "2023-11-15",
+            "2023-11-14",
             "AP9oaQ==",
             [1, null, 3],
             {"x": 7, "label": "p"},

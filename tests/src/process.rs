@@ -44,7 +44,8 @@ pub struct Emulator {
     _guard: Guard,
 }
 
-/// What keeps an emulator alive; held only so that it is never dropped early.
+/// What keeps an emulator alive; held, never read, so that it is not dropped early.
+#[expect(dead_code, reason = "the fields are held for their lifetime only")]
 pub(crate) enum Guard {
     /// Nothing to keep: the endpoint came from the environment.
     None,

@@ -145,14 +145,16 @@ fn supervised_children_die_with_the_test_process() {
             .output()
             .expect("run the child test process");
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().find(|l| l.starts_with("PGID ")).unwrap_or_else(|| {
+        // libtest may print "test lifeline_child ... " on the same line first.
+        let line = stdout.lines().find_map(|l| l.split_once("PGID ").map(|(_, rest)| rest));
+        let line = line.unwrap_or_else(|| {
             panic!(
                 "{mode}: no PGID line; stdout:\n{stdout}\nstderr:\n{}",
                 String::from_utf8_lossy(&output.stderr)
             )
         });
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let (pgid, scratch) = (fields[1], Path::new(fields[3]));
+        let (pgid, scratch) = (fields[0], Path::new(fields[2]));
 
         let deadline = Instant::now() + Duration::from_secs(15);
         while (group_alive(pgid) || scratch.exists()) && Instant::now() < deadline {

@@ -45,7 +45,6 @@ pub(crate) struct ContainerSpec<'a> {
 
 /// A started container; it is removed when the test process exits (or when this is dropped).
 pub(crate) struct StartedContainer {
-    id: String,
     endpoint: String,
     log_file: PathBuf,
     _cleanup: Option<ServerProcess>,
@@ -60,11 +59,6 @@ impl StartedContainer {
     /// The file the container's stdout and stderr are copied to.
     pub fn log_file(&self) -> &Path {
         &self.log_file
-    }
-
-    /// The Docker container id.
-    pub fn id(&self) -> &str {
-        &self.id
     }
 }
 
@@ -98,7 +92,7 @@ fn docker_host() -> String {
     format!("unix://{}", socket.display())
 }
 
-/// Sends `GET /_ping` to a `unix://` or `tcp://` Docker host and expects `200 OK`.
+/// Sends `GET /_ping` to a `unix://`, `tcp://` or `http://` Docker host and expects `200 OK`.
 /// (A TLS-protected `tcp://` engine fails this check, and testcontainers is built without TLS.)
 fn ping(host: &str) -> Result<()> {
     const REQUEST: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
@@ -110,7 +104,7 @@ fn ping(host: &str) -> Result<()> {
         stream.set_write_timeout(Some(budget))?;
         stream.write_all(REQUEST)?;
         stream.take(4096).read_to_end(&mut response)?;
-    } else if let Some(addr) = host.strip_prefix("tcp://") {
+    } else if let Some(addr) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
         let addr = addr.trim_end_matches('/');
         let addr = addr
             .to_socket_addrs()
@@ -223,7 +217,8 @@ pub(crate) fn start(spec: &ContainerSpec<'_>) -> Result<StartedContainer> {
         .recv()
         .map_err(|_| anyhow!("the container thread ended without a result"))?
         .with_context(|| format!("starting {} from image {}", spec.name, spec.image))?;
-    Ok(StartedContainer { id, endpoint, log_file, _cleanup: cleanup })
+    eprintln!("xstage-tests: started {} container {id} from {}", spec.name, spec.image);
+    Ok(StartedContainer { endpoint, log_file, _cleanup: cleanup })
 }
 
 fn docker_cli_present() -> bool {
@@ -238,7 +233,56 @@ fn docker_cli_present() -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::split_image;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+
+    use super::{ping, split_image};
+
+    /// A one-shot fake Docker engine on a Unix socket that answers with `reply`.
+    fn fake_engine(reply: &'static str) -> (tempfile_dir::Dir, String) {
+        let dir = tempfile_dir::Dir::new();
+        let path = dir.0.join("docker.sock");
+        let listener = UnixListener::bind(&path).expect("bind the fake socket");
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let mut request = [0u8; 256];
+                let _ = stream.read(&mut request);
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        (dir, format!("unix://{}", path.display()))
+    }
+
+    /// A directory removed on drop (Unix socket paths must be short, so not under target/).
+    mod tempfile_dir {
+        pub struct Dir(pub std::path::PathBuf);
+        impl Dir {
+            pub fn new() -> Self {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos());
+                let path = std::env::temp_dir()
+                    .join(format!("xstage-ping-{}-{nanos}", std::process::id()));
+                std::fs::create_dir_all(&path).expect("create a temp dir");
+                Dir(path)
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    #[test]
+    fn ping_accepts_only_a_200_answer() {
+        let (_dir, host) = fake_engine("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK");
+        ping(&host).expect("a 200 answer counts as a Docker engine");
+        let (_dir, host) = fake_engine("HTTP/1.0 400 Bad Request\r\n\r\n");
+        assert!(ping(&host).is_err());
+        assert!(ping("unix:///nonexistent/docker.sock").is_err());
+        assert!(ping("npipe:////./pipe/docker_engine").is_err());
+    }
 
     #[test]
     fn splits_image_references() {

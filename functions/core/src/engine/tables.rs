@@ -68,7 +68,7 @@ pub async fn parquet_table_with_filename(
     stage: &StageUrl,
     files: &[ObjectMeta],
 ) -> DfResult<Arc<dyn TableProvider>> {
-    let mut union = None;
+    let mut union: Option<datafusion::dataframe::DataFrame> = None;
     for meta in files {
         let name = super::files::relative(stage, meta).unwrap_or_default();
         let table = parquet_table(ctx, bucket, std::slice::from_ref(meta)).await?;

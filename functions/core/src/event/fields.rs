@@ -40,10 +40,6 @@ impl Fields {
         Ok(Self { at, entries })
     }
 
-    pub(crate) fn at(&self) -> &'static str {
-        self.at
-    }
-
     /// Removes the value under any of `names` (the first is the canonical name, the rest are
     /// synonyms). Giving two synonyms at once is an error. JSON `null` counts as absent.
     pub(crate) fn take(&mut self, names: &[&str]) -> Result<Option<(String, Value)>> {

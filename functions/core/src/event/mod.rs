@@ -241,7 +241,6 @@ fn parse_options(mut f: Fields) -> Result<Options> {
             "`options.max_rows` {max_rows} is above the limit of 1000000; results are capped at 5 MB anyway"
         )));
     }
-    let _ = f.at();
     Ok(Options { max_rows })
 }
 

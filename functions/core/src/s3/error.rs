@@ -18,7 +18,7 @@ pub fn map(failure: &AwsFailure, operation: &str, bucket: &str, key: &str) -> Fu
             ErrorKind::NoSuchBucket,
             format!("bucket {bucket} does not exist; check the stage URL and the connection's region/endpoint"),
         ),
-        (Some("NoSuchKey"), _) | (None, Some(404)) => (
+        (Some("NoSuchKey" | "NotFound"), _) | (None, Some(404)) => (
             ErrorKind::NotFound,
             "no such object; check the path after @stage (LIST @stage shows what exists)".to_string(),
         ),
@@ -67,6 +67,7 @@ mod tests {
         let cases = [
             (Some("NoSuchBucket"), 404, ErrorKind::NoSuchBucket),
             (Some("NoSuchKey"), 404, ErrorKind::NotFound),
+            (Some("NotFound"), 404, ErrorKind::NotFound),
             (None, 404, ErrorKind::NotFound),
             (Some("AccessDenied"), 403, ErrorKind::S3AccessDenied),
             (None, 403, ErrorKind::S3AccessDenied),

@@ -184,7 +184,9 @@ impl S3Store {
             let this = this.clone();
             let prefix = prefix.clone();
             async move {
-                let Some(token) = state else { return Ok(None) };
+                let Some(token) = state else {
+                    return Ok::<_, object_store::Error>(None);
+                };
                 let (objects, _, next) = this.list_page(&prefix, false, token).await?;
                 Ok(Some((stream::iter(objects.into_iter().map(Ok)), next.map(Some))))
             }

@@ -15,8 +15,9 @@
 //!
 //! It is ready when `GET /_localstack/health` reports `s3`, `sts` and `iam` as `available` or
 //! `running` (180 s at most; the error quotes the end of the log). Services load lazily on their
-//! first request: host-mode startup takes about 3–4 s on a 2-core machine, and the first S3 and
-//! STS calls about 3 s more each; loading them eagerly made startup slower overall.
+//! first request. Measured on a 2-core machine: host-mode startup takes about 2 s (3–4 s on a first
+//! run or a busy machine), and the first call to each service a few seconds more; `EAGER_SERVICE_LOADING=1` made startup take ~14 s, slower
+//! overall, so it is not used.
 //!
 //! # Scratch files
 //!
@@ -31,8 +32,9 @@
 //! no setting or `TMPDIR` changes it. Every instance on the machine creates
 //! `/tmp/localstack-s3-storage/<bucket>/` there and keeps objects as unnamed temporary files inside
 //! (in memory up to 512 KiB), so concurrent instances only collide when they use the same bucket
-//! name and one deletes that bucket (its `rmtree` takes the directory from under the other). Tests
-//! should use bucket names unique per run; the empty bucket directories stay behind.
+//! name and one deletes that bucket: its `rmtree` takes the directory from under the other, whose
+//! later large writes (or own DeleteBucket) then fail. Tests should use bucket names unique per
+//! run. The empty bucket directories stay behind after the instances are gone.
 
 use std::fs;
 use std::path::PathBuf;
@@ -60,6 +62,7 @@ static LOCALSTACK: OnceLock<Result<Emulator, String>> = OnceLock::new();
 
 /// The LocalStack of this test process, started on first call (blocking; fine inside
 /// `#[tokio::test]`). Panics with the reason if it cannot be provided.
+#[track_caller]
 pub fn localstack() -> &'static Emulator {
     shared(&LOCALSTACK, "LocalStack", start)
 }
@@ -67,7 +70,14 @@ pub fn localstack() -> &'static Emulator {
 fn start() -> Result<Emulator> {
     let begin = Instant::now();
     if let Some(endpoint) = env_var("XSTAGE_TEST_ENDPOINT") {
-        return Ok(Emulator::new("LocalStack", endpoint, "env", None, begin.elapsed(), Guard::None));
+        return Ok(Emulator::new(
+            "LocalStack",
+            endpoint,
+            "env",
+            None,
+            begin.elapsed(),
+            Guard::None,
+        ));
     }
     if container::docker_available() {
         let image = env_var("XSTAGE_LOCALSTACK_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
@@ -79,9 +89,13 @@ fn start() -> Result<Emulator> {
         })?;
         let endpoint = started.endpoint().to_owned();
         let log_file = started.log_file().to_owned();
-        wait_ready("LocalStack container", READY_TIMEOUT, None, Some(&log_file), || {
-            check_health(&endpoint)
-        })?;
+        wait_ready(
+            "LocalStack container",
+            READY_TIMEOUT,
+            None,
+            Some(&log_file),
+            || check_health(&endpoint),
+        )?;
         return Ok(Emulator::new(
             "LocalStack",
             endpoint,
@@ -121,9 +135,13 @@ fn start_process(begin: Instant) -> Result<Emulator> {
     let server = ServerProcess::spawn(&command)?;
     let endpoint = format!("http://127.0.0.1:{port}");
     let log_file = server.log_file().to_owned();
-    wait_ready("LocalStack", READY_TIMEOUT, Some(&server), Some(&log_file), || {
-        check_health(&endpoint)
-    })?;
+    wait_ready(
+        "LocalStack",
+        READY_TIMEOUT,
+        Some(&server),
+        Some(&log_file),
+        || check_health(&endpoint),
+    )?;
     Ok(Emulator::new(
         "LocalStack",
         endpoint,

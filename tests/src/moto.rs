@@ -41,8 +41,8 @@ use serde::Deserialize;
 
 use crate::process::container::{self, ContainerSpec};
 use crate::process::{
-    Emulator, Guard, ServerCommand, ServerProcess, cache_dir, env_var, free_port, http_get,
-    shared, wait_ready,
+    Emulator, Guard, ServerCommand, ServerProcess, cache_dir, env_var, free_port, http_get, shared,
+    wait_ready,
 };
 
 /// Default container image when Docker is used.
@@ -55,6 +55,7 @@ static MOTO: OnceLock<Result<Emulator, String>> = OnceLock::new();
 
 /// The moto server of this test process, started on first call (blocking; fine inside
 /// `#[tokio::test]`). Panics with the reason if it cannot be provided.
+#[track_caller]
 pub fn moto() -> &'static Emulator {
     shared(&MOTO, "moto", start)
 }
@@ -98,7 +99,14 @@ pub fn assume_role_calls(endpoint: &str) -> Result<Vec<AssumeRoleCall>> {
 fn start() -> Result<Emulator> {
     let begin = Instant::now();
     if let Some(endpoint) = env_var("XSTAGE_MOTO_ENDPOINT") {
-        return Ok(Emulator::new("moto", endpoint, "env", None, begin.elapsed(), Guard::None));
+        return Ok(Emulator::new(
+            "moto",
+            endpoint,
+            "env",
+            None,
+            begin.elapsed(),
+            Guard::None,
+        ));
     }
     if container::docker_available() {
         let image = env_var("XSTAGE_MOTO_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
@@ -110,9 +118,13 @@ fn start() -> Result<Emulator> {
         })?;
         let endpoint = started.endpoint().to_owned();
         let log_file = started.log_file().to_owned();
-        wait_ready("moto container", READY_TIMEOUT, None, Some(&log_file), || {
-            check_ready(&endpoint)
-        })?;
+        wait_ready(
+            "moto container",
+            READY_TIMEOUT,
+            None,
+            Some(&log_file),
+            || check_ready(&endpoint),
+        )?;
         return Ok(Emulator::new(
             "moto",
             endpoint,
@@ -141,7 +153,13 @@ fn start() -> Result<Emulator> {
     let server = ServerProcess::spawn(&command)?;
     let endpoint = format!("http://127.0.0.1:{port}");
     let log_file = server.log_file().to_owned();
-    wait_ready("moto", READY_TIMEOUT, Some(&server), Some(&log_file), || check_ready(&endpoint))?;
+    wait_ready(
+        "moto",
+        READY_TIMEOUT,
+        Some(&server),
+        Some(&log_file),
+        || check_ready(&endpoint),
+    )?;
     Ok(Emulator::new(
         "moto",
         endpoint,
@@ -155,5 +173,9 @@ fn start() -> Result<Emulator> {
 /// `Ok` when `GET /moto-api/` answers 200.
 pub fn check_ready(endpoint: &str) -> Result<()> {
     let (status, _) = http_get(&format!("{endpoint}/moto-api/"))?;
-    if status == 200 { Ok(()) } else { bail!("GET /moto-api/: HTTP {status}") }
+    if status == 200 {
+        Ok(())
+    } else {
+        bail!("GET /moto-api/: HTTP {status}")
+    }
 }

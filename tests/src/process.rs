@@ -10,8 +10,8 @@
 //! the test process (the *lifeline*). Only the test process holds the pipe's write end, so when
 //! it exits in any way — normal end, panic, `std::process::exit`, SIGKILL — the kernel closes the
 //! pipe, the supervisor reads end-of-file, sends SIGTERM to the whole group (the server and
-//! anything it started that stayed in the group), escalates to SIGKILL after 5 s (LocalStack
-//! 2026.3 in host mode often hangs in its shutdown), removes the
+//! anything it started that stayed in the group), sends SIGKILL to the server if it is still
+//! there after 5 s (LocalStack 2026.3 in host mode sometimes hangs in its shutdown), removes the
 //! server's scratch directory if one was given, and finally SIGKILLs the group, itself included.
 //! The group being separate also keeps a terminal's Ctrl-C away from the server: it is the
 //! closed lifeline that stops it.
@@ -97,7 +97,10 @@ impl Emulator {
 
     /// Writes a one-line summary to stderr (captured by the test harness unless `--nocapture`).
     pub(crate) fn announce(&self) {
-        let log = self.log_file.as_ref().map(|p| format!("; log {}", p.display()));
+        let log = self
+            .log_file
+            .as_ref()
+            .map(|p| format!("; log {}", p.display()));
         eprintln!(
             "xstage-tests: {} ({}) ready at {} after {:.1} s{}",
             self.name,
@@ -112,6 +115,7 @@ impl Emulator {
 /// Runs `start` once per process and returns its emulator; every later call, and every call after
 /// a failed start, gets the same result, so a broken emulator fails each test quickly with the
 /// original message instead of retrying a slow start.
+#[track_caller]
 pub(crate) fn shared(
     cell: &'static std::sync::OnceLock<Result<Emulator, String>>,
     name: &str,
@@ -191,13 +195,15 @@ impl ServerCommand {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
     /// Sets an environment variable for the server (on top of the test process's environment).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.envs.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self.envs
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
@@ -238,7 +244,11 @@ impl ServerProcess {
     pub fn on_exit(name: &str, program: &str, args: &[&str]) -> Result<Self> {
         let (log_file, log) = new_log_file(name)?;
         let mut sh = Command::new("/bin/sh");
-        sh.arg("-c").arg(ON_EXIT).arg(format!("xstage-{name}")).arg(program).args(args);
+        sh.arg("-c")
+            .arg(ON_EXIT)
+            .arg(format!("xstage-{name}"))
+            .arg(program)
+            .args(args);
         Self::launch(name, sh, log_file, log)
     }
 
@@ -251,7 +261,10 @@ impl ServerProcess {
             .process_group(0)
             .spawn()
             .context("spawning /bin/sh")?;
-        let lifeline = child.stdin.take().context("the supervisor's stdin is not a pipe")?;
+        let lifeline = child
+            .stdin
+            .take()
+            .context("the supervisor's stdin is not a pipe")?;
         Ok(ServerProcess {
             name: name.to_owned(),
             log_file,
@@ -338,7 +351,10 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
 /// until the server binds it).
 pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).context("binding 127.0.0.1:0")?;
-    Ok(listener.local_addr().context("reading the bound address")?.port())
+    Ok(listener
+        .local_addr()
+        .context("reading the bound address")?
+        .port())
 }
 
 /// Polls `probe` every 200 ms until it returns `Ok(())`, and returns how long that took.
@@ -354,7 +370,11 @@ pub fn wait_ready(
 ) -> Result<Duration> {
     let start = Instant::now();
     let tail = || match log_file {
-        Some(path) => format!("\n--- last lines of {} ---\n{}", path.display(), log_tail(path, 40)),
+        Some(path) => format!(
+            "\n--- last lines of {} ---\n{}",
+            path.display(),
+            log_tail(path, 40)
+        ),
         None => String::new(),
     };
     loop {
@@ -362,12 +382,19 @@ pub fn wait_ready(
             Ok(()) => return Ok(start.elapsed()),
             Err(e) => e,
         };
-        if let Some(status) = process.and_then(ServerProcess::exit_status) {
-            let name = process.map_or("server", |p| p.name.as_str());
-            bail!("{what}: the {name} process exited ({status}) before it was ready{}", tail());
+        if let Some(process) = process.filter(|p| p.exit_status().is_some()) {
+            // The supervisor's own status says nothing; the log has the server's.
+            bail!(
+                "{what}: the {} server exited before it was ready{}",
+                process.name,
+                tail()
+            );
         }
         if start.elapsed() >= timeout {
-            bail!("{what}: not ready after {timeout:?}; last check: {last:#}{}", tail());
+            bail!(
+                "{what}: not ready after {timeout:?}; last check: {last:#}{}",
+                tail()
+            );
         }
         thread::sleep(Duration::from_millis(200));
     }
@@ -381,7 +408,10 @@ pub fn http_get(url: &str) -> Result<(u16, String)> {
         .timeout_global(Some(Duration::from_secs(5)))
         .build()
         .into();
-    let mut response = agent.get(url).call().with_context(|| format!("GET {url}"))?;
+    let mut response = agent
+        .get(url)
+        .call()
+        .with_context(|| format!("GET {url}"))?;
     let status = response.status().as_u16();
     let body = response
         .body_mut()
@@ -396,20 +426,28 @@ pub fn http_get(url: &str) -> Result<(u16, String)> {
 pub fn http_get_json(url: &str) -> Result<serde_json::Value> {
     let (status, body) = http_get(url)?;
     if !(200..300).contains(&status) {
-        return Err(anyhow!("GET {url}: HTTP {status}: {}", body.chars().take(300).collect::<String>()));
+        return Err(anyhow!(
+            "GET {url}: HTTP {status}: {}",
+            body.chars().take(300).collect::<String>()
+        ));
     }
     serde_json::from_str(&body).with_context(|| format!("GET {url}: the body is not JSON"))
 }
 
 /// xstage's cache directory: `$XSTAGE_CACHE`, else `$HOME/.cache/xstage` (as in `scripts/env.sh`).
 pub fn cache_dir() -> PathBuf {
-    env_var("XSTAGE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
-        let home = env_var("HOME").unwrap_or_else(|| "/".to_owned());
-        Path::new(&home).join(".cache").join("xstage")
-    })
+    env_var("XSTAGE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = env_var("HOME").unwrap_or_else(|| "/".to_owned());
+            Path::new(&home).join(".cache").join("xstage")
+        })
 }
 
 /// Reads an environment variable, treating unset, empty and non-UTF-8 alike as absent.
 pub fn env_var(key: &str) -> Option<String> {
-    std::env::var(key).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    std::env::var(key)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }

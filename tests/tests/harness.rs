@@ -14,7 +14,9 @@ use xstage_tests::process::{ServerCommand, ServerProcess};
 
 /// A suffix unique to this run, for names that must not collide on a shared emulator.
 fn unique() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     format!("{}-{}", std::process::id(), nanos % 1_000_000_000)
 }
 
@@ -46,16 +48,29 @@ fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
 #[tokio::test]
 async fn both_emulators_are_up() {
     let ls = localstack();
-    eprintln!("LocalStack: {} ({}), ready after {:?}", ls.endpoint(), ls.kind(), ls.startup_time());
+    eprintln!(
+        "LocalStack: {} ({}), ready after {:?}",
+        ls.endpoint(),
+        ls.kind(),
+        ls.startup_time()
+    );
     assert!(!ls.endpoint().ends_with('/'));
     if ls.kind() != "env" {
         localstack::check_health(ls.endpoint()).expect("LocalStack health");
     }
 
     let mt = moto();
-    eprintln!("moto: {} ({}), ready after {:?}", mt.endpoint(), mt.kind(), mt.startup_time());
+    eprintln!(
+        "moto: {} ({}), ready after {:?}",
+        mt.endpoint(),
+        mt.kind(),
+        mt.startup_time()
+    );
     moto::check_ready(mt.endpoint()).expect("moto answers");
-    assert!(std::ptr::eq(mt, moto()), "moto() is shared within the process");
+    assert!(
+        std::ptr::eq(mt, moto()),
+        "moto() is shared within the process"
+    );
 }
 
 #[tokio::test]
@@ -73,11 +88,21 @@ async fn moto_records_the_external_id_of_assume_role() {
         .send()
         .await
         .expect("AssumeRole against moto");
-    assert!(out.credentials().is_some(), "AssumeRole returned credentials");
+    assert!(
+        out.credentials().is_some(),
+        "AssumeRole returned credentials"
+    );
 
     let calls = assume_role_calls(endpoint).expect("read moto's data.json");
-    let ours: Vec<_> = calls.iter().filter(|c| c.role_session_name == session).collect();
-    assert_eq!(ours.len(), 1, "exactly one recorded call for {session}: {calls:?}");
+    let ours: Vec<_> = calls
+        .iter()
+        .filter(|c| c.role_session_name == session)
+        .collect();
+    assert_eq!(
+        ours.len(),
+        1,
+        "exactly one recorded call for {session}: {calls:?}"
+    );
     assert_eq!(ours[0].external_id.as_deref(), Some(external_id.as_str()));
     assert_eq!(ours[0].role_arn, role_arn);
 }
@@ -86,11 +111,19 @@ async fn moto_records_the_external_id_of_assume_role() {
 async fn localstack_serves_s3() {
     let s3 = s3_client(localstack().endpoint());
     let bucket = format!("xstage-harness-{}", unique());
-    s3.create_bucket().bucket(&bucket).send().await.expect("CreateBucket");
+    s3.create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("CreateBucket");
     let listed = s3.list_buckets().send().await.expect("ListBuckets");
     let names: Vec<_> = listed.buckets().iter().filter_map(|b| b.name()).collect();
     assert!(names.contains(&bucket.as_str()), "{bucket} in {names:?}");
-    s3.delete_bucket().bucket(&bucket).send().await.expect("DeleteBucket");
+    s3.delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("DeleteBucket");
 }
 
 /// Tells [`lifeline_child`] how to end; unset in a normal run, where it does nothing.
@@ -102,16 +135,23 @@ const CHILD_MODE: &str = "XSTAGE_HARNESS_CHILD_MODE";
 #[test]
 #[ignore = "helper, run in a child process by supervised_children_die_with_the_test_process"]
 fn lifeline_child() {
-    let Ok(mode) = std::env::var(CHILD_MODE) else { return };
+    let Ok(mode) = std::env::var(CHILD_MODE) else {
+        return;
+    };
     let scratch = std::env::temp_dir().join(format!("xstage-lifeline-{}", unique()));
     std::fs::create_dir_all(&scratch).expect("create the scratch directory");
     // In "kill" mode the server ignores SIGTERM, so the supervisor has to escalate to SIGKILL.
-    let script = if mode == "kill" { "trap '' TERM; sleep 300 & sleep 300" } else { "sleep 300 & sleep 300" };
+    let script = if mode == "kill" {
+        "trap '' TERM; sleep 300 & sleep 300"
+    } else {
+        "sleep 300 & sleep 300"
+    };
     let command = ServerCommand::new("lifeline-check", "/bin/sh")
         .args(["-c", script])
         .remove_on_exit(&scratch);
-    let server: &'static ServerProcess =
-        Box::leak(Box::new(ServerProcess::spawn(&command).expect("spawn the server")));
+    let server: &'static ServerProcess = Box::leak(Box::new(
+        ServerProcess::spawn(&command).expect("spawn the server"),
+    ));
     std::thread::sleep(Duration::from_millis(300));
     println!("PGID {} SCRATCH {}", server.pgid(), scratch.display());
     match mode.as_str() {
@@ -119,7 +159,9 @@ fn lifeline_child() {
         "panic" => panic!("the test panics while its server runs"),
         "kill" => {
             // SIGKILL ourselves: no destructor, no atexit, nothing but the kernel closing fds.
-            let _ = Command::new("/bin/sh").args(["-c", "kill -s KILL $PPID"]).status();
+            let _ = Command::new("/bin/sh")
+                .args(["-c", "kill -s KILL $PPID"])
+                .status();
             std::thread::sleep(Duration::from_secs(30));
             unreachable!("still alive after SIGKILL");
         }
@@ -140,13 +182,21 @@ fn supervised_children_die_with_the_test_process() {
     let exe = std::env::current_exe().expect("path of this test binary");
     for mode in ["exit", "panic", "kill"] {
         let output = Command::new(&exe)
-            .args(["lifeline_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "lifeline_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_MODE, mode)
             .output()
             .expect("run the child test process");
         let stdout = String::from_utf8_lossy(&output.stdout);
         // libtest may print "test lifeline_child ... " on the same line first.
-        let line = stdout.lines().find_map(|l| l.split_once("PGID ").map(|(_, rest)| rest));
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("PGID ").map(|(_, rest)| rest));
         let line = line.unwrap_or_else(|| {
             panic!(
                 "{mode}: no PGID line; stdout:\n{stdout}\nstderr:\n{}",
@@ -160,7 +210,14 @@ fn supervised_children_die_with_the_test_process() {
         while (group_alive(pgid) || scratch.exists()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
-        assert!(!group_alive(pgid), "{mode}: process group {pgid} still alive");
-        assert!(!scratch.exists(), "{mode}: {} not removed", scratch.display());
+        assert!(
+            !group_alive(pgid),
+            "{mode}: process group {pgid} still alive"
+        );
+        assert!(
+            !scratch.exists(),
+            "{mode}: {} not removed",
+            scratch.display()
+        );
     }
 }

@@ -25,15 +25,19 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
-use testcontainers::core::logs::LogFrame;
 use testcontainers::core::IntoContainerPort;
+use testcontainers::core::logs::LogFrame;
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerRequest, GenericImage, ImageExt};
 
 use super::{ServerProcess, env_var, new_log_file};
 
-/// How long the Docker check may take in total.
+/// Timeout of each step (connect, send, receive) of the Docker check; an absent engine fails at
+/// once, a hung one within a few of these.
 const DOCKER_CHECK_BUDGET: Duration = Duration::from_secs(1);
+
+/// How long pulling the image and starting the container may take.
+const START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What to run: `image` like `localstack/localstack:4.14.0`, serving HTTP on `port` inside.
 pub(crate) struct ContainerSpec<'a> {
@@ -99,12 +103,16 @@ fn ping(host: &str) -> Result<()> {
     let budget = DOCKER_CHECK_BUDGET;
     let mut response = Vec::new();
     if let Some(path) = host.strip_prefix("unix://") {
-        let mut stream = UnixStream::connect(path).with_context(|| format!("connecting to {path}"))?;
+        let mut stream =
+            UnixStream::connect(path).with_context(|| format!("connecting to {path}"))?;
         stream.set_read_timeout(Some(budget))?;
         stream.set_write_timeout(Some(budget))?;
         stream.write_all(REQUEST)?;
         stream.take(4096).read_to_end(&mut response)?;
-    } else if let Some(addr) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
+    } else if let Some(addr) = host
+        .strip_prefix("tcp://")
+        .or_else(|| host.strip_prefix("http://"))
+    {
         let addr = addr.trim_end_matches('/');
         let addr = addr
             .to_socket_addrs()
@@ -139,7 +147,9 @@ fn split_image(image: &str) -> (&str, &str) {
 
 /// Starts `spec` and returns once Docker reports it started (not necessarily serving yet).
 pub(crate) fn start(spec: &ContainerSpec<'_>) -> Result<StartedContainer> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let label = format!("xstage-tests-{}-{}-{nanos}", spec.name, std::process::id());
 
     let cleanup = if docker_cli_present() {
@@ -179,7 +189,10 @@ pub(crate) fn start(spec: &ContainerSpec<'_>) -> Result<StartedContainer> {
     thread::Builder::new()
         .name(format!("xstage-{}-container", spec.name))
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(runtime) => runtime,
                 Err(e) => {
                     let _ = tx.send(Err(anyhow!(e).context("building a Tokio runtime")));
@@ -189,7 +202,10 @@ pub(crate) fn start(spec: &ContainerSpec<'_>) -> Result<StartedContainer> {
             runtime.block_on(async move {
                 let started = async {
                     let container = request.start().await.context("starting the container")?;
-                    let host = container.get_host().await.context("finding the Docker host")?;
+                    let host = container
+                        .get_host()
+                        .await
+                        .context("finding the Docker host")?;
                     let host_port = container
                         .get_host_port_ipv4(port.tcp())
                         .await
@@ -214,11 +230,25 @@ pub(crate) fn start(spec: &ContainerSpec<'_>) -> Result<StartedContainer> {
         .context("spawning the container thread")?;
 
     let (id, endpoint) = rx
-        .recv()
-        .map_err(|_| anyhow!("the container thread ended without a result"))?
+        .recv_timeout(START_TIMEOUT)
+        .map_err(|e| match e {
+            mpsc::RecvTimeoutError::Timeout => {
+                anyhow!("Docker did not start the container within {START_TIMEOUT:?}")
+            }
+            mpsc::RecvTimeoutError::Disconnected => {
+                anyhow!("the container thread ended without a result")
+            }
+        })?
         .with_context(|| format!("starting {} from image {}", spec.name, spec.image))?;
-    eprintln!("xstage-tests: started {} container {id} from {}", spec.name, spec.image);
-    Ok(StartedContainer { endpoint, log_file, _cleanup: cleanup })
+    eprintln!(
+        "xstage-tests: started {} container {id} from {}",
+        spec.name, spec.image
+    );
+    Ok(StartedContainer {
+        endpoint,
+        log_file,
+        _cleanup: cleanup,
+    })
 }
 
 fn docker_cli_present() -> bool {
@@ -239,9 +269,9 @@ mod tests {
     use super::{ping, split_image};
 
     /// A one-shot fake Docker engine on a Unix socket that answers with `reply`.
-    fn fake_engine(reply: &'static str) -> (tempfile_dir::Dir, String) {
-        let dir = tempfile_dir::Dir::new();
-        let path = dir.0.join("docker.sock");
+    fn fake_engine(reply: &'static str) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let path = dir.path().join("docker.sock");
         let listener = UnixListener::bind(&path).expect("bind the fake socket");
         std::thread::spawn(move || {
             if let Ok((mut stream, _)) = listener.accept() {
@@ -251,27 +281,6 @@ mod tests {
             }
         });
         (dir, format!("unix://{}", path.display()))
-    }
-
-    /// A directory removed on drop (Unix socket paths must be short, so not under target/).
-    mod tempfile_dir {
-        pub struct Dir(pub std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Self {
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let path = std::env::temp_dir()
-                    .join(format!("xstage-ping-{}-{nanos}", std::process::id()));
-                std::fs::create_dir_all(&path).expect("create a temp dir");
-                Dir(path)
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     #[test]
@@ -286,9 +295,21 @@ mod tests {
 
     #[test]
     fn splits_image_references() {
-        assert_eq!(split_image("localstack/localstack:4.14.0"), ("localstack/localstack", "4.14.0"));
-        assert_eq!(split_image("motoserver/moto"), ("motoserver/moto", "latest"));
-        assert_eq!(split_image("localhost:5000/moto"), ("localhost:5000/moto", "latest"));
-        assert_eq!(split_image("localhost:5000/moto:5.2.5"), ("localhost:5000/moto", "5.2.5"));
+        assert_eq!(
+            split_image("localstack/localstack:4.14.0"),
+            ("localstack/localstack", "4.14.0")
+        );
+        assert_eq!(
+            split_image("motoserver/moto"),
+            ("motoserver/moto", "latest")
+        );
+        assert_eq!(
+            split_image("localhost:5000/moto"),
+            ("localhost:5000/moto", "latest")
+        );
+        assert_eq!(
+            split_image("localhost:5000/moto:5.2.5"),
+            ("localhost:5000/moto", "5.2.5")
+        );
     }
 }

@@ -6,13 +6,20 @@ use datafusion::error::DataFusionError;
 use crate::error::{ErrorKind, FunctionError};
 use crate::s3::IoStats;
 
-/// Maps a failure of planning or running the query. `files` names what was read.
-pub fn map(err: DataFusionError, stats: &IoStats, files: &[String]) -> FunctionError {
+/// Maps a failure of planning or running the query. `files` names what was read; `tables`
+/// pairs each generated table name with the location it stands for, so messages show the
+/// user's `@stage/path` rather than `__xstage_0`.
+pub fn map(
+    err: DataFusionError,
+    stats: &IoStats,
+    files: &[String],
+    tables: &[(String, String)],
+) -> FunctionError {
     if let Some(s3) = stats.first_error() {
         return s3;
     }
     let root = err.find_root();
-    let detail = root.to_string();
+    let detail = humanize(&root.to_string(), tables);
     let what = match files {
         [] => "the stage".to_string(),
         [one] => one.clone(),
@@ -63,6 +70,21 @@ pub fn map(err: DataFusionError, stats: &IoStats, files: &[String]) -> FunctionE
     }
 }
 
+/// Generated table names back to what the user wrote, and DataFusion's repeated prefixes
+/// folded. Longer names first, so `__xstage_10` is not read as `__xstage_1`.
+fn humanize(message: &str, tables: &[(String, String)]) -> String {
+    let mut out = message.replace("Parquet error: Parquet error: ", "Parquet error: ");
+    let mut tables: Vec<&(String, String)> = tables.iter().collect();
+    tables.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
+    for (name, written) in tables {
+        out = out
+            .replace(&format!("'{name}."), "'")
+            .replace(&format!("{name}."), "")
+            .replace(name.as_str(), written);
+    }
+    out
+}
+
 fn is_parquet_arrow_error(e: &arrow::error::ArrowError) -> bool {
     match e {
         arrow::error::ArrowError::ParquetError(_) => true,
@@ -76,4 +98,22 @@ fn is_parquet_arrow_error(e: &arrow::error::ArrowError) -> bool {
 fn looks_like_parquet(msg: &str) -> bool {
     let m = msg.to_ascii_lowercase();
     m.contains("parquet") || m.contains("footer") || m.contains("thrift")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_show_what_the_user_wrote() {
+        let tables = vec![
+            ("__xstage_1".to_string(), "@s/b.parquet".to_string()),
+            ("__xstage_10".to_string(), "@s/k.parquet".to_string()),
+        ];
+        assert_eq!(
+            humanize("No field named nope. Did you mean '__xstage_1.name'?", &tables),
+            "No field named nope. Did you mean 'name'?"
+        );
+        assert_eq!(humanize("table __xstage_10 is empty", &tables), "table @s/k.parquet is empty");
+    }
 }

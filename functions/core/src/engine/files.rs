@@ -69,13 +69,18 @@ pub async fn resolve(
     }
     found.sort_by(|a, b| a.location.cmp(&b.location));
     if found.is_empty() && !listing_only {
-        return Err(FunctionError::new(
-            ErrorKind::NotFound,
-            format!(
-                "{} matches no object under {stage}{}; LIST @stage shows what exists",
-                location.written, list_prefix
+        let message = match &location.selection {
+            Selection::Path(p) if location.pattern.is_none() => format!(
+                "{}: there is no object {stage}{p} and no files under {stage}{list_prefix}; \
+                 LIST @stage shows what exists",
+                location.written
             ),
-        ));
+            _ => format!(
+                "{} matches no object under {stage}{list_prefix}; LIST @stage shows what exists",
+                location.written
+            ),
+        };
+        return Err(FunctionError::new(ErrorKind::NotFound, message));
     }
     Ok(found)
 }

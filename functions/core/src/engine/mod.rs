@@ -8,6 +8,7 @@
 
 mod error;
 mod files;
+mod footer;
 mod tables;
 
 use std::collections::BTreeSet;
@@ -22,7 +23,7 @@ use crate::error::{FunctionError, Result};
 use crate::event::Stage;
 use crate::result::{RowWriter, Stats};
 use crate::s3::{IoStats, S3Store, key_of};
-use crate::sql::{Statement, StageRef, TableSource, uses_filename_column};
+use crate::sql::{Statement, StageRef, TableSource, has_filter, uses_filename_column};
 use crate::stage::Location;
 
 pub use files::store_error;
@@ -38,6 +39,8 @@ pub struct Plan {
     sql: String,
     tables: Vec<(String, Source)>,
     with_filename: bool,
+    /// Whether the query filters, so page statistics (the column index) may prune pages.
+    filters: bool,
 }
 
 #[derive(Debug)]
@@ -45,6 +48,14 @@ enum Source {
     Files(Location),
     InferSchema(Location),
     List(Location),
+}
+
+impl Source {
+    fn location(&self) -> &Location {
+        match self {
+            Source::Files(l) | Source::InferSchema(l) | Source::List(l) => l,
+        }
+    }
 }
 
 impl Plan {
@@ -63,6 +74,7 @@ impl Plan {
                 sql: "SELECT * FROM __xstage_list ORDER BY name".into(),
                 tables: vec![("__xstage_list".into(), Source::List(resolve(&r)?))],
                 with_filename: false,
+                filters: false,
             },
             Statement::Query { sql, tables } => Plan {
                 tables: tables
@@ -78,6 +90,7 @@ impl Plan {
                     })
                     .collect::<Result<_>>()?,
                 with_filename: uses_filename_column(query),
+                filters: has_filter(query),
                 sql,
             },
         })
@@ -114,12 +127,15 @@ pub async fn run(
         .map_err(|e| FunctionError::internal(format!("bucket URL: {e}")))?;
     ctx.register_object_store(&bucket_url, Arc::new(store.clone()));
 
+    let written: Vec<(String, String)> = plan
+        .tables
+        .iter()
+        .map(|(name, source)| (name.clone(), source.location().written.clone()))
+        .collect();
     let mut read: BTreeSet<String> = BTreeSet::new();
     for (name, source) in &plan.tables {
-        let (location, listing_only) = match source {
-            Source::Files(l) | Source::InferSchema(l) => (l, false),
-            Source::List(l) => (l, true),
-        };
+        let location = source.location();
+        let listing_only = matches!(source, Source::List(_));
         let metas: Vec<ObjectMeta> =
             files::resolve(&store, stats, &stage.url, location, listing_only).await?;
         let names: Vec<String> = metas
@@ -127,6 +143,9 @@ pub async fn run(
             .filter_map(|m| key_of(&m.location).ok())
             .map(|k| format!("s3://{}/{k}", stage.url.bucket()))
             .collect();
+        if !listing_only {
+            footer::prime(&ctx, &store, stats, &metas, METADATA_SIZE_HINT, plan.filters).await?;
+        }
         let table = match source {
             Source::Files(_) if plan.with_filename => {
                 tables::parquet_table_with_filename(&ctx, stage.url.bucket(), &stage.url, &metas).await
@@ -135,7 +154,7 @@ pub async fn run(
             Source::InferSchema(_) => tables::infer_schema_table(&ctx, &store, &stage.url, &metas).await,
             Source::List(_) => tables::list_table(&stage.url, &metas),
         }
-        .map_err(|e| error::map(e, stats, &names))?;
+        .map_err(|e| error::map(e, stats, &names, &written))?;
         if !matches!(source, Source::List(_)) {
             read.extend(names);
         }
@@ -143,7 +162,7 @@ pub async fn run(
             .map_err(|e| FunctionError::internal(format!("registering {name}: {e}")))?;
     }
     let files: Vec<String> = read.into_iter().collect();
-    let fail = |e| error::map(e, stats, &files);
+    let fail = |e| error::map(e, stats, &files, &written);
 
     let options = SQLOptions::new()
         .with_allow_ddl(false)

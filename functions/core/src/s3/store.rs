@@ -197,6 +197,7 @@ impl S3Store {
 
     async fn get_key(&self, key: &str, options: &GetOptions) -> object_store::Result<GetResult> {
         let range = options.range.as_ref().map(http_range).transpose()?;
+        tracing::debug!(bucket = %self.bucket, key, range = range.as_deref().unwrap_or("all"), "GetObject");
         self.stats.request(Request::Get);
         let mut req = self
             .client

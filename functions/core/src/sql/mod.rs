@@ -63,6 +63,11 @@ pub fn uses_filename_column(sql: &str) -> bool {
     })
 }
 
+/// Whether the query has a WHERE or a join condition, whose predicates may prune pages.
+pub fn has_filter(sql: &str) -> bool {
+    lex(sql).is_ok_and(|tokens| tokens.iter().any(|t| t.is_word("WHERE") || t.is_word("ON")))
+}
+
 /// Databend's file-name pseudo-column, as DataFusion sees it (unquoted names are lower-cased).
 pub const FILENAME_COLUMN: &str = "metadata$filename";
 

@@ -97,7 +97,13 @@ impl Location {
                 RegexBuilder::new(p)
                     .size_limit(1 << 20)
                     .build()
-                    .map_err(|e| invalid(format!("PATTERN {} is not a valid regex: {e}", quote(p))))
+                    .map_err(|e| {
+                        FunctionError::invalid_query(format!(
+                            "PATTERN {} of {} is not a valid regex: {e}",
+                            quote(p),
+                            quote(&written)
+                        ))
+                    })
             })
             .transpose()?;
         Ok(Self {

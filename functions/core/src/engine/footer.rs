@@ -1,0 +1,168 @@
+//! Parquet footers read once per file, with one suffix GET, and handed to DataFusion's
+//! metadata cache so neither planning nor execution reads them again.
+//!
+//! DataFusion alone loads the whole page index while planning (a second GET per file), which
+//! a `count(*)` answered from the footer does not need. Here the offset index (for reading
+//! just the pages a LIMIT needs) and the column index (for page pruning) are decoded when
+//! they already lie in the bytes fetched; the column index is fetched separately only for
+//! queries that filter. A column index left out is recorded as absent, which DataFusion reads
+//! as "no page statistics", never as a reason to fetch.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
+use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
+use object_store::{ObjectMeta, ObjectStoreExt};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+
+use crate::error::{ErrorKind, FunctionError, Result};
+use crate::s3::{IoStats, S3Store, key_of};
+
+/// A footer (metadata plus page indexes) larger than this is refused as corrupt or hostile.
+pub const MAX_FOOTER_BYTES: usize = 64 * 1024 * 1024;
+/// Footers fetched at once.
+const CONCURRENCY: usize = 8;
+
+/// Loads the footers of `files` and primes DataFusion's metadata cache with them.
+pub async fn prime(
+    ctx: &SessionContext,
+    store: &S3Store,
+    stats: &IoStats,
+    files: &[ObjectMeta],
+    hint: usize,
+    want_column_index: bool,
+) -> Result<()> {
+    let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
+    let loaded: Vec<(ObjectMeta, ParquetMetaData)> = futures::stream::iter(files.iter().cloned())
+        .map(|meta| async move {
+            let metadata = load(store, stats, &meta, hint, want_column_index).await?;
+            Ok::<_, FunctionError>((meta, metadata))
+        })
+        .buffered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    for (meta, metadata) in loaded {
+        let entry = CachedFileMetadataEntry::new(
+            meta.clone(),
+            Arc::new(CachedParquetMetaData::new(Arc::new(metadata))),
+        );
+        cache.put(&meta.location, entry);
+    }
+    Ok(())
+}
+
+/// One file's metadata: footer, offset index, and the column index when wanted or free.
+pub async fn load(
+    store: &S3Store,
+    stats: &IoStats,
+    meta: &ObjectMeta,
+    hint: usize,
+    want_column_index: bool,
+) -> Result<ParquetMetaData> {
+    let key = key_of(&meta.location).unwrap_or_default();
+    let name = format!("s3://{}/{key}", store.bucket());
+    let invalid = |why: String| {
+        FunctionError::new(
+            ErrorKind::InvalidParquet,
+            format!("{name} is not a readable Parquet file: {why}"),
+        )
+    };
+    let size = meta.size;
+    if size < 12 {
+        return Err(invalid(format!(
+            "it is {size} bytes, smaller than the smallest Parquet file"
+        )));
+    }
+    let mut tail = fetch_tail(store, stats, meta, hint as u64).await?;
+
+    // The footer: grow the tail until the metadata fits.
+    let mut reader = ParquetMetaDataReader::new();
+    loop {
+        match reader.try_parse_sized(&tail, size) {
+            Ok(()) => break,
+            Err(ParquetError::NeedMoreData(needed)) if needed > MAX_FOOTER_BYTES => {
+                return Err(invalid(format!(
+                    "its footer claims {needed} bytes, more than the {MAX_FOOTER_BYTES}-byte limit"
+                )));
+            }
+            Err(ParquetError::NeedMoreData(needed)) if needed as u64 > tail.len() as u64 => {
+                tail = fetch_tail(store, stats, meta, needed as u64).await?;
+            }
+            Err(e) => return Err(invalid(e.to_string())),
+        }
+    }
+    let footer = reader.finish().map_err(|e| invalid(e.to_string()))?;
+
+    // Page indexes: what the tail already holds costs nothing.
+    let column_policy = |free_only: bool| {
+        if want_column_index || !free_only { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip }
+    };
+    let attempt = |bytes: &Bytes, column: PageIndexPolicy| {
+        let mut r = ParquetMetaDataReader::new_with_metadata(footer.clone())
+            .with_offset_index_policy(PageIndexPolicy::Optional)
+            .with_column_index_policy(column);
+        r.read_page_indexes_sized(bytes, size).and_then(|()| r.finish())
+    };
+    let with_indexes = match attempt(&tail, column_policy(false)) {
+        Ok(m) => m,
+        Err(ParquetError::NeedMoreData(_)) if !want_column_index => {
+            match attempt(&tail, PageIndexPolicy::Skip) {
+                Ok(m) => m,
+                Err(ParquetError::NeedMoreData(needed)) => {
+                    let more = fetch_for_index(store, stats, meta, needed, &invalid).await?;
+                    attempt(&more, PageIndexPolicy::Skip).map_err(|e| invalid(e.to_string()))?
+                }
+                Err(e) => return Err(invalid(e.to_string())),
+            }
+        }
+        Err(ParquetError::NeedMoreData(needed)) => {
+            let more = fetch_for_index(store, stats, meta, needed, &invalid).await?;
+            attempt(&more, column_policy(true)).map_err(|e| invalid(e.to_string()))?
+        }
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    Ok(mark_missing_column_index(with_indexes))
+}
+
+async fn fetch_for_index(
+    store: &S3Store,
+    stats: &IoStats,
+    meta: &ObjectMeta,
+    needed: usize,
+    invalid: &impl Fn(String) -> FunctionError,
+) -> Result<Bytes> {
+    if needed > MAX_FOOTER_BYTES {
+        return Err(invalid(format!(
+            "its page index needs {needed} bytes, more than the {MAX_FOOTER_BYTES}-byte limit"
+        )));
+    }
+    fetch_tail(store, stats, meta, needed as u64).await
+}
+
+/// The last `len` bytes of the object (all of it if smaller).
+async fn fetch_tail(store: &S3Store, stats: &IoStats, meta: &ObjectMeta, len: u64) -> Result<Bytes> {
+    let start = meta.size.saturating_sub(len);
+    store
+        .get_range(&meta.location, start..meta.size)
+        .await
+        .map_err(|e| super::files::store_error(e, stats))
+}
+
+/// With an offset index but no column index, record every column index as absent, so
+/// DataFusion treats the page index as loaded instead of fetching it.
+fn mark_missing_column_index(metadata: ParquetMetaData) -> ParquetMetaData {
+    if metadata.offset_index().is_none() || metadata.column_index().is_some() {
+        return metadata;
+    }
+    let none: Vec<Vec<ColumnIndexMetaData>> = metadata
+        .row_groups()
+        .iter()
+        .map(|rg| vec![ColumnIndexMetaData::NONE; rg.num_columns()])
+        .collect();
+    metadata.into_builder().set_column_index(Some(none)).build()
+}

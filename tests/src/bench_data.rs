@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray, StringDictionaryBuilder,
-    TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, StringArray,
+    StringDictionaryBuilder, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Int8Type, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -18,7 +18,7 @@ impl Rng {
         Self(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -29,7 +29,7 @@ impl Rng {
     fn text(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
         (0..len)
-            .map(|_| ALPHABET[(self.next() % ALPHABET.len() as u64) as usize] as char)
+            .map(|_| ALPHABET[(self.next_u64() % ALPHABET.len() as u64) as usize] as char)
             .collect()
     }
 }
@@ -37,7 +37,11 @@ impl Rng {
 pub fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
-        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("user_id", DataType::Int64, false),
         Field::new(
             "category",
@@ -57,37 +61,48 @@ pub fn schema() -> Arc<Schema> {
 
 /// Rows `start..start + len`.
 pub fn batch(rng: &mut Rng, start: i64, len: usize) -> RecordBatch {
-    const CATEGORIES: [&str; 8] = ["books", "games", "garden", "tools", "music", "food", "toys", "sport"];
+    const CATEGORIES: [&str; 8] = [
+        "books", "games", "garden", "tools", "music", "food", "toys", "sport",
+    ];
     let ids: Vec<i64> = (start..start + len as i64).collect();
     let mut category = StringDictionaryBuilder::<Int8Type>::new();
-    let mut cols: (Vec<i64>, Vec<i64>, Vec<f64>, Vec<i32>, Vec<bool>, Vec<String>, Vec<f64>, Vec<f64>, Vec<i32>, Vec<String>) =
-        Default::default();
+    let n = ids.len();
+    let mut ts = Vec::with_capacity(n);
+    let mut user_id = Vec::with_capacity(n);
+    let mut amount = Vec::with_capacity(n);
+    let mut quantity = Vec::with_capacity(n);
+    let mut flag = Vec::with_capacity(n);
+    let mut name = Vec::with_capacity(n);
+    let mut lat = Vec::with_capacity(n);
+    let mut lon = Vec::with_capacity(n);
+    let mut code = Vec::with_capacity(n);
+    let mut note = Vec::with_capacity(n);
     for id in &ids {
-        cols.0.push(1_700_000_000_000_000 + id * 1_000_000);
-        cols.1.push((rng.next() % 1_000_000) as i64);
-        category.append_value(CATEGORIES[(rng.next() % 8) as usize]);
-        cols.2.push((rng.next() % 1_000_000) as f64 / 100.0);
-        cols.3.push((rng.next() % 100) as i32);
-        cols.4.push(rng.next() % 2 == 0);
-        cols.5.push(rng.text(16));
-        cols.6.push((rng.next() % 180_000_000) as f64 / 1e6 - 90.0);
-        cols.7.push((rng.next() % 360_000_000) as f64 / 1e6 - 180.0);
-        cols.8.push(rng.next() as i32);
-        cols.9.push(rng.text(24));
+        ts.push(1_700_000_000_000_000 + id * 1_000_000);
+        user_id.push((rng.next_u64() % 1_000_000) as i64);
+        category.append_value(CATEGORIES[(rng.next_u64() % 8) as usize]);
+        amount.push((rng.next_u64() % 1_000_000) as f64 / 100.0);
+        quantity.push((rng.next_u64() % 100) as i32);
+        flag.push(rng.next_u64().is_multiple_of(2));
+        name.push(rng.text(16));
+        lat.push((rng.next_u64() % 180_000_000) as f64 / 1e6 - 90.0);
+        lon.push((rng.next_u64() % 360_000_000) as f64 / 1e6 - 180.0);
+        code.push(rng.next_u64() as i32);
+        note.push(rng.text(32));
     }
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(ids)),
-        Arc::new(TimestampMicrosecondArray::from(cols.0).with_timezone("UTC")),
-        Arc::new(Int64Array::from(cols.1)),
+        Arc::new(TimestampMicrosecondArray::from(ts).with_timezone("UTC")),
+        Arc::new(Int64Array::from(user_id)),
         Arc::new(category.finish()),
-        Arc::new(Float64Array::from(cols.2)),
-        Arc::new(Int32Array::from(cols.3)),
-        Arc::new(BooleanArray::from(cols.4)),
-        Arc::new(StringArray::from(cols.5)),
-        Arc::new(Float64Array::from(cols.6)),
-        Arc::new(Float64Array::from(cols.7)),
-        Arc::new(Int32Array::from(cols.8)),
-        Arc::new(StringArray::from(cols.9)),
+        Arc::new(Float64Array::from(amount)),
+        Arc::new(Int32Array::from(quantity)),
+        Arc::new(BooleanArray::from(flag)),
+        Arc::new(StringArray::from(name)),
+        Arc::new(Float64Array::from(lat)),
+        Arc::new(Float64Array::from(lon)),
+        Arc::new(Int32Array::from(code)),
+        Arc::new(StringArray::from(note)),
     ];
     RecordBatch::try_new(schema(), columns).expect("benchmark batch")
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array,
-    Int64Array, ListBuilder, MapBuilder, StringArray, StringBuilder, StructArray,
-    TimestampMicrosecondArray, Int32Builder,
+    Int32Builder, Int64Array, ListBuilder, MapBuilder, StringArray, StringBuilder, StructArray,
+    TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema};
 use arrow::record_batch::RecordBatch;
@@ -18,7 +18,11 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde_json::{Value, json};
 
 /// Writes batches as one Parquet file with page statistics (column and offset index).
-pub fn write_parquet(batches: &[RecordBatch], compression: Compression, row_group_size: usize) -> Bytes {
+pub fn write_parquet(
+    batches: &[RecordBatch],
+    compression: Compression,
+    row_group_size: usize,
+) -> Bytes {
     let props = WriterProperties::builder()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(row_group_size))
@@ -84,7 +88,9 @@ pub fn people_batch(rows: &[Person]) -> RecordBatch {
         schema,
         vec![
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.id))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.name.clone()))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.name.clone()),
+            )),
             Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.age))),
             Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.score))),
             Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.active)))),
@@ -142,10 +148,18 @@ pub fn sales_batch(rows: &[Sale]) -> RecordBatch {
     RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.region.clone()))),
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.product.clone()))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.quantity))),
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.price_cents))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.region.clone()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.product.clone()),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.quantity),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.price_cents),
+            )),
         ],
     )
     .expect("sales batch")
@@ -216,7 +230,10 @@ pub fn types_batch() -> (RecordBatch, Vec<Value>) {
             Arc::new(TimestampMicrosecondArray::from(vec![ts_utc, 0]).with_timezone("UTC")),
         ),
         ("day", Arc::new(Date32Array::from(vec![19_675, 0]))),
-        ("raw", Arc::new(BinaryArray::from(vec![Some(&b"\x00\xffhi"[..]), None]))),
+        (
+            "raw",
+            Arc::new(BinaryArray::from(vec![Some(&b"\x00\xffhi"[..]), None])),
+        ),
         ("tags", Arc::new(list)),
         ("point", Arc::new(point)),
         ("attrs", Arc::new(map)),

@@ -64,7 +64,13 @@ pub struct Admin {
 impl Admin {
     pub async fn new(endpoint: &str, account: &str, region: &str) -> Self {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .credentials_provider(Credentials::new(account, "test", None, None, "xstage-tests"))
+            .credentials_provider(Credentials::new(
+                account,
+                "test",
+                None,
+                None,
+                "xstage-tests",
+            ))
             .region(aws_config::Region::new(region.to_string()))
             .endpoint_url(endpoint)
             .load()
@@ -92,7 +98,8 @@ impl Admin {
             Ok(_) => Ok(()),
             Err(e) => {
                 let text = format!("{e:?}");
-                if text.contains("BucketAlreadyOwnedByYou") || text.contains("BucketAlreadyExists") {
+                if text.contains("BucketAlreadyOwnedByYou") || text.contains("BucketAlreadyExists")
+                {
                     Ok(())
                 } else {
                     Err(e).with_context(|| format!("creating bucket {bucket}"))

@@ -8,19 +8,27 @@ pub fn render(response: &Value) -> String {
         .as_array()
         .map(|cols| {
             cols.iter()
-                .map(|c| format!("{}", c["name"].as_str().unwrap_or("?")))
+                .map(|c| c["name"].as_str().unwrap_or("?").to_string())
                 .collect()
         })
         .unwrap_or_default();
     let types: Vec<String> = response["schema"]
         .as_array()
-        .map(|cols| cols.iter().map(|c| c["type"].as_str().unwrap_or("").to_string()).collect())
+        .map(|cols| {
+            cols.iter()
+                .map(|c| c["type"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default();
     let rows: Vec<Vec<String>> = response["rows"]
         .as_array()
         .map(|rows| {
             rows.iter()
-                .map(|r| r.as_array().map(|cells| cells.iter().map(cell).collect()).unwrap_or_default())
+                .map(|r| {
+                    r.as_array()
+                        .map(|cells| cells.iter().map(cell).collect())
+                        .unwrap_or_default()
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -63,8 +71,15 @@ pub fn render(response: &Value) -> String {
     }
     out.push_str(&line('└', '┴', '┘'));
     let count = response["row_count"].as_u64().unwrap_or(rows.len() as u64);
-    let truncated = if response["truncated"] == Value::Bool(true) { " (truncated)" } else { "" };
-    out.push_str(&format!("{count} row{}{truncated}\n", if count == 1 { "" } else { "s" }));
+    let truncated = if response["truncated"] == Value::Bool(true) {
+        " (truncated)"
+    } else {
+        ""
+    };
+    out.push_str(&format!(
+        "{count} row{}{truncated}\n",
+        if count == 1 { "" } else { "s" }
+    ));
     out
 }
 

@@ -48,9 +48,14 @@ async fn world() -> &'static World {
         .get_or_init(|| async {
             let endpoint = localstack::localstack().endpoint().to_string();
             let people = fixtures::people(SEED_ROWS);
-            let test_parquet =
-                fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 20);
-            let admin = seed::seed(&endpoint, test_parquet.clone()).await.expect("seed");
+            let test_parquet = fixtures::write_parquet(
+                &[fixtures::people_batch(&people)],
+                Compression::SNAPPY,
+                20,
+            );
+            let admin = seed::seed(&endpoint, test_parquet.clone())
+                .await
+                .expect("seed");
             let put = |key: String, body: Bytes| {
                 let admin: Admin = admin.clone();
                 async move {
@@ -62,18 +67,34 @@ async fn world() -> &'static World {
             };
             let sales = fixtures::sales(SALES_PARTS, SALES_ROWS);
             for (i, part) in sales.iter().enumerate() {
-                let body = fixtures::write_parquet(&[fixtures::sales_batch(part)], Compression::ZSTD(Default::default()), 100);
+                let body = fixtures::write_parquet(
+                    &[fixtures::sales_batch(part)],
+                    Compression::ZSTD(Default::default()),
+                    100,
+                );
                 put(format!("sales/2024/part-{i}.parquet"), body).await;
             }
             put("sales/2024/_SUCCESS".into(), Bytes::from_static(b"")).await;
-            put("sales/readme.txt".into(), Bytes::from_static(b"not parquet")).await;
+            put(
+                "sales/readme.txt".into(),
+                Bytes::from_static(b"not parquet"),
+            )
+            .await;
             for (name, codec) in fixtures::codecs() {
                 let body = fixtures::write_parquet(&[fixtures::people_batch(&people)], codec, 16);
                 put(format!("codecs/{name}.parquet"), body).await;
             }
             let (types, types_expected) = fixtures::types_batch();
-            put("types.parquet".into(), fixtures::write_parquet(&[types], Compression::SNAPPY, 10)).await;
-            put("bad/not-parquet.parquet".into(), Bytes::from_static(b"hello, this is CSV,1,2,3\n")).await;
+            put(
+                "types.parquet".into(),
+                fixtures::write_parquet(&[types], Compression::SNAPPY, 10),
+            )
+            .await;
+            put(
+                "bad/not-parquet.parquet".into(),
+                Bytes::from_static(b"hello, this is CSV,1,2,3\n"),
+            )
+            .await;
             let half = test_parquet.slice(0..test_parquet.len() / 2);
             put("bad/truncated.parquet".into(), half).await;
             // Outside the stage prefix: must never be readable through the stage.
@@ -129,13 +150,26 @@ fn seed_flow_returns_the_first_row() {
         assert_eq!(v["row_count"], 1);
         assert_eq!(rows(&v), &vec![w.people[0].json()]);
         assert_eq!(v["truncated"], false);
-        let names: Vec<&str> = v["schema"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = v["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["id", "name", "age", "score", "active"]);
         assert_eq!(v["schema"][0]["type"], "BIGINT");
         assert_eq!(v["stats"]["files"], 1);
-        assert!(v["stats"]["s3_requests"].as_u64().unwrap() >= 2, "{}", v["stats"]);
+        assert!(
+            v["stats"]["s3_requests"].as_u64().unwrap() >= 2,
+            "{}",
+            v["stats"]
+        );
         let bytes = v["stats"]["bytes_read"].as_u64().unwrap();
-        assert!(bytes > 0 && bytes <= w.test_parquet.len() as u64 * 2, "{}", v["stats"]);
+        assert!(
+            bytes > 0 && bytes <= w.test_parquet.len() as u64 * 2,
+            "{}",
+            v["stats"]
+        );
     })
 }
 
@@ -146,9 +180,15 @@ fn credentials_are_cached_per_role_and_external_id() {
         let first = query("SELECT count(*) FROM @databend_test/test.parquet").await;
         let second = query("SELECT count(*) FROM @databend_test/test.parquet").await;
         assert_eq!(rows(&first), &vec![json!([SEED_ROWS])]);
-        assert_eq!(second["stats"]["sts_calls"], 0, "a warm process reuses credentials");
+        assert_eq!(
+            second["stats"]["sts_calls"], 0,
+            "a warm process reuses credentials"
+        );
         // Another ExternalId is another cache key: STS is called again.
-        let mut event = seed::seed_event(&w.endpoint, "SELECT 1 AS one FROM @databend_test/test.parquet LIMIT 1");
+        let mut event = seed::seed_event(
+            &w.endpoint,
+            "SELECT 1 AS one FROM @databend_test/test.parquet LIMIT 1",
+        );
         event["connection"]["external_id"] = json!("another-external-id");
         let other = run(event).await.expect("other external id");
         assert_eq!(other["stats"]["sts_calls"], 1);
@@ -160,27 +200,46 @@ fn moto_records_the_external_id_and_session_name_sent() {
     block_on(async {
         let endpoint = moto::moto().endpoint().to_string();
         let people = fixtures::people(5);
-        let body = fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 5);
+        let body =
+            fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 5);
         seed::seed(&endpoint, body).await.expect("seed moto");
-        let mut event = seed::seed_event(&endpoint, "SELECT * FROM @databend_test/test.parquet LIMIT 1");
+        let mut event = seed::seed_event(
+            &endpoint,
+            "SELECT * FROM @databend_test/test.parquet LIMIT 1",
+        );
         event["connection"]["external_id"] = json!("moto-external-id-1");
         event["connection"]["role_session_name"] = json!("xstage-moto-check");
         let v = run(event).await.expect("query through moto");
         assert_eq!(rows(&v), &vec![people[0].json()]);
         let calls = moto::assume_role_calls(&endpoint).expect("moto data");
-        let ours: Vec<_> = calls.iter().filter(|c| c.role_session_name == "xstage-moto-check").collect();
+        let ours: Vec<_> = calls
+            .iter()
+            .filter(|c| c.role_session_name == "xstage-moto-check")
+            .collect();
         assert_eq!(ours.len(), 1, "{calls:?}");
         assert_eq!(ours[0].external_id.as_deref(), Some("moto-external-id-1"));
         assert_eq!(ours[0].role_arn, seed::role_arn());
 
         // The default session name: the stage name plus a random suffix.
-        let mut event = seed::seed_event(&endpoint, "SELECT count(*) FROM @databend_test/test.parquet");
+        let mut event = seed::seed_event(
+            &endpoint,
+            "SELECT count(*) FROM @databend_test/test.parquet",
+        );
         event["connection"]["external_id"] = json!("moto-external-id-2");
         run(event).await.expect("default session name");
         let calls = moto::assume_role_calls(&endpoint).expect("moto data");
-        let default: Vec<_> = calls.iter().filter(|c| c.external_id.as_deref() == Some("moto-external-id-2")).collect();
+        let default: Vec<_> = calls
+            .iter()
+            .filter(|c| c.external_id.as_deref() == Some("moto-external-id-2"))
+            .collect();
         assert_eq!(default.len(), 1, "{calls:?}");
-        assert!(default[0].role_session_name.starts_with("xstage-databend_test-"), "{:?}", default[0]);
+        assert!(
+            default[0]
+                .role_session_name
+                .starts_with("xstage-databend_test-"),
+            "{:?}",
+            default[0]
+        );
     })
 }
 
@@ -203,7 +262,13 @@ fn risingwave_style_event() {
             "query": "SELECT id, name FROM @s3/test.parquet WHERE id >= 1003 ORDER BY id LIMIT 2"
         });
         let v = run(event).await.expect("risingwave event");
-        let expected: Vec<Value> = w.people.iter().filter(|p| p.id >= 1003).take(2).map(|p| json!([p.id, p.name])).collect();
+        let expected: Vec<Value> = w
+            .people
+            .iter()
+            .filter(|p| p.id >= 1003)
+            .take(2)
+            .map(|p| json!([p.id, p.name]))
+            .collect();
         assert_eq!(rows(&v), &expected);
     })
 }
@@ -217,15 +282,32 @@ fn list_shows_the_stage() {
         let w = world().await;
         let v = query("LIST @databend_test/sales/ PATTERN => '.*[.]parquet'").await;
         let names: Vec<&str> = rows(&v).iter().map(|r| r[0].as_str().unwrap()).collect();
-        let expected: Vec<String> = (0..SALES_PARTS).map(|i| format!("sales/2024/part-{i}.parquet")).collect();
+        let expected: Vec<String> = (0..SALES_PARTS)
+            .map(|i| format!("sales/2024/part-{i}.parquet"))
+            .collect();
         assert_eq!(names, expected);
-        let cols: Vec<&str> = v["schema"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        let cols: Vec<&str> = v["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
         assert_eq!(cols, ["name", "size", "md5", "last_modified", "creator"]);
-        assert!(rows(&v).iter().all(|r| r[1].as_u64().unwrap() > 0 && r[2].is_string()));
+        assert!(
+            rows(&v)
+                .iter()
+                .all(|r| r[1].as_u64().unwrap() > 0 && r[2].is_string())
+        );
         let all = query("LIST @databend_test").await;
         let names: Vec<&str> = rows(&all).iter().map(|r| r[0].as_str().unwrap()).collect();
-        assert!(names.contains(&"test.parquet") && names.contains(&"sales/readme.txt"), "{names:?}");
-        assert!(!names.iter().any(|n| n.contains("outside")), "LIST must stay inside the stage");
+        assert!(
+            names.contains(&"test.parquet") && names.contains(&"sales/readme.txt"),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.contains("outside")),
+            "LIST must stay inside the stage"
+        );
         let test = rows(&all).iter().find(|r| r[0] == "test.parquet").unwrap();
         assert_eq!(test[1], w.test_parquet.len() as u64);
     })
@@ -234,7 +316,8 @@ fn list_shows_the_stage() {
 #[test]
 fn infer_schema_describes_columns() {
     block_on(async {
-        let v = query("SELECT * FROM INFER_SCHEMA(location => '@databend_test/test.parquet')").await;
+        let v =
+            query("SELECT * FROM INFER_SCHEMA(location => '@databend_test/test.parquet')").await;
         assert_eq!(
             rows(&v),
             &vec![
@@ -294,10 +377,22 @@ fn files_option_and_filename_column() {
 fn offset_and_max_rows_truncate() {
     block_on(async {
         let w = world().await;
-        let v = query("SELECT id FROM @databend_test/test.parquet ORDER BY id DESC LIMIT 3 OFFSET 2").await;
-        let expected: Vec<Value> = w.people.iter().rev().skip(2).take(3).map(|p| json!([p.id])).collect();
+        let v =
+            query("SELECT id FROM @databend_test/test.parquet ORDER BY id DESC LIMIT 3 OFFSET 2")
+                .await;
+        let expected: Vec<Value> = w
+            .people
+            .iter()
+            .rev()
+            .skip(2)
+            .take(3)
+            .map(|p| json!([p.id]))
+            .collect();
         assert_eq!(rows(&v), &expected);
-        let mut event = seed::seed_event(&w.endpoint, "SELECT id FROM @databend_test/test.parquet ORDER BY id");
+        let mut event = seed::seed_event(
+            &w.endpoint,
+            "SELECT id FROM @databend_test/test.parquet ORDER BY id",
+        );
         event["options"] = json!({"max_rows": 7});
         let v = run(event).await.expect("max_rows");
         assert_eq!(v["row_count"], 7);
@@ -312,7 +407,12 @@ fn types_are_encoded_losslessly() {
         let w = world().await;
         let v = query("SELECT * FROM @databend_test/types.parquet").await;
         assert_eq!(rows(&v), &w.types_expected);
-        let types: Vec<&str> = v["schema"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+        let types: Vec<&str> = v["schema"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
         assert_eq!(types[1], "DECIMAL(12, 4)");
         assert_eq!(types[2], "TIMESTAMP(6) WITH TIME ZONE");
     })
@@ -326,7 +426,12 @@ fn every_codec_reads_the_same_rows() {
     block_on(async {
         let w = world().await;
         let sum: i64 = w.people.iter().map(|p| p.id).sum();
-        let names: Vec<String> = w.people.iter().filter(|p| p.active).map(|p| p.name.clone()).collect();
+        let names: Vec<String> = w
+            .people
+            .iter()
+            .filter(|p| p.active)
+            .map(|p| p.name.clone())
+            .collect();
         for (codec, _) in fixtures::codecs() {
             let v = query(&format!(
                 "SELECT count(*), sum(id), max(score) FROM @databend_test/codecs/{codec}.parquet"
@@ -353,14 +458,27 @@ fn missing_and_corrupt_objects() {
         let cases = [
             ("SELECT * FROM @databend_test/missing.parquet", "NotFound"),
             ("SELECT * FROM @databend_test/nope/*.parquet", "NotFound"),
-            ("SELECT * FROM @databend_test/bad/not-parquet.parquet", "InvalidParquet"),
-            ("SELECT * FROM @databend_test/bad/truncated.parquet", "InvalidParquet"),
-            ("SELECT * FROM @databend_test/sales/readme.txt", "InvalidParquet"),
+            (
+                "SELECT * FROM @databend_test/bad/not-parquet.parquet",
+                "InvalidParquet",
+            ),
+            (
+                "SELECT * FROM @databend_test/bad/truncated.parquet",
+                "InvalidParquet",
+            ),
+            (
+                "SELECT * FROM @databend_test/sales/readme.txt",
+                "InvalidParquet",
+            ),
         ];
         for (sql, kind) in cases {
             let (got, message) = query_err(sql).await;
             assert_eq!(got, kind, "{sql}: {message}");
-            assert!(message.contains("s3://test-bucket-123/optional/prefix/") || message.contains("@databend_test"), "{message}");
+            assert!(
+                message.contains("s3://test-bucket-123/optional/prefix/")
+                    || message.contains("@databend_test"),
+                "{message}"
+            );
         }
     })
 }
@@ -388,12 +506,21 @@ fn query_errors_are_typed() {
     block_on(async {
         for (sql, kind) in [
             ("SELEC * FROM @databend_test/test.parquet", "InvalidQuery"),
-            ("SELECT nope FROM @databend_test/test.parquet", "InvalidQuery"),
+            (
+                "SELECT nope FROM @databend_test/test.parquet",
+                "InvalidQuery",
+            ),
             ("SELECT * FROM @other_stage/test.parquet", "InvalidQuery"),
-            ("SELECT 'unterminated FROM @databend_test/test.parquet", "InvalidQuery"),
+            (
+                "SELECT 'unterminated FROM @databend_test/test.parquet",
+                "InvalidQuery",
+            ),
             ("DROP TABLE x", "InvalidQuery"),
             ("CREATE TABLE t AS SELECT 1", "InvalidQuery"),
-            ("SELECT * FROM @databend_test/test.parquet (FILE_FORMAT => 'csv')", "InvalidQuery"),
+            (
+                "SELECT * FROM @databend_test/test.parquet (FILE_FORMAT => 'csv')",
+                "InvalidQuery",
+            ),
         ] {
             let (got, message) = query_err(sql).await;
             assert_eq!(got, kind, "{sql}: {message}");
@@ -419,21 +546,82 @@ fn invalid_events_fail_before_any_network_call() {
         // A closed port: any network call would fail with EndpointUnreachable instead.
         let closed = "http://127.0.0.1:9";
         let base = || seed::seed_event(closed, "SELECT * FROM @databend_test/test.parquet");
-        let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
-            ("bad arn", Box::new(|e| e["connection"]["role_arn"] = json!("arn:aws:iam::12:role/x")), "InvalidEvent"),
-            ("user arn", Box::new(|e| e["connection"]["role_arn"] = json!("arn:aws:iam::123456789012:user/x")), "InvalidEvent"),
-            ("short external id", Box::new(|e| e["connection"]["external_id"] = json!("x")), "InvalidEvent"),
-            ("bad external id", Box::new(|e| e["connection"]["external_id"] = json!("has space")), "InvalidEvent"),
-            ("session name", Box::new(|e| e["connection"]["role_session_name"] = json!("a:b")), "InvalidEvent"),
-            ("short duration", Box::new(|e| e["connection"]["duration_seconds"] = json!(899)), "InvalidEvent"),
-            ("long duration", Box::new(|e| e["connection"]["duration_seconds"] = json!(43_201)), "InvalidEvent"),
-            ("bucket", Box::new(|e| e["stage"]["url"] = json!("s3://Bad_Bucket/x")), "InvalidEvent"),
-            ("scheme", Box::new(|e| e["stage"]["url"] = json!("gs://bucket/x")), "InvalidEvent"),
-            ("connection name", Box::new(|e| e["stage"]["connection_name"] = json!("other")), "InvalidEvent"),
-            ("unknown key", Box::new(|e| e["connection"]["aws_secret_access_key"] = json!("x")), "InvalidEvent"),
-            ("no query", Box::new(|e| { e.as_object_mut().unwrap().remove("query"); }), "InvalidEvent"),
-            ("escape", Box::new(|e| e["query"] = json!("SELECT * FROM @databend_test/../x.parquet")), "InvalidQuery"),
-            ("bad sql", Box::new(|e| e["query"] = json!("SELECT * FROM @databend_test/x (FILES => ")), "InvalidQuery"),
+        type Mutation = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Mutation, &str)> = vec![
+            (
+                "bad arn",
+                Box::new(|e| e["connection"]["role_arn"] = json!("arn:aws:iam::12:role/x")),
+                "InvalidEvent",
+            ),
+            (
+                "user arn",
+                Box::new(|e| {
+                    e["connection"]["role_arn"] = json!("arn:aws:iam::123456789012:user/x")
+                }),
+                "InvalidEvent",
+            ),
+            (
+                "short external id",
+                Box::new(|e| e["connection"]["external_id"] = json!("x")),
+                "InvalidEvent",
+            ),
+            (
+                "bad external id",
+                Box::new(|e| e["connection"]["external_id"] = json!("has space")),
+                "InvalidEvent",
+            ),
+            (
+                "session name",
+                Box::new(|e| e["connection"]["role_session_name"] = json!("a:b")),
+                "InvalidEvent",
+            ),
+            (
+                "short duration",
+                Box::new(|e| e["connection"]["duration_seconds"] = json!(899)),
+                "InvalidEvent",
+            ),
+            (
+                "long duration",
+                Box::new(|e| e["connection"]["duration_seconds"] = json!(43_201)),
+                "InvalidEvent",
+            ),
+            (
+                "bucket",
+                Box::new(|e| e["stage"]["url"] = json!("s3://Bad_Bucket/x")),
+                "InvalidEvent",
+            ),
+            (
+                "scheme",
+                Box::new(|e| e["stage"]["url"] = json!("gs://bucket/x")),
+                "InvalidEvent",
+            ),
+            (
+                "connection name",
+                Box::new(|e| e["stage"]["connection_name"] = json!("other")),
+                "InvalidEvent",
+            ),
+            (
+                "unknown key",
+                Box::new(|e| e["connection"]["aws_secret_access_key"] = json!("x")),
+                "InvalidEvent",
+            ),
+            (
+                "no query",
+                Box::new(|e| {
+                    e.as_object_mut().unwrap().remove("query");
+                }),
+                "InvalidEvent",
+            ),
+            (
+                "escape",
+                Box::new(|e| e["query"] = json!("SELECT * FROM @databend_test/../x.parquet")),
+                "InvalidQuery",
+            ),
+            (
+                "bad sql",
+                Box::new(|e| e["query"] = json!("SELECT * FROM @databend_test/x (FILES => ")),
+                "InvalidQuery",
+            ),
         ];
         for (name, mutate, kind) in cases {
             let mut event = base();
@@ -446,5 +634,29 @@ fn invalid_events_fail_before_any_network_call() {
             Err(e) => (e.kind().as_str().to_string(), ()),
         };
         assert_eq!(got, "InvalidEvent");
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// What reaches S3: counted, not timed.
+
+#[test]
+fn count_star_reads_each_footer_once() {
+    block_on(async {
+        let w = world().await;
+        let v = query("SELECT count(*) FROM @databend_test/sales/2024/*.parquet").await;
+        assert_eq!(rows(&v), &vec![json!([SALES_PARTS * SALES_ROWS])]);
+        // One LIST, then one suffix GET per file: planning and execution share the footer.
+        assert_eq!(
+            v["stats"]["s3_requests"],
+            1 + SALES_PARTS as u64,
+            "{}",
+            v["stats"]
+        );
+        let seed = query("SELECT count(*) FROM @databend_test/test.parquet").await;
+        // One HEAD and one GET; the file is smaller than the metadata size hint, so the GET
+        // returns it whole, once.
+        assert_eq!(seed["stats"]["s3_requests"], 2, "{}", seed["stats"]);
+        assert_eq!(seed["stats"]["bytes_read"], w.test_parquet.len() as u64);
     })
 }

@@ -50,7 +50,10 @@ impl AwsFailure {
                 } else {
                     Transport::Other
                 }),
-                message: Some(format!("{:?}", d.as_connector_error().map(|c| c.to_string()))),
+                message: Some(format!(
+                    "{:?}",
+                    d.as_connector_error().map(|c| c.to_string())
+                )),
                 ..Self::default()
             },
             SdkError::ResponseError(r) => Self {
@@ -94,7 +97,10 @@ impl AwsFailure {
         }
         let kind = match self.code.as_deref() {
             Some(
-                "Throttling" | "ThrottlingException" | "SlowDown" | "TooManyRequestsException"
+                "Throttling"
+                | "ThrottlingException"
+                | "SlowDown"
+                | "TooManyRequestsException"
                 | "RequestLimitExceeded",
             ) => ErrorKind::Throttled,
             Some("InvalidClientTokenId" | "InvalidAccessKeyId" | "UnrecognizedClientException") => {
@@ -116,12 +122,22 @@ impl AwsFailure {
 /// The standard advice for the shared kinds.
 pub fn advice(kind: ErrorKind) -> &'static str {
     match kind {
-        ErrorKind::Timeout => "the endpoint did not answer in time; check the endpoint, region and network path, then retry",
-        ErrorKind::EndpointUnreachable => "no connection could be made; check `endpoint_url`/`region` and that the endpoint is reachable from the function",
+        ErrorKind::Timeout => {
+            "the endpoint did not answer in time; check the endpoint, region and network path, then retry"
+        }
+        ErrorKind::EndpointUnreachable => {
+            "no connection could be made; check `endpoint_url`/`region` and that the endpoint is reachable from the function"
+        }
         ErrorKind::Throttled => "AWS is throttling these calls; retry with backoff",
-        ErrorKind::InvalidClientTokenId => "the function's own AWS credentials are not valid in this partition/endpoint: check AWS_ACCESS_KEY_ID/the execution role, and that the role ARN's partition and endpoint match",
-        ErrorKind::ExpiredToken => "a session token has expired; refresh the function's own credentials (a new invocation re-assumes the role)",
-        ErrorKind::SignatureDoesNotMatch => "the request signature did not verify: the secret key is wrong or the clock is skewed",
+        ErrorKind::InvalidClientTokenId => {
+            "the function's own AWS credentials are not valid in this partition/endpoint: check AWS_ACCESS_KEY_ID/the execution role, and that the role ARN's partition and endpoint match"
+        }
+        ErrorKind::ExpiredToken => {
+            "a session token has expired; refresh the function's own credentials (a new invocation re-assumes the role)"
+        }
+        ErrorKind::SignatureDoesNotMatch => {
+            "the request signature did not verify: the secret key is wrong or the clock is skewed"
+        }
         _ => "",
     }
 }

@@ -60,8 +60,10 @@ impl CredentialCache {
 }
 
 fn fresh(c: &Credentials, now: SystemTime) -> bool {
-    c.expiry()
-        .is_some_and(|exp| exp.duration_since(now).is_ok_and(|left| left > REFRESH_BEFORE_EXPIRY))
+    c.expiry().is_some_and(|exp| {
+        exp.duration_since(now)
+            .is_ok_and(|left| left > REFRESH_BEFORE_EXPIRY)
+    })
 }
 
 static CACHE: LazyLock<CredentialCache> = LazyLock::new(CredentialCache::default);
@@ -77,7 +79,9 @@ pub fn session_name(connection: &Connection, stage_name: &str) -> String {
     let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let stage: String = stage_name
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '=' | ',' | '.' | '@' | '-'))
+        .filter(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '=' | ',' | '.' | '@' | '-')
+        })
         .take(64 - "xstage--".len() - suffix.len())
         .collect();
     format!("xstage-{stage}-{suffix}")
@@ -100,7 +104,8 @@ pub async fn assume_role(
     if let Some(credentials) = CACHE.get(&key, SystemTime::now()) {
         return Ok((credentials, false));
     }
-    let mut config = aws_sdk_sts::config::Builder::from(base).region(Region::new(region.to_string()));
+    let mut config =
+        aws_sdk_sts::config::Builder::from(base).region(Region::new(region.to_string()));
     if let Some(endpoint) = &connection.endpoint_url {
         config = config.endpoint_url(endpoint);
     }
@@ -146,7 +151,10 @@ fn map_sts_error(failure: &AwsFailure, connection: &Connection) -> FunctionError
         };
         return FunctionError::new(
             kind,
-            format!("STS AssumeRole on {role} failed{said}: {}.{extra}", advice(kind)),
+            format!(
+                "STS AssumeRole on {role} failed{said}: {}.{extra}",
+                advice(kind)
+            ),
         );
     }
     let external = match &connection.external_id {
@@ -195,7 +203,13 @@ mod tests {
     }
 
     fn creds(expiry: SystemTime) -> Credentials {
-        Credentials::new("AKIDEXAMPLE", "SECRET", Some("TOKEN".into()), Some(expiry), "test")
+        Credentials::new(
+            "AKIDEXAMPLE",
+            "SECRET",
+            Some("TOKEN".into()),
+            Some(expiry),
+            "test",
+        )
     }
 
     #[test]
@@ -204,10 +218,21 @@ mod tests {
         let now = SystemTime::now();
         cache.put(key("a"), creds(now + Duration::from_secs(3600)), now);
         assert!(cache.get(&key("a"), now).is_some());
-        assert!(cache.get(&key("b"), now).is_none(), "another ExternalId must not share");
+        assert!(
+            cache.get(&key("b"), now).is_none(),
+            "another ExternalId must not share"
+        );
         // 4 minutes left: inside the 5-minute refresh window.
-        assert!(cache.get(&key("a"), now + Duration::from_secs(3600 - 240)).is_none());
-        assert!(cache.get(&key("a"), now + Duration::from_secs(3600 - 360)).is_some());
+        assert!(
+            cache
+                .get(&key("a"), now + Duration::from_secs(3600 - 240))
+                .is_none()
+        );
+        assert!(
+            cache
+                .get(&key("a"), now + Duration::from_secs(3600 - 360))
+                .is_some()
+        );
     }
 
     #[test]
@@ -215,16 +240,27 @@ mod tests {
         let cache = CredentialCache::default();
         let now = SystemTime::now();
         for i in 0..(CACHE_CAPACITY + 10) {
-            cache.put(key(&format!("id-{i}")), creds(now + Duration::from_secs(3600 + i as u64)), now);
+            cache.put(
+                key(&format!("id-{i}")),
+                creds(now + Duration::from_secs(3600 + i as u64)),
+                now,
+            );
         }
         assert!(cache.entries.lock().unwrap().len() <= CACHE_CAPACITY);
-        assert!(cache.get(&key(&format!("id-{}", CACHE_CAPACITY + 9)), now).is_some());
+        assert!(
+            cache
+                .get(&key(&format!("id-{}", CACHE_CAPACITY + 9)), now)
+                .is_some()
+        );
     }
 
     #[test]
     fn credentials_debug_is_redacted() {
         let text = format!("{:?}", creds(SystemTime::now()));
-        assert!(!text.contains("SECRET") && !text.contains("TOKEN"), "{text}");
+        assert!(
+            !text.contains("SECRET") && !text.contains("TOKEN"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -88,9 +88,8 @@ pub async fn handle(event: serde_json::Value) -> Result<Response, FunctionError>
 
 /// Handles one event given as JSON bytes; malformed JSON is an `InvalidEvent`.
 pub async fn handle_bytes(event: &[u8]) -> Result<Response, FunctionError> {
-    let value: serde_json::Value = serde_json::from_slice(event).map_err(|e| {
-        FunctionError::invalid_event(format!("the event is not valid JSON: {e}"))
-    })?;
+    let value: serde_json::Value = serde_json::from_slice(event)
+        .map_err(|e| FunctionError::invalid_event(format!("the event is not valid JSON: {e}")))?;
     handle(value).await
 }
 

@@ -81,7 +81,10 @@ mod tests {
         assert_eq!(sql_type(&DataType::Utf8View), "VARCHAR");
         assert_eq!(sql_type(&DataType::Decimal128(38, 10)), "DECIMAL(38, 10)");
         assert_eq!(
-            sql_type(&DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))),
+            sql_type(&DataType::Timestamp(
+                TimeUnit::Microsecond,
+                Some("UTC".into())
+            )),
             "TIMESTAMP(6) WITH TIME ZONE"
         );
         let item = Arc::new(Field::new("item", DataType::Int32, true));

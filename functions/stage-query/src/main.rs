@@ -33,7 +33,9 @@ fn main() -> ExitCode {
 fn run(path: &str) -> anyhow::Result<ExitCode> {
     let event = if path == "-" {
         let mut buf = Vec::new();
-        std::io::stdin().read_to_end(&mut buf).context("reading the event from stdin")?;
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading the event from stdin")?;
         buf
     } else {
         std::fs::read(path).with_context(|| format!("reading the event file {path}"))?

@@ -28,6 +28,8 @@ fn write_file() -> Result<Bytes> {
         // Plain encoding except for one dictionary-encoded column, as in the benchmark spec.
         .set_dictionary_enabled(false)
         .set_column_dictionary_enabled(ColumnPath::from("category"), true)
+        // ~100 KB pages, so a LIMIT's physical minimum (footer + first pages) is ~1.2 MB.
+        .set_data_page_size_limit(96 * 1024)
         .build();
     let mut buf = Vec::with_capacity(200 << 20);
     let mut writer = ArrowWriter::try_new(&mut buf, bench_data::schema(), Some(props))?;

@@ -21,7 +21,10 @@ fn main() -> Result<()> {
         eprintln!("==> starting LocalStack (S3, STS, IAM) ...");
         let started = std::time::Instant::now();
         let endpoint = localstack::localstack().endpoint().to_string();
-        eprintln!("    ready at {endpoint} in {:.1}s", started.elapsed().as_secs_f64());
+        eprintln!(
+            "    ready at {endpoint} in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
 
         eprintln!(
             "==> seeding: bucket {}, role {} trusting {} with ExternalId {:?}",
@@ -31,7 +34,8 @@ fn main() -> Result<()> {
             seed::EXTERNAL_ID
         );
         let people = fixtures::people(100);
-        let body = fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 50);
+        let body =
+            fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 50);
         seed::seed(&endpoint, body).await?;
         eprintln!(
             "    uploaded s3://{}/{}test.parquet ({} rows)",
@@ -40,8 +44,19 @@ fn main() -> Result<()> {
             people.len()
         );
 
-        eprintln!("==> CREATE CONNECTION {} STORAGE_TYPE='s3' ROLE_ARN='{}' EXTERNAL_ID='{}';", seed::CONNECTION, seed::role_arn(), seed::EXTERNAL_ID);
-        eprintln!("==> CREATE STAGE {} URL='s3://{}/{}' CONNECTION=(CONNECTION_NAME='{}');", seed::STAGE, seed::BUCKET, seed::PREFIX, seed::CONNECTION);
+        eprintln!(
+            "==> CREATE CONNECTION {} STORAGE_TYPE='s3' ROLE_ARN='{}' EXTERNAL_ID='{}';",
+            seed::CONNECTION,
+            seed::role_arn(),
+            seed::EXTERNAL_ID
+        );
+        eprintln!(
+            "==> CREATE STAGE {} URL='s3://{}/{}' CONNECTION=(CONNECTION_NAME='{}');",
+            seed::STAGE,
+            seed::BUCKET,
+            seed::PREFIX,
+            seed::CONNECTION
+        );
         eprintln!("==> {QUERY};");
         let event = seed::seed_event(&endpoint, QUERY);
         match xstage_core::handle(event).await {

@@ -37,7 +37,9 @@ pub fn map(
     match root {
         DataFusionError::ParquetError(_) => invalid_parquet(),
         DataFusionError::ArrowError(e, _) if is_parquet_arrow_error(e) => invalid_parquet(),
-        DataFusionError::External(e) if e.downcast_ref::<parquet::errors::ParquetError>().is_some() => {
+        DataFusionError::External(e)
+            if e.downcast_ref::<parquet::errors::ParquetError>().is_some() =>
+        {
             invalid_parquet()
         }
         DataFusionError::External(e) if e.downcast_ref::<FunctionError>().is_some() => e
@@ -49,7 +51,10 @@ pub fn map(
                 ErrorKind::NotFound,
                 format!("object {path} disappeared while the query ran; rerun it"),
             ),
-            other => FunctionError::new(ErrorKind::EndpointUnreachable, format!("reading {what}: {other}")),
+            other => FunctionError::new(
+                ErrorKind::EndpointUnreachable,
+                format!("reading {what}: {other}"),
+            ),
         },
         DataFusionError::ResourcesExhausted(_) => FunctionError::new(
             ErrorKind::ResourcesExhausted,
@@ -88,9 +93,9 @@ fn humanize(message: &str, tables: &[(String, String)]) -> String {
 fn is_parquet_arrow_error(e: &arrow::error::ArrowError) -> bool {
     match e {
         arrow::error::ArrowError::ParquetError(_) => true,
-        arrow::error::ArrowError::ExternalError(inner) => {
-            inner.downcast_ref::<parquet::errors::ParquetError>().is_some()
-        }
+        arrow::error::ArrowError::ExternalError(inner) => inner
+            .downcast_ref::<parquet::errors::ParquetError>()
+            .is_some(),
         _ => false,
     }
 }
@@ -111,9 +116,15 @@ mod tests {
             ("__xstage_10".to_string(), "@s/k.parquet".to_string()),
         ];
         assert_eq!(
-            humanize("No field named nope. Did you mean '__xstage_1.name'?", &tables),
+            humanize(
+                "No field named nope. Did you mean '__xstage_1.name'?",
+                &tables
+            ),
             "No field named nope. Did you mean 'name'?"
         );
-        assert_eq!(humanize("table __xstage_10 is empty", &tables), "table @s/k.parquet is empty");
+        assert_eq!(
+            humanize("table __xstage_10 is empty", &tables),
+            "table @s/k.parquet is empty"
+        );
     }
 }

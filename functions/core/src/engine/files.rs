@@ -55,7 +55,11 @@ pub async fn resolve(
     let mut listing = store.list_keys(key(stage, &list_prefix));
     let mut found = Vec::new();
     let mut seen = 0usize;
-    while let Some(meta) = listing.try_next().await.map_err(|e| store_error(e, stats))? {
+    while let Some(meta) = listing
+        .try_next()
+        .await
+        .map_err(|e| store_error(e, stats))?
+    {
         seen += 1;
         if seen > MAX_LISTED {
             return Err(FunctionError::invalid_query(format!(

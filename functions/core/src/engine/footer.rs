@@ -4,9 +4,9 @@
 //! DataFusion alone loads the whole page index while planning (a second GET per file), which
 //! a `count(*)` answered from the footer does not need. Here the offset index (for reading
 //! just the pages a LIMIT needs) and the column index (for page pruning) are decoded when
-//! they already lie in the bytes fetched; the column index is fetched separately only for
-//! queries that filter. A column index left out is recorded as absent, which DataFusion reads
-//! as "no page statistics", never as a reason to fetch.
+//! they already lie in the bytes fetched, and fetched otherwise only when the query can use
+//! them ([`PageIndexes`]). An index left out is recorded as absent, which DataFusion reads as
+//! "no page statistics", never as a reason to fetch.
 
 use std::sync::Arc;
 
@@ -23,6 +23,15 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use crate::error::{ErrorKind, FunctionError, Result};
 use crate::s3::{IoStats, S3Store, key_of};
 
+/// Which page indexes a query can use, and so are worth a request of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageIndexes {
+    /// Page locations: reading only the pages a LIMIT or a row selection needs.
+    pub offset_index: bool,
+    /// Page min/max statistics: pruning pages by a filter.
+    pub column_index: bool,
+}
+
 /// A footer (metadata plus page indexes) larger than this is refused as corrupt or hostile.
 pub const MAX_FOOTER_BYTES: usize = 64 * 1024 * 1024;
 /// Footers fetched at once.
@@ -35,12 +44,12 @@ pub async fn prime(
     stats: &IoStats,
     files: &[ObjectMeta],
     hint: usize,
-    want_column_index: bool,
+    want: PageIndexes,
 ) -> Result<()> {
     let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
     let loaded: Vec<(ObjectMeta, ParquetMetaData)> = futures::stream::iter(files.iter().cloned())
         .map(|meta| async move {
-            let metadata = load(store, stats, &meta, hint, want_column_index).await?;
+            let metadata = load(store, stats, &meta, hint, want).await?;
             Ok::<_, FunctionError>((meta, metadata))
         })
         .buffered(CONCURRENCY)
@@ -62,7 +71,7 @@ pub async fn load(
     stats: &IoStats,
     meta: &ObjectMeta,
     hint: usize,
-    want_column_index: bool,
+    want: PageIndexes,
 ) -> Result<ParquetMetaData> {
     let key = key_of(&meta.location).unwrap_or_default();
     let name = format!("s3://{}/{key}", store.bucket());
@@ -98,35 +107,48 @@ pub async fn load(
     }
     let footer = reader.finish().map_err(|e| invalid(e.to_string()))?;
 
-    // Page indexes: what the tail already holds costs nothing.
-    let column_policy = |free_only: bool| {
-        if want_column_index || !free_only { PageIndexPolicy::Optional } else { PageIndexPolicy::Skip }
-    };
-    let attempt = |bytes: &Bytes, column: PageIndexPolicy| {
+    // Page indexes: whatever the tail already holds costs nothing; the rest is fetched only
+    // when the query can use it.
+    let attempt = |bytes: &Bytes, offset: PageIndexPolicy, column: PageIndexPolicy| {
         let mut r = ParquetMetaDataReader::new_with_metadata(footer.clone())
-            .with_offset_index_policy(PageIndexPolicy::Optional)
+            .with_offset_index_policy(offset)
             .with_column_index_policy(column);
-        r.read_page_indexes_sized(bytes, size).and_then(|()| r.finish())
+        r.read_page_indexes_sized(bytes, size)
+            .and_then(|()| r.finish())
     };
-    let with_indexes = match attempt(&tail, column_policy(false)) {
-        Ok(m) => m,
-        Err(ParquetError::NeedMoreData(_)) if !want_column_index => {
-            match attempt(&tail, PageIndexPolicy::Skip) {
+    use PageIndexPolicy::{Optional, Skip};
+    let (offset_wanted, column_wanted) = (want.offset_index, want.column_index);
+    // 1. Both indexes from the tail.
+    let mut found = match attempt(&tail, Optional, Optional) {
+        Ok(m) => Some(m),
+        Err(ParquetError::NeedMoreData(_)) => None,
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    // 2. The offset index alone from the tail, if the column index is not wanted.
+    if found.is_none() && !column_wanted {
+        found = match attempt(&tail, Optional, Skip) {
+            Ok(m) => Some(m),
+            Err(ParquetError::NeedMoreData(_)) => None,
+            Err(e) => return Err(invalid(e.to_string())),
+        };
+    }
+    // 3. Fetch what is wanted; if nothing is, do without page indexes.
+    let metadata = match found {
+        Some(m) => m,
+        None if offset_wanted || column_wanted => {
+            let column = if column_wanted { Optional } else { Skip };
+            match attempt(&tail, Optional, column) {
                 Ok(m) => m,
                 Err(ParquetError::NeedMoreData(needed)) => {
                     let more = fetch_for_index(store, stats, meta, needed, &invalid).await?;
-                    attempt(&more, PageIndexPolicy::Skip).map_err(|e| invalid(e.to_string()))?
+                    attempt(&more, Optional, column).map_err(|e| invalid(e.to_string()))?
                 }
                 Err(e) => return Err(invalid(e.to_string())),
             }
         }
-        Err(ParquetError::NeedMoreData(needed)) => {
-            let more = fetch_for_index(store, stats, meta, needed, &invalid).await?;
-            attempt(&more, column_policy(true)).map_err(|e| invalid(e.to_string()))?
-        }
-        Err(e) => return Err(invalid(e.to_string())),
+        None => without_page_index(footer).map_err(|e| invalid(e.to_string()))?,
     };
-    Ok(mark_missing_column_index(with_indexes))
+    Ok(mark_missing_column_index(metadata))
 }
 
 async fn fetch_for_index(
@@ -145,12 +167,41 @@ async fn fetch_for_index(
 }
 
 /// The last `len` bytes of the object (all of it if smaller).
-async fn fetch_tail(store: &S3Store, stats: &IoStats, meta: &ObjectMeta, len: u64) -> Result<Bytes> {
+async fn fetch_tail(
+    store: &S3Store,
+    stats: &IoStats,
+    meta: &ObjectMeta,
+    len: u64,
+) -> Result<Bytes> {
     let start = meta.size.saturating_sub(len);
     store
         .get_range(&meta.location, start..meta.size)
         .await
         .map_err(|e| super::files::store_error(e, stats))
+}
+
+/// The footer with its page index locations removed, so nothing downstream fetches them:
+/// the query reads whole column chunks, which it would anyway.
+fn without_page_index(metadata: ParquetMetaData) -> parquet::errors::Result<ParquetMetaData> {
+    let mut builder = metadata.into_builder();
+    let mut row_groups = builder.take_row_groups();
+    for rg in &mut row_groups {
+        for column in rg.columns_mut() {
+            *column = column
+                .clone()
+                .into_builder()
+                .set_offset_index_offset(None)
+                .set_offset_index_length(None)
+                .set_column_index_offset(None)
+                .set_column_index_length(None)
+                .build()?;
+        }
+    }
+    Ok(builder
+        .set_row_groups(row_groups)
+        .set_offset_index(None)
+        .set_column_index(None)
+        .build())
 }
 
 /// With an offset index but no column index, record every column index as absent, so

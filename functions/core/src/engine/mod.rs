@@ -23,7 +23,7 @@ use crate::error::{FunctionError, Result};
 use crate::event::Stage;
 use crate::result::{RowWriter, Stats};
 use crate::s3::{IoStats, S3Store, key_of};
-use crate::sql::{Statement, StageRef, TableSource, has_filter, uses_filename_column};
+use crate::sql::{StageRef, Statement, TableSource, has_filter, has_limit, uses_filename_column};
 use crate::stage::Location;
 
 pub use files::store_error;
@@ -39,8 +39,8 @@ pub struct Plan {
     sql: String,
     tables: Vec<(String, Source)>,
     with_filename: bool,
-    /// Whether the query filters, so page statistics (the column index) may prune pages.
-    filters: bool,
+    /// The page indexes worth fetching for this query.
+    page_indexes: footer::PageIndexes,
 }
 
 #[derive(Debug)]
@@ -67,14 +67,23 @@ impl Plan {
                     r.stage, stage.name, stage.url
                 )));
             }
-            Location::resolve(&stage.url, &stage.name, &r.path, r.files.clone(), r.pattern.as_deref())
+            Location::resolve(
+                &stage.url,
+                &stage.name,
+                &r.path,
+                r.files.clone(),
+                r.pattern.as_deref(),
+            )
         };
         Ok(match statement {
             Statement::List(r) => Plan {
                 sql: "SELECT * FROM __xstage_list ORDER BY name".into(),
                 tables: vec![("__xstage_list".into(), Source::List(resolve(&r)?))],
                 with_filename: false,
-                filters: false,
+                page_indexes: footer::PageIndexes {
+                    offset_index: false,
+                    column_index: false,
+                },
             },
             Statement::Query { sql, tables } => Plan {
                 tables: tables
@@ -90,7 +99,10 @@ impl Plan {
                     })
                     .collect::<Result<_>>()?,
                 with_filename: uses_filename_column(query),
-                filters: has_filter(query),
+                page_indexes: footer::PageIndexes {
+                    offset_index: has_filter(query) || has_limit(query),
+                    column_index: has_filter(query),
+                },
                 sql,
             },
         })
@@ -144,14 +156,25 @@ pub async fn run(
             .map(|k| format!("s3://{}/{k}", stage.url.bucket()))
             .collect();
         if !listing_only {
-            footer::prime(&ctx, &store, stats, &metas, METADATA_SIZE_HINT, plan.filters).await?;
+            footer::prime(
+                &ctx,
+                &store,
+                stats,
+                &metas,
+                METADATA_SIZE_HINT,
+                plan.page_indexes,
+            )
+            .await?;
         }
         let table = match source {
             Source::Files(_) if plan.with_filename => {
-                tables::parquet_table_with_filename(&ctx, stage.url.bucket(), &stage.url, &metas).await
+                tables::parquet_table_with_filename(&ctx, stage.url.bucket(), &stage.url, &metas)
+                    .await
             }
             Source::Files(_) => tables::parquet_table(&ctx, stage.url.bucket(), &metas).await,
-            Source::InferSchema(_) => tables::infer_schema_table(&ctx, &store, &stage.url, &metas).await,
+            Source::InferSchema(_) => {
+                tables::infer_schema_table(&ctx, &store, &stage.url, &metas).await
+            }
             Source::List(_) => tables::list_table(&stage.url, &metas),
         }
         .map_err(|e| error::map(e, stats, &names, &written))?;
@@ -168,7 +191,10 @@ pub async fn run(
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false);
-    let df = ctx.sql_with_options(&plan.sql, options).await.map_err(fail)?;
+    let df = ctx
+        .sql_with_options(&plan.sql, options)
+        .await
+        .map_err(fail)?;
     // One row past the limit tells whether the result was truncated.
     let fetch = usize::try_from(max_rows.saturating_add(1)).unwrap_or(usize::MAX);
     let df = df.limit(0, Some(fetch)).map_err(fail)?;

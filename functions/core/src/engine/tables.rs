@@ -72,7 +72,9 @@ pub async fn parquet_table_with_filename(
     for meta in files {
         let name = super::files::relative(stage, meta).unwrap_or_default();
         let table = parquet_table(ctx, bucket, std::slice::from_ref(meta)).await?;
-        let df = ctx.read_table(table)?.with_column(FILENAME_COLUMN, lit(name))?;
+        let df = ctx
+            .read_table(table)?
+            .with_column(FILENAME_COLUMN, lit(name))?;
         union = Some(match union {
             None => df,
             Some(prev) => prev.union_by_name(df)?,
@@ -106,9 +108,10 @@ pub fn list_table(stage: &StageUrl, files: &[ObjectMeta]) -> DfResult<Arc<dyn Ta
         .iter()
         .map(|m| m.e_tag.as_deref().map(|e| e.trim_matches('"').to_string()))
         .collect();
-    let modified =
-        TimestampMillisecondArray::from_iter_values(files.iter().map(|m| m.last_modified.timestamp_millis()))
-            .with_timezone("UTC");
+    let modified = TimestampMillisecondArray::from_iter_values(
+        files.iter().map(|m| m.last_modified.timestamp_millis()),
+    )
+    .with_timezone("UTC");
     let creator = StringArray::new_null(files.len());
     let columns: Vec<ArrayRef> = vec![
         Arc::new(names),
@@ -134,7 +137,9 @@ pub async fn infer_schema_table(
     let store: Arc<dyn ObjectStore> = Arc::new(store.clone());
     let mut columns: Vec<(Field, Vec<String>)> = Vec::new();
     for meta in files.iter().take(INFER_SCHEMA_MAX_FILES) {
-        let schema = format.infer_schema(&state, &store, std::slice::from_ref(meta)).await?;
+        let schema = format
+            .infer_schema(&state, &store, std::slice::from_ref(meta))
+            .await?;
         let file = super::files::relative(stage, meta).unwrap_or_default();
         for field in schema.fields() {
             match columns.iter_mut().find(|(f, _)| f.name() == field.name()) {
@@ -153,10 +158,18 @@ pub async fn infer_schema_table(
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![
-            Arc::new(StringArray::from_iter_values(columns.iter().map(|(f, _)| f.name().clone()))),
-            Arc::new(StringArray::from_iter_values(columns.iter().map(|(f, _)| sql_type(f.data_type())))),
-            Arc::new(BooleanArray::from_iter(columns.iter().map(|(f, _)| Some(f.is_nullable())))),
-            Arc::new(StringArray::from_iter_values(columns.iter().map(|(_, n)| n.join(", ")))),
+            Arc::new(StringArray::from_iter_values(
+                columns.iter().map(|(f, _)| f.name().clone()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                columns.iter().map(|(f, _)| sql_type(f.data_type())),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                columns.iter().map(|(f, _)| Some(f.is_nullable())),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                columns.iter().map(|(_, n)| n.join(", ")),
+            )),
             Arc::new(UInt64Array::from_iter_values(0..columns.len() as u64)),
         ],
     )?;

@@ -284,9 +284,18 @@ mod tests {
     #[test]
     fn parses_the_seed_event() {
         let e = Event::from_json(seed()).unwrap();
-        assert_eq!(e.connection.role_arn, "arn:aws:iam::987654321987:role/databend-test");
-        assert_eq!(e.connection.external_id.as_deref(), Some("my-external-id-123"));
-        assert_eq!(e.connection.endpoint_url.as_deref(), Some("http://127.0.0.1:4566"));
+        assert_eq!(
+            e.connection.role_arn,
+            "arn:aws:iam::987654321987:role/databend-test"
+        );
+        assert_eq!(
+            e.connection.external_id.as_deref(),
+            Some("my-external-id-123")
+        );
+        assert_eq!(
+            e.connection.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
         assert_eq!(e.stage.url.bucket(), "test-bucket-123");
         assert_eq!(e.stage.url.prefix(), "optional/prefix/");
         assert_eq!(e.options.max_rows, 10_000);

@@ -198,7 +198,14 @@ mod tests {
         external_id("my-external-id-123").unwrap();
         external_id("a:b/c=d,e.f@g+h_i").unwrap();
         external_id(&"x".repeat(1224)).unwrap();
-        for bad in ["", "x", "has space", "semi;colon", "ünïcode", &"x".repeat(1225)] {
+        for bad in [
+            "",
+            "x",
+            "has space",
+            "semi;colon",
+            "ünïcode",
+            &"x".repeat(1225),
+        ] {
             assert!(external_id(bad).is_err(), "{bad}");
         }
     }

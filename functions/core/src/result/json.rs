@@ -2,12 +2,12 @@
 //! ±2^53, decimals, timestamps in RFC 3339), base64 for binary, arrays and objects for
 //! nested types.
 
+use arrow::array::timezone::Tz;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::*;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use arrow::array::timezone::Tz;
 use chrono::{DateTime, FixedOffset, NaiveDateTime, SecondsFormat, TimeZone};
 use serde_json::{Map, Number, Value};
 
@@ -31,7 +31,11 @@ pub fn value(array: &dyn Array, i: usize) -> Value {
         DataType::UInt32 => array.as_primitive::<UInt32Type>().value(i).into(),
         DataType::UInt64 => {
             let v = array.as_primitive::<UInt64Type>().value(i);
-            if v <= MAX_SAFE_INTEGER as u64 { v.into() } else { Value::String(v.to_string()) }
+            if v <= MAX_SAFE_INTEGER as u64 {
+                v.into()
+            } else {
+                Value::String(v.to_string())
+            }
         }
         DataType::Float16 => float(f64::from(array.as_primitive::<Float16Type>().value(i))),
         DataType::Float32 => float(f64::from(array.as_primitive::<Float32Type>().value(i))),
@@ -188,7 +192,12 @@ mod tests {
         let got: Vec<Value> = (0..4).map(|i| value(&a, i)).collect();
         assert_eq!(
             got,
-            vec![json!(1), json!(MAX_SAFE_INTEGER), json!("9007199254740992"), json!("-9223372036854775808")]
+            vec![
+                json!(1),
+                json!(MAX_SAFE_INTEGER),
+                json!("9007199254740992"),
+                json!("-9223372036854775808")
+            ]
         );
         let u = UInt64Array::from(vec![u64::MAX]);
         assert_eq!(value(&u, 0), json!("18446744073709551615"));
@@ -249,11 +258,23 @@ mod tests {
         let keys = StringArray::from(vec!["k1", "k2"]);
         let values = Int32Array::from(vec![1, 2]);
         let entries = StructArray::from(vec![
-            (Arc::new(Field::new("keys", DataType::Utf8, false)), Arc::new(keys) as ArrayRef),
-            (Arc::new(Field::new("values", DataType::Int32, true)), Arc::new(values) as ArrayRef),
+            (
+                Arc::new(Field::new("keys", DataType::Utf8, false)),
+                Arc::new(keys) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("values", DataType::Int32, true)),
+                Arc::new(values) as ArrayRef,
+            ),
         ]);
         let field = Arc::new(Field::new("entries", entries.data_type().clone(), false));
-        let m = MapArray::new(field, OffsetBuffer::new(vec![0, 2].into()), entries, None, false);
+        let m = MapArray::new(
+            field,
+            OffsetBuffer::new(vec![0, 2].into()),
+            entries,
+            None,
+            false,
+        );
         assert_eq!(value(&m, 0), json!({"k1": 1, "k2": 2}));
 
         let dict: DictionaryArray<Int8Type> = vec!["a", "b", "a"].into_iter().collect();

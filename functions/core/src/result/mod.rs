@@ -131,7 +131,9 @@ mod tests {
             schema,
             vec![
                 Arc::new(Int64Array::from_iter_values(0..n as i64)),
-                Arc::new(StringArray::from_iter_values((0..n).map(|_| "x".repeat(width)))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|_| "x".repeat(width)),
+                )),
             ],
         )
         .unwrap()

@@ -46,7 +46,10 @@ pub fn map(failure: &AwsFailure, operation: &str, bucket: &str, key: &str) -> Fu
             "unexpected S3 error; retry, and report it if it persists".to_string(),
         ),
     };
-    FunctionError::new(kind, format!("S3 {operation} on {target} failed{said}: {fix}"))
+    FunctionError::new(
+        kind,
+        format!("S3 {operation} on {target} failed{said}: {fix}"),
+    )
 }
 
 #[cfg(test)]
@@ -73,21 +76,42 @@ mod tests {
             (None, 403, ErrorKind::S3AccessDenied),
             (Some("PermanentRedirect"), 301, ErrorKind::WrongRegion),
             (Some("SlowDown"), 503, ErrorKind::Throttled),
-            (Some("InvalidAccessKeyId"), 403, ErrorKind::InvalidClientTokenId),
+            (
+                Some("InvalidAccessKeyId"),
+                403,
+                ErrorKind::InvalidClientTokenId,
+            ),
             (Some("ExpiredToken"), 400, ErrorKind::ExpiredToken),
-            (Some("SignatureDoesNotMatch"), 403, ErrorKind::SignatureDoesNotMatch),
+            (
+                Some("SignatureDoesNotMatch"),
+                403,
+                ErrorKind::SignatureDoesNotMatch,
+            ),
         ];
         for (code, status, kind) in cases {
             let e = map(&failure(code, status), "GetObject", "b", "p/k.parquet");
             assert_eq!(e.kind(), kind, "{code:?} {status}");
-            assert!(e.message().contains("s3://b/p/k.parquet"), "{}", e.message());
+            assert!(
+                e.message().contains("s3://b/p/k.parquet"),
+                "{}",
+                e.message()
+            );
         }
     }
 
     #[test]
     fn access_denied_names_the_policy_fix() {
-        let e = map(&failure(Some("AccessDenied"), 403), "GetObject", "b", "p/k.parquet");
-        assert!(e.message().contains("s3:GetObject on arn:aws:s3:::b/p/*"), "{}", e.message());
+        let e = map(
+            &failure(Some("AccessDenied"), 403),
+            "GetObject",
+            "b",
+            "p/k.parquet",
+        );
+        assert!(
+            e.message().contains("s3:GetObject on arn:aws:s3:::b/p/*"),
+            "{}",
+            e.message()
+        );
         assert!(e.message().contains("s3:ListBucket"));
     }
 }

@@ -17,9 +17,8 @@ use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult,
+    CopyOptions, GetOptions, GetRange, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
 use super::error::map as map_s3_error;
@@ -144,23 +143,22 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "ListObjectsV2", prefix))?;
-        let objects: Vec<ObjectMeta> = out
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                let key = o.key()?;
-                // Directory markers and anything that would not round-trip are skipped.
-                (key.starts_with(&self.root) && !key.ends_with('/') && !key.contains("//")).then(
-                    || ObjectMeta {
-                        location: Self::path(key),
-                        last_modified: to_chrono(o.last_modified()),
-                        size: o.size().unwrap_or(0).max(0) as u64,
-                        e_tag: o.e_tag().map(str::to_string),
-                        version: None,
-                    },
-                )
-            })
-            .collect();
+        let objects: Vec<ObjectMeta> =
+            out.contents()
+                .iter()
+                .filter_map(|o| {
+                    let key = o.key()?;
+                    // Directory markers and anything that would not round-trip are skipped.
+                    (key.starts_with(&self.root) && !key.ends_with('/') && !key.contains("//"))
+                        .then(|| ObjectMeta {
+                            location: Self::path(key),
+                            last_modified: to_chrono(o.last_modified()),
+                            size: o.size().unwrap_or(0).max(0) as u64,
+                            e_tag: o.e_tag().map(str::to_string),
+                            version: None,
+                        })
+                })
+                .collect();
         for meta in &objects {
             self.remember(meta);
         }
@@ -178,7 +176,10 @@ impl S3Store {
     }
 
     /// Every object under a key prefix (a raw S3 prefix, not segment-aligned).
-    pub fn list_keys(&self, prefix: String) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+    pub fn list_keys(
+        &self,
+        prefix: String,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let this = self.clone();
         stream::try_unfold(Some(None::<String>), move |state| {
             let this = this.clone();
@@ -188,7 +189,10 @@ impl S3Store {
                     return Ok::<_, object_store::Error>(None);
                 };
                 let (objects, _, next) = this.list_page(&prefix, false, token).await?;
-                Ok(Some((stream::iter(objects.into_iter().map(Ok)), next.map(Some))))
+                Ok(Some((
+                    stream::iter(objects.into_iter().map(Ok)),
+                    next.map(Some),
+                )))
             }
         })
         .try_flatten()
@@ -209,11 +213,14 @@ impl S3Store {
             .set_if_none_match(options.if_none_match.clone())
             .set_version_id(options.version.clone());
         if let Some(t) = options.if_modified_since {
-            req = req.if_modified_since(aws_smithy_types::DateTime::from_millis(t.timestamp_millis()));
+            req = req.if_modified_since(aws_smithy_types::DateTime::from_millis(
+                t.timestamp_millis(),
+            ));
         }
         if let Some(t) = options.if_unmodified_since {
-            req = req
-                .if_unmodified_since(aws_smithy_types::DateTime::from_millis(t.timestamp_millis()));
+            req = req.if_unmodified_since(aws_smithy_types::DateTime::from_millis(
+                t.timestamp_millis(),
+            ));
         }
         let out = req
             .send()
@@ -282,7 +289,12 @@ impl fmt::Display for S3Store {
 
 #[async_trait]
 impl ObjectStore for S3Store {
-    async fn put_opts(&self, path: &Path, _: PutPayload, _: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        path: &Path,
+        _: PutPayload,
+        _: PutOptions,
+    ) -> object_store::Result<PutResult> {
         Err(read_only(path))
     }
 
@@ -308,7 +320,11 @@ impl ObjectStore for S3Store {
         self.get_key(&key, &options).await
     }
 
-    async fn get_ranges(&self, path: &Path, ranges: &[Range<u64>]) -> object_store::Result<Vec<Bytes>> {
+    async fn get_ranges(
+        &self,
+        path: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
         object_store::coalesce_ranges(
             ranges,
             |range| async move {
@@ -351,7 +367,11 @@ impl ObjectStore for S3Store {
             None => self.root.clone(),
             Some(p) => {
                 let key = self.key(p)?;
-                if key.is_empty() || key.ends_with('/') { key } else { format!("{key}/") }
+                if key.is_empty() || key.ends_with('/') {
+                    key
+                } else {
+                    format!("{key}/")
+                }
             }
         };
         let mut result = ListResult {
@@ -448,7 +468,10 @@ mod tests {
     #[test]
     fn content_range() {
         assert_eq!(parse_content_range("bytes 0-99/1234"), Some((0..100, 1234)));
-        assert_eq!(parse_content_range("bytes 1200-1233/1234"), Some((1200..1234, 1234)));
+        assert_eq!(
+            parse_content_range("bytes 1200-1233/1234"),
+            Some((1200..1234, 1234))
+        );
         assert_eq!(parse_content_range("bytes */1234"), None);
         assert_eq!(parse_content_range("bytes 5-1/10"), None);
         assert_eq!(parse_content_range("bytes 0-10/10"), None);
@@ -456,7 +479,10 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(http_range(&GetRange::Bounded(0..100)).unwrap(), "bytes=0-99");
+        assert_eq!(
+            http_range(&GetRange::Bounded(0..100)).unwrap(),
+            "bytes=0-99"
+        );
         assert_eq!(http_range(&GetRange::Suffix(8)).unwrap(), "bytes=-8");
         assert_eq!(http_range(&GetRange::Offset(5)).unwrap(), "bytes=5-");
         assert!(http_range(&GetRange::Bounded(5..5)).is_err());

@@ -39,8 +39,7 @@ impl Token<'_> {
 
     /// The value of a string literal, unescaped.
     pub fn string_value(&self) -> Option<String> {
-        (self.kind == Kind::String)
-            .then(|| self.text[1..self.text.len() - 1].replace("''", "'"))
+        (self.kind == Kind::String).then(|| self.text[1..self.text.len() - 1].replace("''", "'"))
     }
 }
 
@@ -82,7 +81,10 @@ pub fn lex(sql: &str) -> Result<Vec<Token<'_>>, String> {
                     .ok_or_else(|| format!("unterminated quoted identifier at byte {start}"))?;
                 Kind::QuotedIdent
             }
-            b'@' if bytes.get(i + 1).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') => {
+            b'@' if bytes
+                .get(i + 1)
+                .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') =>
+            {
                 i += 1;
                 while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
                     i += 1;
@@ -158,7 +160,8 @@ mod tests {
 
     #[test]
     fn finds_stage_refs_outside_strings() {
-        let toks = kinds("SELECT '@no', \"@no\" FROM @s/a/*.parquet -- @no\n /* @no */ WHERE x @> y");
+        let toks =
+            kinds("SELECT '@no', \"@no\" FROM @s/a/*.parquet -- @no\n /* @no */ WHERE x @> y");
         let refs: Vec<_> = toks.iter().filter(|(k, _)| *k == Kind::StageRef).collect();
         assert_eq!(refs, vec![&(Kind::StageRef, "@s/a/*.parquet")]);
     }

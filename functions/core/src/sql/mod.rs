@@ -68,6 +68,11 @@ pub fn has_filter(sql: &str) -> bool {
     lex(sql).is_ok_and(|tokens| tokens.iter().any(|t| t.is_word("WHERE") || t.is_word("ON")))
 }
 
+/// Whether the query has a LIMIT, which may stop after the first pages of a file.
+pub fn has_limit(sql: &str) -> bool {
+    lex(sql).is_ok_and(|tokens| tokens.iter().any(|t| t.is_word("LIMIT")))
+}
+
 /// Databend's file-name pseudo-column, as DataFusion sees it (unquoted names are lower-cased).
 pub const FILENAME_COLUMN: &str = "metadata$filename";
 
@@ -161,8 +166,20 @@ fn rewrite_query(sql: &str, sig: &[&Token]) -> Result<Statement> {
         } else if t.is_word("FROM") {
             in_from[depth] = true;
         } else if [
-            "WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "UNION", "EXCEPT", "INTERSECT",
-            "WINDOW", "QUALIFY", "OFFSET", "SELECT", "ON", "USING",
+            "WHERE",
+            "GROUP",
+            "ORDER",
+            "LIMIT",
+            "HAVING",
+            "UNION",
+            "EXCEPT",
+            "INTERSECT",
+            "WINDOW",
+            "QUALIFY",
+            "OFFSET",
+            "SELECT",
+            "ON",
+            "USING",
         ]
         .iter()
         .any(|w| t.is_word(w))
@@ -389,15 +406,17 @@ mod tests {
     fn quoted_refs_only_in_from_lists() {
         let (sql, tables) =
             query("SELECT '@s/x', a FROM '@s/a.parquet' t, '@s/b/' u WHERE a = '@s/y'");
-        assert_eq!(sql, "SELECT '@s/x', a FROM __xstage_0 t, __xstage_1 u WHERE a = '@s/y'");
+        assert_eq!(
+            sql,
+            "SELECT '@s/x', a FROM __xstage_0 t, __xstage_1 u WHERE a = '@s/y'"
+        );
         assert_eq!(tables[1].source, files("s", "/b/"));
     }
 
     #[test]
     fn joins_and_subqueries() {
-        let (sql, tables) = query(
-            "SELECT * FROM (SELECT * FROM @s/a/) x JOIN '@s/b.parquet' y ON x.k = y.k",
-        );
+        let (sql, tables) =
+            query("SELECT * FROM (SELECT * FROM @s/a/) x JOIN '@s/b.parquet' y ON x.k = y.k");
         assert_eq!(
             sql,
             "SELECT * FROM (SELECT * FROM __xstage_0) x JOIN __xstage_1 y ON x.k = y.k"
@@ -411,8 +430,13 @@ mod tests {
             "SELECT count(*) FROM @s/dir/ (FILES => ('a.parquet', 'b.parquet'), PATTERN => '.*', FILE_FORMAT => 'parquet') WHERE x > 1",
         );
         assert_eq!(sql, "SELECT count(*) FROM __xstage_0 WHERE x > 1");
-        let TableSource::Files(r) = &tables[0].source else { panic!() };
-        assert_eq!(r.files.as_deref(), Some(&["a.parquet".to_string(), "b.parquet".to_string()][..]));
+        let TableSource::Files(r) = &tables[0].source else {
+            panic!()
+        };
+        assert_eq!(
+            r.files.as_deref(),
+            Some(&["a.parquet".to_string(), "b.parquet".to_string()][..])
+        );
         assert_eq!(r.pattern.as_deref(), Some(".*"));
         assert!(rewrite("SELECT * FROM @s (FILE_FORMAT => 'csv')").is_err());
         assert!(rewrite("SELECT * FROM @s (BOGUS => 1)").is_err());

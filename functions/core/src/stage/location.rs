@@ -18,7 +18,11 @@ pub enum Selection {
     /// Every object under a stage-relative prefix (empty or ending in `/`).
     Prefix(String),
     /// Objects under `list_prefix` whose stage-relative path matches a glob.
-    Glob { list_prefix: String, glob: String, regex: Regex },
+    Glob {
+        list_prefix: String,
+        glob: String,
+        regex: Regex,
+    },
     /// Databend's `FILES => (...)`: exact stage-relative paths.
     Files(Vec<String>),
 }

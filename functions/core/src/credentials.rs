@@ -263,6 +263,61 @@ mod tests {
         );
     }
 
+    fn connection() -> Connection {
+        Connection {
+            name: None,
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            external_id: Some("ext-1".into()),
+            region: None,
+            endpoint_url: None,
+            role_session_name: None,
+            duration_seconds: 900,
+        }
+    }
+
+    #[test]
+    fn sts_errors_name_the_cause_and_fix() {
+        let failure = |code: &str| AwsFailure {
+            code: Some(code.into()),
+            message: Some("denied".into()),
+            status: Some(403),
+            transport: None,
+        };
+        let denied = map_sts_error(&failure("AccessDenied"), &connection());
+        assert_eq!(denied.kind(), ErrorKind::AssumeRoleDenied);
+        for needle in [
+            "arn:aws:iam::123456789012:role/r",
+            "ExternalId \"ext-1\"",
+            "trust policy",
+            "Principal",
+        ] {
+            assert!(
+                denied.message().contains(needle),
+                "{needle}: {}",
+                denied.message()
+            );
+        }
+        let token = map_sts_error(&failure("InvalidClientTokenId"), &connection());
+        assert_eq!(token.kind(), ErrorKind::InvalidClientTokenId);
+        assert!(token.message().contains("role ARN"), "{}", token.message());
+        assert_eq!(
+            map_sts_error(&failure("ExpiredToken"), &connection()).kind(),
+            ErrorKind::ExpiredToken
+        );
+        assert_eq!(
+            map_sts_error(&failure("Throttling"), &connection()).kind(),
+            ErrorKind::Throttled
+        );
+        let unreachable = AwsFailure {
+            transport: Some(crate::aws_error::Transport::Unreachable),
+            ..AwsFailure::default()
+        };
+        assert_eq!(
+            map_sts_error(&unreachable, &connection()).kind(),
+            ErrorKind::EndpointUnreachable
+        );
+    }
+
     #[test]
     fn default_session_names_are_valid() {
         let conn = Connection {

@@ -37,7 +37,7 @@ make_venv() {
   if [ -f "$dir/.xstage-stamp" ] && [ "$(cat "$dir/.xstage-stamp")" = "$want" ]; then
     return 0
   fi
-  py="$(PYENV_VERSION=3.13.0:3.12.1 find_python)" || return 1
+  py="$(find_python)" || return 1
   log "creating Python venv $name ($want)"
   rm -rf "$dir"
   "$py" -m venv "$dir"

@@ -99,11 +99,7 @@ fn parse_list(sig: &[&Token]) -> Result<Statement> {
             [_, eq, value, ..] if eq.kind == Kind::Arrow || eq.is_symbol('=') => value,
             _ => return Err(FunctionError::invalid_query(usage)),
         };
-        stage_ref.pattern = Some(
-            value
-                .string_value()
-                .ok_or_else(|| FunctionError::invalid_query("PATTERN takes a quoted regex"))?,
-        );
+        stage_ref.pattern = Some(pattern_value(value)?);
         rest = &rest[3..];
     }
     if rest.first().is_some_and(|t| t.is_symbol(';')) {
@@ -244,11 +240,7 @@ fn parse_table_options(sig: &[&Token], open: usize, stage_ref: &mut StageRef) ->
             stage_ref.files = Some(files);
             i = end;
         } else if name.is_word("PATTERN") {
-            stage_ref.pattern = Some(
-                value
-                    .string_value()
-                    .ok_or_else(|| FunctionError::invalid_query("PATTERN takes a quoted regex"))?,
-            );
+            stage_ref.pattern = Some(pattern_value(value)?);
         } else if name.is_word("FILE_FORMAT") {
             check_parquet(value)?;
         } else {
@@ -313,6 +305,13 @@ fn parse_string_list(sig: &[&Token], open: usize) -> Result<(Vec<String>, usize)
     }
 }
 
+/// The quoted regex of a `PATTERN` option.
+fn pattern_value(value: &Token) -> Result<String> {
+    value
+        .string_value()
+        .ok_or_else(|| FunctionError::invalid_query("PATTERN takes a quoted regex"))
+}
+
 fn check_parquet(value: &Token) -> Result<()> {
     let format = value
         .string_value()
@@ -346,11 +345,7 @@ fn parse_infer_schema(sig: &[&Token], open: usize) -> Result<(StageRef, usize)> 
                 .ok_or_else(|| FunctionError::invalid_query(usage))?;
             location = Some(split_ref(&text)?);
         } else if name.is_word("PATTERN") {
-            pattern = Some(
-                value
-                    .string_value()
-                    .ok_or_else(|| FunctionError::invalid_query("PATTERN takes a quoted regex"))?,
-            );
+            pattern = Some(pattern_value(value)?);
         } else if name.is_word("FILE_FORMAT") {
             check_parquet(value)?;
         } else {

@@ -39,14 +39,14 @@
 use std::fs;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::process::container::{self, ContainerSpec};
+use crate::process::container::ContainerSpec;
 use crate::process::{
-    Emulator, Guard, ServerCommand, ServerProcess, cache_dir, env_var, free_port, http_get_json,
-    shared, wait_ready,
+    Emulator, Provision, ServerCommand, ServerProcess, cache_dir, env_var, free_port,
+    http_get_json, shared,
 };
 
 /// Default container image when Docker is used.
@@ -68,47 +68,24 @@ pub fn localstack() -> &'static Emulator {
 }
 
 fn start() -> Result<Emulator> {
-    let begin = Instant::now();
-    if let Some(endpoint) = env_var("XSTAGE_TEST_ENDPOINT") {
-        return Ok(Emulator::new(
-            "LocalStack",
-            endpoint,
-            "env",
-            None,
-            begin.elapsed(),
-            Guard::None,
-        ));
-    }
-    if container::docker_available() {
-        let image = env_var("XSTAGE_LOCALSTACK_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
-        let started = container::start(&ContainerSpec {
+    let image = env_var("XSTAGE_LOCALSTACK_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+    Provision {
+        name: "LocalStack",
+        endpoint_var: "XSTAGE_TEST_ENDPOINT",
+        container: ContainerSpec {
             name: "localstack",
             image: &image,
             port: 4566,
             env: &[("SERVICES", SERVICES), ("DISABLE_EVENTS", "1")],
-        })?;
-        let endpoint = started.endpoint().to_owned();
-        let log_file = started.log_file().to_owned();
-        wait_ready(
-            "LocalStack container",
-            READY_TIMEOUT,
-            None,
-            Some(&log_file),
-            || check_health(&endpoint),
-        )?;
-        return Ok(Emulator::new(
-            "LocalStack",
-            endpoint,
-            "container",
-            Some(log_file),
-            begin.elapsed(),
-            Guard::Container(started),
-        ));
+        },
+        ready_timeout: READY_TIMEOUT,
+        probe: check_health,
     }
-    start_process(begin)
+    .run(spawn)
 }
 
-fn start_process(begin: Instant) -> Result<Emulator> {
+/// LocalStack in host mode, as a child process.
+fn spawn() -> Result<(ServerProcess, String)> {
     let python = env_var("XSTAGE_LOCALSTACK_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_dir().join("venv/localstack/bin/python"));
@@ -132,23 +109,9 @@ fn start_process(begin: Instant) -> Result<Emulator> {
     for (key, value) in host_mode_env(port, &root.to_string_lossy()) {
         command = command.env(key, value);
     }
-    let server = ServerProcess::spawn(&command)?;
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let log_file = server.log_file().to_owned();
-    wait_ready(
-        "LocalStack",
-        READY_TIMEOUT,
-        Some(&server),
-        Some(&log_file),
-        || check_health(&endpoint),
-    )?;
-    Ok(Emulator::new(
-        "LocalStack",
-        endpoint,
-        "process",
-        Some(log_file),
-        begin.elapsed(),
-        Guard::Process(server),
+    Ok((
+        ServerProcess::spawn(&command)?,
+        format!("http://127.0.0.1:{port}"),
     ))
 }
 

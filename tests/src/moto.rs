@@ -34,15 +34,15 @@
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::process::container::{self, ContainerSpec};
+use crate::process::container::ContainerSpec;
 use crate::process::{
-    Emulator, Guard, ServerCommand, ServerProcess, cache_dir, env_var, free_port, http_get, shared,
-    wait_ready,
+    Emulator, Provision, ServerCommand, ServerProcess, cache_dir, env_var, free_port, http_get,
+    shared,
 };
 
 /// Default container image when Docker is used.
@@ -97,44 +97,24 @@ pub fn assume_role_calls(endpoint: &str) -> Result<Vec<AssumeRoleCall>> {
 }
 
 fn start() -> Result<Emulator> {
-    let begin = Instant::now();
-    if let Some(endpoint) = env_var("XSTAGE_MOTO_ENDPOINT") {
-        return Ok(Emulator::new(
-            "moto",
-            endpoint,
-            "env",
-            None,
-            begin.elapsed(),
-            Guard::None,
-        ));
-    }
-    if container::docker_available() {
-        let image = env_var("XSTAGE_MOTO_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
-        let started = container::start(&ContainerSpec {
+    let image = env_var("XSTAGE_MOTO_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+    Provision {
+        name: "moto",
+        endpoint_var: "XSTAGE_MOTO_ENDPOINT",
+        container: ContainerSpec {
             name: "moto",
             image: &image,
             port: 5000,
             env: &[],
-        })?;
-        let endpoint = started.endpoint().to_owned();
-        let log_file = started.log_file().to_owned();
-        wait_ready(
-            "moto container",
-            READY_TIMEOUT,
-            None,
-            Some(&log_file),
-            || check_ready(&endpoint),
-        )?;
-        return Ok(Emulator::new(
-            "moto",
-            endpoint,
-            "container",
-            Some(log_file),
-            begin.elapsed(),
-            Guard::Container(started),
-        ));
+        },
+        ready_timeout: READY_TIMEOUT,
+        probe: check_ready,
     }
+    .run(spawn)
+}
 
+/// `moto_server` on a free loopback port, as a child process.
+fn spawn() -> Result<(ServerProcess, String)> {
     let program = env_var("XSTAGE_MOTO_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| cache_dir().join("venv/moto/bin/moto_server"));
@@ -150,23 +130,9 @@ fn start() -> Result<Emulator> {
     let command = ServerCommand::new("moto", &program)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .env("PYTHONUNBUFFERED", "1");
-    let server = ServerProcess::spawn(&command)?;
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let log_file = server.log_file().to_owned();
-    wait_ready(
-        "moto",
-        READY_TIMEOUT,
-        Some(&server),
-        Some(&log_file),
-        || check_ready(&endpoint),
-    )?;
-    Ok(Emulator::new(
-        "moto",
-        endpoint,
-        "process",
-        Some(log_file),
-        begin.elapsed(),
-        Guard::Process(server),
+    Ok((
+        ServerProcess::spawn(&command)?,
+        format!("http://127.0.0.1:{port}"),
     ))
 }
 

@@ -44,6 +44,64 @@ pub struct Emulator {
     _guard: Guard,
 }
 
+/// How one emulator is provided; [`Provision::run`] takes the first that applies: an endpoint
+/// from the environment, a container when a Docker engine answers, else a child process.
+pub(crate) struct Provision<'a> {
+    pub name: &'static str,
+    /// Variable naming an endpoint to use as is.
+    pub endpoint_var: &'static str,
+    pub container: container::ContainerSpec<'a>,
+    pub ready_timeout: Duration,
+    /// `Ok` once the emulator at this endpoint answers.
+    pub probe: fn(&str) -> Result<()>,
+}
+
+impl Provision<'_> {
+    /// Provides the emulator; `spawn` starts the child process and returns it with its endpoint.
+    pub(crate) fn run(
+        &self,
+        spawn: impl FnOnce() -> Result<(ServerProcess, String)>,
+    ) -> Result<Emulator> {
+        let begin = Instant::now();
+        if let Some(endpoint) = env_var(self.endpoint_var) {
+            return Ok(Emulator::new(
+                self.name,
+                endpoint,
+                "env",
+                None,
+                begin.elapsed(),
+                Guard::None,
+            ));
+        }
+        let (endpoint, log_file, kind, guard) = if container::docker_available() {
+            let started = container::start(&self.container)?;
+            let endpoint = started.endpoint().to_owned();
+            let log_file = started.log_file().to_owned();
+            (endpoint, log_file, "container", Guard::Container(started))
+        } else {
+            let (server, endpoint) = spawn()?;
+            let log_file = server.log_file().to_owned();
+            (endpoint, log_file, "process", Guard::Process(server))
+        };
+        let server = match &guard {
+            Guard::Process(server) => Some(server),
+            _ => None,
+        };
+        let what = format!("{} {kind}", self.name);
+        wait_ready(&what, self.ready_timeout, server, Some(&log_file), || {
+            (self.probe)(&endpoint)
+        })?;
+        Ok(Emulator::new(
+            self.name,
+            endpoint,
+            kind,
+            Some(log_file),
+            begin.elapsed(),
+            guard,
+        ))
+    }
+}
+
 /// What keeps an emulator alive; held, never read, so that it is not dropped early.
 #[expect(dead_code, reason = "the fields are held for their lifetime only")]
 pub(crate) enum Guard {

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, SystemTime};
 
-use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
+use aws_types::SdkConfig;
 
 use crate::aws_error::{AwsFailure, advice};
 use crate::error::{ErrorKind, FunctionError, Result};

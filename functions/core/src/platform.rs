@@ -3,12 +3,15 @@
 //!
 //! Native builds use `aws-config`'s standard chain (environment, profile, web identity,
 //! container and instance roles: on Lambda, the execution role's variables) with the SDK's
-//! hyper/rustls client under tokio.
+//! hyper/rustls client under tokio. WASI builds (`wasm32-wasip2`) take the function's own
+//! credentials from the environment the host gives the guest, send HTTP through wasi:http
+//! (`aws-smithy-wasm`) and sleep with `wstd`.
 
 use std::time::Duration;
 
-use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_types::timeout::TimeoutConfig;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
 
 /// The region used when neither the connection nor `AWS_REGION` names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -31,7 +34,9 @@ pub fn env_region() -> String {
 }
 
 /// The process-wide base configuration, loaded once.
+#[cfg(not(target_arch = "wasm32"))]
 pub async fn base_config() -> SdkConfig {
+    use aws_config::BehaviorVersion;
     static BASE: tokio::sync::OnceCell<SdkConfig> = tokio::sync::OnceCell::const_new();
     BASE.get_or_init(|| async {
         aws_config::defaults(BehaviorVersion::latest())
@@ -43,4 +48,30 @@ pub async fn base_config() -> SdkConfig {
     })
     .await
     .clone()
+}
+
+/// The base configuration of a WASI guest: credentials from its environment, wasi:http.
+#[cfg(target_arch = "wasm32")]
+pub async fn base_config() -> SdkConfig {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_smithy_async::rt::sleep::SharedAsyncSleep;
+    use aws_smithy_async::time::SystemTimeSource;
+    use aws_smithy_runtime_api::client::behavior_version::BehaviorVersion;
+    use aws_smithy_wasm::wasi::{WasiHttpClientBuilder, WasiSleep};
+
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(env_region()))
+        .http_client(WasiHttpClientBuilder::new().build())
+        .sleep_impl(SharedAsyncSleep::new(WasiSleep))
+        .time_source(SystemTimeSource::new())
+        .timeout_config(timeouts());
+    if let (Some(id), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+        let credentials =
+            Credentials::new(id, secret, var("AWS_SESSION_TOKEN"), None, "environment");
+        builder = builder.credentials_provider(SharedCredentialsProvider::new(credentials));
+    }
+    builder.build()
 }

@@ -9,9 +9,9 @@ pub use error::map as map_error;
 pub use stats::{IoCounts, IoStats};
 pub use store::{COALESCE_GAP, S3Store, key_of};
 
-use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_types::SdkConfig;
 
 /// An S3 client that signs with `credentials`. With an endpoint override (LocalStack, MinIO)
 /// it uses path-style addressing.

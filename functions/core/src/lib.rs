@@ -49,7 +49,7 @@ pub async fn handle(event: serde_json::Value) -> Result<Response, FunctionError>
     let started = Instant::now();
     let event = Event::from_json(event)?;
     let statement = sql::rewrite(&event.query)?;
-    let plan = engine::Plan::new(statement, &event.stage, &event.query)?;
+    let plan = engine::Plan::new(statement, &event.stage)?;
 
     let base = platform::base_config().await;
     let region = event

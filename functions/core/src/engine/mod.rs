@@ -23,7 +23,7 @@ use crate::error::{FunctionError, Result};
 use crate::event::Stage;
 use crate::result::{RowWriter, Stats};
 use crate::s3::{IoStats, S3Store, key_of};
-use crate::sql::{StageRef, Statement, TableSource, has_filter, has_limit, uses_filename_column};
+use crate::sql::{StageRef, Statement, TableSource};
 use crate::stage::Location;
 
 pub use files::store_error;
@@ -59,7 +59,7 @@ impl Source {
 }
 
 impl Plan {
-    pub fn new(statement: Statement, stage: &Stage, query: &str) -> Result<Self> {
+    pub fn new(statement: Statement, stage: &Stage) -> Result<Self> {
         let resolve = |r: &StageRef| -> Result<Location> {
             if !r.stage.eq_ignore_ascii_case(&stage.name) {
                 return Err(FunctionError::invalid_query(format!(
@@ -85,7 +85,11 @@ impl Plan {
                     column_index: false,
                 },
             },
-            Statement::Query { sql, tables } => Plan {
+            Statement::Query {
+                sql,
+                tables,
+                traits,
+            } => Plan {
                 tables: tables
                     .iter()
                     .map(|t| {
@@ -98,10 +102,10 @@ impl Plan {
                         ))
                     })
                     .collect::<Result<_>>()?,
-                with_filename: uses_filename_column(query),
+                with_filename: traits.filename_column,
                 page_indexes: footer::PageIndexes {
-                    offset_index: has_filter(query) || has_limit(query),
-                    column_index: has_filter(query),
+                    offset_index: traits.filters || traits.limit,
+                    column_index: traits.filters,
                 },
                 sql,
             },

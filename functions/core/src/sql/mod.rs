@@ -46,31 +46,37 @@ pub struct Table {
 /// A statement after rewriting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Statement {
-    /// SQL for DataFusion, and the tables it uses.
-    Query { sql: String, tables: Vec<Table> },
+    /// SQL for DataFusion, the tables it uses, and its traits.
+    Query {
+        sql: String,
+        tables: Vec<Table>,
+        traits: Traits,
+    },
     /// `LIST @stage[/path] [PATTERN => '...']`.
     List(StageRef),
 }
 
-/// Whether the query reads Databend's `METADATA$FILENAME` pseudo-column.
-pub fn uses_filename_column(sql: &str) -> bool {
-    lex(sql).is_ok_and(|tokens| {
-        tokens.iter().any(|t| {
+/// What the engine needs to know about a query beyond its tables, read from its tokens.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traits {
+    /// It reads Databend's `METADATA$FILENAME` pseudo-column.
+    pub filename_column: bool,
+    /// It has a WHERE or a join condition, whose predicates may prune pages.
+    pub filters: bool,
+    /// It has a LIMIT, which may stop after the first pages of a file.
+    pub limit: bool,
+}
+
+fn traits(sig: &[&Token]) -> Traits {
+    Traits {
+        filename_column: sig.iter().any(|t| {
             t.is_word(FILENAME_COLUMN)
                 || (t.kind == Kind::QuotedIdent
                     && t.text[1..t.text.len() - 1].eq_ignore_ascii_case(FILENAME_COLUMN))
-        })
-    })
-}
-
-/// Whether the query has a WHERE or a join condition, whose predicates may prune pages.
-pub fn has_filter(sql: &str) -> bool {
-    lex(sql).is_ok_and(|tokens| tokens.iter().any(|t| t.is_word("WHERE") || t.is_word("ON")))
-}
-
-/// Whether the query has a LIMIT, which may stop after the first pages of a file.
-pub fn has_limit(sql: &str) -> bool {
-    lex(sql).is_ok_and(|tokens| tokens.iter().any(|t| t.is_word("LIMIT")))
+        }),
+        filters: sig.iter().any(|t| t.is_word("WHERE") || t.is_word("ON")),
+        limit: sig.iter().any(|t| t.is_word("LIMIT")),
+    }
 }
 
 /// Databend's file-name pseudo-column, as DataFusion sees it (unquoted names are lower-cased).
@@ -187,7 +193,11 @@ fn rewrite_query(sql: &str, sig: &[&Token]) -> Result<Statement> {
         i += 1;
     }
     out.push_str(&sql[copied..]);
-    Ok(Statement::Query { sql: out, tables })
+    Ok(Statement::Query {
+        sql: out,
+        tables,
+        traits: traits(sig),
+    })
 }
 
 /// `'@stage/...'` as a string literal.
@@ -376,7 +386,7 @@ mod tests {
 
     fn query(sql: &str) -> (String, Vec<Table>) {
         match rewrite(sql).unwrap() {
-            Statement::Query { sql, tables } => (sql, tables),
+            Statement::Query { sql, tables, .. } => (sql, tables),
             other => panic!("{other:?}"),
         }
     }
@@ -471,10 +481,21 @@ mod tests {
         assert!(rewrite("LIST").is_err());
     }
 
+    fn traits_of(sql: &str) -> Traits {
+        match rewrite(sql).unwrap() {
+            Statement::Query { traits, .. } => traits,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
-    fn filename_column_detection() {
-        assert!(uses_filename_column("SELECT METADATA$FILENAME, a FROM @s"));
-        assert!(uses_filename_column("SELECT \"metadata$filename\" FROM @s"));
-        assert!(!uses_filename_column("SELECT 'METADATA$FILENAME' FROM @s"));
+    fn traits_come_from_tokens_not_strings() {
+        assert!(traits_of("SELECT METADATA$FILENAME, a FROM @s").filename_column);
+        assert!(traits_of("SELECT \"metadata$filename\" FROM @s").filename_column);
+        assert!(!traits_of("SELECT 'METADATA$FILENAME' FROM @s").filename_column);
+        let t = traits_of("SELECT * FROM @s WHERE a > 1 LIMIT 3");
+        assert!(t.filters && t.limit);
+        let t = traits_of("SELECT 'where', \"limit\" FROM @s -- WHERE x LIMIT 1");
+        assert!(!t.filters && !t.limit);
     }
 }

@@ -117,36 +117,24 @@ pub async fn load(
             .and_then(|()| r.finish())
     };
     use PageIndexPolicy::{Optional, Skip};
-    let (offset_wanted, column_wanted) = (want.offset_index, want.column_index);
-    // 1. Both indexes from the tail.
-    let mut found = match attempt(&tail, Optional, Optional) {
-        Ok(m) => Some(m),
-        Err(ParquetError::NeedMoreData(_)) => None,
-        Err(e) => return Err(invalid(e.to_string())),
-    };
-    // 2. The offset index alone from the tail, if the column index is not wanted.
-    if found.is_none() && !column_wanted {
-        found = match attempt(&tail, Optional, Skip) {
-            Ok(m) => Some(m),
-            Err(ParquetError::NeedMoreData(_)) => None,
-            Err(e) => return Err(invalid(e.to_string())),
-        };
+    // 1. Both indexes from the tail; 2. else the offset index alone, if the column index is
+    // not wanted. A NeedMoreData left over says how much the wanted indexes need.
+    let mut parsed = attempt(&tail, Optional, Optional);
+    if !want.column_index && matches!(parsed, Err(ParquetError::NeedMoreData(_))) {
+        parsed = attempt(&tail, Optional, Skip);
     }
     // 3. Fetch what is wanted; if nothing is, do without page indexes.
-    let metadata = match found {
-        Some(m) => m,
-        None if offset_wanted || column_wanted => {
-            let column = if column_wanted { Optional } else { Skip };
-            match attempt(&tail, Optional, column) {
-                Ok(m) => m,
-                Err(ParquetError::NeedMoreData(needed)) => {
-                    let more = fetch_for_index(store, stats, meta, needed, &invalid).await?;
-                    attempt(&more, Optional, column).map_err(|e| invalid(e.to_string()))?
-                }
-                Err(e) => return Err(invalid(e.to_string())),
-            }
+    let metadata = match parsed {
+        Ok(m) => m,
+        Err(ParquetError::NeedMoreData(needed)) if want.offset_index || want.column_index => {
+            let column = if want.column_index { Optional } else { Skip };
+            let more = fetch_for_index(store, stats, meta, needed, &invalid).await?;
+            attempt(&more, Optional, column).map_err(|e| invalid(e.to_string()))?
         }
-        None => without_page_index(footer).map_err(|e| invalid(e.to_string()))?,
+        Err(ParquetError::NeedMoreData(_)) => {
+            without_page_index(footer).map_err(|e| invalid(e.to_string()))?
+        }
+        Err(e) => return Err(invalid(e.to_string())),
     };
     Ok(mark_missing_column_index(metadata))
 }

@@ -11,11 +11,6 @@ use crate::stage::{Location, Selection, StageUrl};
 /// The most objects one location may list.
 pub const MAX_LISTED: usize = 100_000;
 
-/// The object a stage-relative path names, and its key.
-fn key(stage: &StageUrl, relative: &str) -> String {
-    stage.key(relative)
-}
-
 /// Objects selected by `location`, sorted by key. `exists_check`: a plain path that names no
 /// object and no directory is an error (queries), rather than an empty result (LIST).
 pub async fn resolve(
@@ -27,7 +22,7 @@ pub async fn resolve(
 ) -> Result<Vec<ObjectMeta>> {
     let list_prefix = match &location.selection {
         Selection::Path(p) if !listing_only && location.pattern.is_none() => {
-            match store.head_key(&key(stage, p)).await {
+            match store.head_key(&stage.key(p)).await {
                 Ok(meta) => return Ok(vec![meta]),
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(store_error(e, stats)),
@@ -39,7 +34,7 @@ pub async fn resolve(
         Selection::Glob { list_prefix, .. } => list_prefix.clone(),
         Selection::Files(files) => {
             let metas: Vec<ObjectMeta> = futures::stream::iter(files.iter().map(|f| {
-                let key = key(stage, f);
+                let key = stage.key(f);
                 async move { store.head_key(&key).await }
             }))
             .buffered(8)
@@ -52,7 +47,7 @@ pub async fn resolve(
                 .collect());
         }
     };
-    let mut listing = store.list_keys(key(stage, &list_prefix));
+    let mut listing = store.list_keys(stage.key(&list_prefix));
     let mut found = Vec::new();
     let mut seen = 0usize;
     while let Some(meta) = listing

@@ -50,8 +50,21 @@ make_venv() {
 setup() {
   command -v rustup >/dev/null && rustup target list --installed | grep -qx wasm32-wasip2 \
     || { log "adding rustup target wasm32-wasip2"; rustup target add wasm32-wasip2 >&2; }
+  # zstd-sys and other C code need clang to target wasm32-wasip2.
+  if ! command -v clang >/dev/null; then
+    log "installing clang"
+    apt-get update -qq >&2 && apt-get install -y -qq clang >&2
+  fi
   make_venv localstack "$LOCALSTACK_SPEC" "${LOCALSTACK_PINS[@]}"
   make_venv moto "$MOTO_SPEC"
   export XSTAGE_LOCALSTACK_PYTHON="$XSTAGE_VENVS/localstack/bin/python"
   export XSTAGE_MOTO_SERVER="$XSTAGE_VENVS/moto/bin/moto_server"
+}
+
+# The WASI components the host runs: the stage query function and the sandbox probe, built
+# for wasm32-wasip2 in release mode into $CARGO_TARGET_DIR/wasm32-wasip2/release/.
+build_components() {
+  log "building the WASI components (wasm32-wasip2, release)"
+  CFLAGS_wasm32_wasip2=-ffreestanding cargo build --locked --release --target wasm32-wasip2 \
+    -p xstage-component -p xstage-sandbox-guest
 }

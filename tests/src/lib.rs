@@ -13,3 +13,4 @@ pub mod moto;
 pub mod process;
 pub mod seed;
 pub mod table;
+pub mod wasm;

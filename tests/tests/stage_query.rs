@@ -1,6 +1,9 @@
 //! End-to-end tests of the stage query function against real emulator processes:
 //! LocalStack for S3/STS/IAM, moto for the record of what AssumeRole was sent.
 //!
+//! Every query runs twice: natively, and as the WASI component on the wasmtime host
+//! (`xstage-host`), and the two results must be identical (see [`run`]).
+//!
 //! Every fixture is generated here and every expected value is computed from the generated
 //! rows, not by the engine under test.
 
@@ -12,7 +15,8 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use xstage_tests::fixtures::{self, Person, Sale};
 use xstage_tests::seed::{self, Admin};
-use xstage_tests::{localstack, moto};
+use xstage_host::{Function, Outcome};
+use xstage_tests::{localstack, moto, wasm};
 
 /// One runtime for the whole binary: SDK clients and their connection pools outlive a test.
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -113,11 +117,71 @@ async fn world() -> &'static World {
         .await
 }
 
-async fn run(event: Value) -> Result<Value, (String, String)> {
+type Reply = Result<Value, (String, String)>;
+
+/// Runs the event natively (the core as a library) and as the WASI component on the wasmtime
+/// host, asserts both give the same result, and returns the native one. Only the timing and
+/// the STS call count (each side has its own credential cache) may differ.
+async fn run(event: Value) -> Reply {
+    let native = run_native(event.clone()).await;
+    let wasm = run_wasm(&event).await;
+    assert_eq!(
+        comparable(&native),
+        comparable(&wasm),
+        "native and WASI results differ for {event}"
+    );
+    native
+}
+
+async fn run_native(event: Value) -> Reply {
     match xstage_core::handle(event).await {
         Ok(r) => Ok(serde_json::to_value(&r).expect("response json")),
         Err(e) => Err((e.kind().as_str().to_string(), e.message().to_string())),
     }
+}
+
+/// The stage query component, loaded once on a host configured like this process.
+async fn function() -> &'static Function {
+    static FUNCTION: OnceCell<Function> = OnceCell::const_new();
+    FUNCTION
+        .get_or_init(|| async {
+            wasm::host()
+                .load(&wasm::stage_query_component(), wasm::stage_query_config())
+                .await
+                .expect("load the stage query component")
+        })
+        .await
+}
+
+async fn run_wasm(event: &Value) -> Reply {
+    let invocation = function()
+        .await
+        .invoke(&serde_json::to_vec(event).expect("event"))
+        .await
+        .expect("the invocation starts");
+    assert!(
+        invocation.stats.denied_requests.is_empty(),
+        "the guest tried origins outside its allowlist: {:?}",
+        invocation.stats.denied_requests
+    );
+    match invocation.outcome {
+        Outcome::Response(body) => Ok(serde_json::from_slice(&body).expect("response json")),
+        Outcome::Error {
+            error_type,
+            error_message,
+        } => Err((error_type, error_message)),
+    }
+}
+
+fn comparable(outcome: &Reply) -> Reply {
+    let mut outcome = outcome.clone();
+    if let Ok(Value::Object(response)) = &mut outcome {
+        if let Some(Value::Object(stats)) = response.get_mut("stats") {
+            stats.remove("elapsed_ms");
+            stats.remove("sts_calls");
+        }
+    }
+    outcome
 }
 
 async fn query(sql: &str) -> Value {
@@ -209,7 +273,7 @@ fn moto_records_the_external_id_and_session_name_sent() {
         );
         event["connection"]["external_id"] = json!("moto-external-id-1");
         event["connection"]["role_session_name"] = json!("xstage-moto-check");
-        let v = run(event).await.expect("query through moto");
+        let v = run_native(event).await.expect("query through moto");
         assert_eq!(rows(&v), &vec![people[0].json()]);
         let calls = moto::assume_role_calls(&endpoint).expect("moto data");
         let ours: Vec<_> = calls
@@ -226,7 +290,7 @@ fn moto_records_the_external_id_and_session_name_sent() {
             "SELECT count(*) FROM @databend_test/test.parquet",
         );
         event["connection"]["external_id"] = json!("moto-external-id-2");
-        run(event).await.expect("default session name");
+        run_native(event).await.expect("default session name");
         let calls = moto::assume_role_calls(&endpoint).expect("moto data");
         let default: Vec<_> = calls
             .iter()
@@ -240,6 +304,66 @@ fn moto_records_the_external_id_and_session_name_sent() {
             "{:?}",
             default[0]
         );
+    })
+}
+
+#[test]
+fn the_wasi_guest_sends_the_external_id_through_the_host() {
+    block_on(async {
+        let endpoint = moto::moto().endpoint().to_string();
+        let people = fixtures::people(3);
+        let body =
+            fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 3);
+        seed::seed(&endpoint, body).await.expect("seed moto");
+        let mut event = seed::seed_event(
+            &endpoint,
+            "SELECT * FROM @databend_test/test.parquet LIMIT 1",
+        );
+        event["connection"]["external_id"] = json!("moto-external-id-wasm");
+        event["connection"]["role_session_name"] = json!("xstage-moto-wasm");
+        let v = run_wasm(&event).await.expect("query through moto, in WASI");
+        assert_eq!(rows(&v), &vec![people[0].json()]);
+        let calls = moto::assume_role_calls(&endpoint).expect("moto data");
+        let ours: Vec<_> = calls
+            .iter()
+            .filter(|c| c.role_session_name == "xstage-moto-wasm")
+            .collect();
+        assert_eq!(ours.len(), 1, "{calls:?}");
+        assert_eq!(ours[0].external_id.as_deref(), Some("moto-external-id-wasm"));
+    })
+}
+
+#[test]
+fn a_warm_wasi_environment_reuses_its_credentials() {
+    block_on(async {
+        let w = world().await;
+        let mut config = wasm::stage_query_config();
+        config.reserved_concurrency = Some(1);
+        let f = wasm::host()
+            .load(&wasm::stage_query_component(), config)
+            .await
+            .expect("load");
+        let event = serde_json::to_vec(&seed::seed_event(
+            &w.endpoint,
+            "SELECT count(*) FROM @databend_test/test.parquet",
+        ))
+        .unwrap();
+        let first = f.invoke(&event).await.expect("first");
+        let second = f.invoke(&event).await.expect("second");
+        let body = |i: &xstage_host::Invocation| -> Value {
+            serde_json::from_slice(&i.body()).expect("json")
+        };
+        let (a, b) = (body(&first), body(&second));
+        assert_eq!(a["rows"], json!([[SEED_ROWS]]), "{a}");
+        assert_eq!(b["rows"], a["rows"]);
+        assert_eq!((a["stats"]["sts_calls"].as_u64(), b["stats"]["sts_calls"].as_u64()), (Some(1), Some(0)));
+        assert_eq!(first.stats.environment, second.stats.environment);
+        assert!(first.stats.init_duration.is_some() && second.stats.init_duration.is_none());
+        // What the host sent is what the guest counted: S3 requests, plus STS once.
+        let s3 = |v: &Value| v["stats"]["s3_requests"].as_u64().unwrap();
+        assert_eq!(first.stats.http_requests, s3(&a) + 1);
+        assert_eq!(second.stats.http_requests, s3(&b));
+        assert!(first.stats.denied_requests.is_empty() && second.stats.denied_requests.is_empty());
     })
 }
 

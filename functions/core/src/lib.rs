@@ -24,6 +24,7 @@
 
 mod aws_error;
 pub mod credentials;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod event;

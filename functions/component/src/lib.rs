@@ -1,0 +1,43 @@
+//! # xstage-component
+//!
+//! The stage query function as a WASI 0.2 component (`wasm32-wasip2`). It exports
+//! `xstage:function/handler` (see `wit/function.wit`): event bytes in, response JSON out, or a
+//! `function-error` carrying the core's `errorType` and message.
+//!
+//! There is no logic here: [`xstage_core::handle_bytes`] runs under `wstd`'s executor, with
+//! AWS HTTP going through wasi:http (`aws-smithy-wasm`, see `xstage_core::platform`).
+//! Neighbours: `host/` loads this component and runs it like Lambda runs a function;
+//! `functions/stage-query` runs the same core natively.
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2 -p xstage-component`; the
+//! component is `target/wasm32-wasip2/release/xstage_component.wasm`. On other targets this
+//! crate is empty.
+
+#![cfg(target_arch = "wasm32")]
+
+wit_bindgen::generate!({ world: "function", path: "wit" });
+
+use exports::xstage::function::handler::{FunctionError, Guest};
+
+struct Function;
+
+impl Guest for Function {
+    fn handle(event: Vec<u8>) -> Result<Vec<u8>, FunctionError> {
+        let result = wstd::runtime::block_on(xstage_core::handle_bytes(&event));
+        let error = match result {
+            Ok(response) => match serde_json::to_vec(&response) {
+                Ok(body) => return Ok(body),
+                Err(e) => xstage_core::FunctionError::internal(format!(
+                    "the response could not be encoded as JSON: {e}"
+                )),
+            },
+            Err(error) => error,
+        };
+        Err(FunctionError {
+            error_type: error.kind().as_str().to_string(),
+            error_message: error.message().to_string(),
+        })
+    }
+}
+
+export!(Function);

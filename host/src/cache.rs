@@ -1,0 +1,193 @@
+//! Compile once: the compiled form of a component is cached on disk, keyed by the
+//! component's BLAKE3 hash, the wasmtime version and the engine's settings
+//! (`Engine::precompile_compatibility_hash`). Each artifact is written with its own BLAKE3
+//! digest beside it, and is loaded only if its bytes still match that digest; a missing,
+//! stale or corrupt entry is compiled again and replaced, never trusted.
+//!
+//! Entries are written to a temporary file and renamed into place, so a reader never sees a
+//! half-written artifact, and concurrent writers of one key agree on its content.
+
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+use crate::error::LoadError;
+
+/// How a component was obtained.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from a verified cache entry.
+    Hit,
+    /// Not in the cache (or no cache): compiled.
+    Compiled,
+    /// In the cache but not trusted: compiled again.
+    Recompiled { reason: String },
+}
+
+/// A component ready to instantiate, and what loading it cost.
+pub struct Loaded {
+    pub component: Component,
+    pub outcome: CacheOutcome,
+    /// Cranelift's time, when it ran.
+    pub compile_time: Option<Duration>,
+    /// Reading, verifying and deserializing a cache entry.
+    pub load_time: Duration,
+    /// The cache entry, when there is a cache.
+    pub artifact: Option<PathBuf>,
+}
+
+/// A directory of compiled components.
+#[derive(Debug, Clone)]
+pub struct ArtifactCache {
+    dir: PathBuf,
+}
+
+impl ArtifactCache {
+    /// Uses (and creates, private to this user) `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(Self { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The entry for this component under this engine.
+    pub fn key(engine: &Engine, wasm: &[u8]) -> String {
+        struct Blake3(blake3::Hasher);
+        impl Hasher for Blake3 {
+            fn write(&mut self, bytes: &[u8]) {
+                self.0.update(bytes);
+            }
+            fn finish(&self) -> u64 {
+                0
+            }
+        }
+        // The compatibility hash covers the target, Cranelift's flags, the engine's tunables
+        // and wasm features, and the wasmtime version.
+        let mut settings = Blake3(blake3::Hasher::new());
+        engine.precompile_compatibility_hash().hash(&mut settings);
+        let component = blake3::hash(wasm).to_hex();
+        let settings = settings.0.finalize().to_hex();
+        format!("{}-{}", &component[..32], &settings[..16])
+    }
+
+    fn paths(&self, key: &str) -> (PathBuf, PathBuf) {
+        (
+            self.dir.join(format!("{key}.cwasm")),
+            self.dir.join(format!("{key}.cwasm.blake3")),
+        )
+    }
+
+    /// The verified entry, or why there is none to trust.
+    fn lookup(&self, engine: &Engine, key: &str) -> Result<Component, Option<String>> {
+        let (artifact, digest_path) = self.paths(key);
+        let bytes = match std::fs::read(&artifact) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
+            Err(e) => return Err(Some(format!("cannot read {}: {e}", artifact.display()))),
+        };
+        let expected = std::fs::read_to_string(&digest_path)
+            .map_err(|e| Some(format!("no digest beside the artifact ({e})")))?;
+        if expected.trim() != digest(&bytes) {
+            return Err(Some("the artifact does not match its digest".to_string()));
+        }
+        // SAFETY: these bytes are exactly what `precompile_component` wrote for an engine with
+        // this version and these settings (both are in the key), as the digest we recorded
+        // when writing them shows; they were read into memory before the check, so they
+        // cannot change after it.
+        unsafe { Component::deserialize(engine, &bytes) }
+            .map_err(|e| Some(format!("wasmtime refused the artifact: {e}")))
+    }
+
+    fn store(&self, key: &str, artifact_bytes: &[u8]) -> std::io::Result<()> {
+        let (artifact, digest_path) = self.paths(key);
+        write_atomically(&artifact, artifact_bytes)?;
+        write_atomically(&digest_path, digest(artifact_bytes).as_bytes())
+    }
+}
+
+/// The hex BLAKE3 digest recorded beside an artifact.
+pub fn digest(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Loads `path` through `cache` (or compiles it, without one).
+pub fn load(
+    engine: &Engine,
+    cache: Option<&ArtifactCache>,
+    path: &Path,
+) -> Result<Loaded, LoadError> {
+    let wasm = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let compile_error = |e: wasmtime::Error| LoadError::Compile {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    };
+    let Some(cache) = cache else {
+        let started = Instant::now();
+        let component = Component::from_binary(engine, &wasm).map_err(compile_error)?;
+        return Ok(Loaded {
+            component,
+            outcome: CacheOutcome::Compiled,
+            compile_time: Some(started.elapsed()),
+            load_time: Duration::ZERO,
+            artifact: None,
+        });
+    };
+    let key = ArtifactCache::key(engine, &wasm);
+    let started = Instant::now();
+    let outcome = match cache.lookup(engine, &key) {
+        Ok(component) => {
+            return Ok(Loaded {
+                component,
+                outcome: CacheOutcome::Hit,
+                compile_time: None,
+                load_time: started.elapsed(),
+                artifact: Some(cache.paths(&key).0),
+            });
+        }
+        Err(None) => CacheOutcome::Compiled,
+        Err(Some(reason)) => {
+            tracing::warn!(%key, %reason, "recompiling an untrusted cache entry");
+            CacheOutcome::Recompiled { reason }
+        }
+    };
+    let started = Instant::now();
+    let artifact = engine.precompile_component(&wasm).map_err(compile_error)?;
+    let compile_time = started.elapsed();
+    if let Err(e) = cache.store(&key, &artifact) {
+        tracing::warn!(dir = %cache.dir.display(), error = %e, "cannot write the compile cache");
+    }
+    let started = Instant::now();
+    // SAFETY: `artifact` was just produced by `precompile_component` of this engine.
+    let component = unsafe { Component::deserialize(engine, &artifact) }.map_err(compile_error)?;
+    Ok(Loaded {
+        component,
+        outcome,
+        compile_time: Some(compile_time),
+        load_time: started.elapsed(),
+        artifact: Some(cache.paths(&key).0),
+    })
+}

@@ -1,0 +1,129 @@
+//! The [`Host`]: one wasmtime engine (Cranelift, pooling allocator, epoch interruption), the
+//! linker with WASI 0.2 and wasi:http, the compile cache, the pooled HTTP client and the
+//! thread that advances the epoch.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::{self, ArtifactCache, Loaded};
+use crate::config::{FunctionConfig, HostConfig};
+use crate::environment::GuestState;
+use crate::error::LoadError;
+use crate::function::Function;
+use crate::limits::MAX_TABLE_ELEMENTS;
+use crate::outbound::HttpClient;
+
+/// How often the epoch advances; timeouts are enforced to this granularity.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Runs function components. Cheap to clone.
+#[derive(Clone)]
+pub struct Host {
+    pub(crate) inner: Arc<HostInner>,
+}
+
+pub(crate) struct HostInner {
+    pub engine: Engine,
+    pub linker: Linker<GuestState>,
+    pub client: HttpClient,
+    pub cache: Option<ArtifactCache>,
+    pub config: HostConfig,
+    pub next_environment: AtomicU64,
+}
+
+impl Host {
+    /// Builds the engine and starts the epoch ticker (it stops when the engine is dropped).
+    pub fn new(config: HostConfig) -> Result<Self, LoadError> {
+        let engine = Engine::new(&engine_config(&config))
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
+        let client = HttpClient::new().map_err(LoadError::Tls)?;
+        let cache = config.cache_dir.as_ref().and_then(|dir| {
+            ArtifactCache::new(dir)
+                .inspect_err(|e| {
+                    tracing::warn!(dir = %dir.display(), error = %e, "compile cache disabled")
+                })
+                .ok()
+        });
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("xstage-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| LoadError::Engine(format!("cannot start the epoch thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(HostInner {
+                engine,
+                linker,
+                client,
+                cache,
+                config,
+                next_environment: AtomicU64::new(1),
+            }),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn cache(&self) -> Option<&ArtifactCache> {
+        self.inner.cache.as_ref()
+    }
+
+    /// Compiles (or loads from the cache) the component at `path`, without linking it.
+    pub async fn compile(&self, path: &Path) -> Result<Loaded, LoadError> {
+        let engine = self.inner.engine.clone();
+        let cache = self.inner.cache.clone();
+        let path = path.to_path_buf();
+        let join = tokio::task::spawn_blocking(move || cache::load(&engine, cache.as_ref(), &path));
+        join.await
+            .map_err(|e| LoadError::Engine(format!("the compile task failed: {e}")))?
+    }
+
+    /// Loads a function: compiles its component once (through the cache), links it and
+    /// prepares its instantiation.
+    pub async fn load(&self, path: &Path, config: FunctionConfig) -> Result<Function, LoadError> {
+        if config.memory_size_mb > self.inner.config.max_memory_mb {
+            return Err(LoadError::MemoryTooLarge {
+                function: config.name.clone(),
+                asked: config.memory_size_mb,
+                max: self.inner.config.max_memory_mb,
+            });
+        }
+        let loaded = self.compile(path).await?;
+        Function::new(self.clone(), path, loaded, config)
+    }
+}
+
+fn engine_config(host: &HostConfig) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.max_wasm_stack(host.max_wasm_stack);
+    config.async_stack_size(host.max_wasm_stack + (1 << 20));
+    let n = host.max_environments.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(n)
+        .total_core_instances(n * 16)
+        .total_memories(n * 2)
+        .total_tables(n * 16)
+        .total_stacks(n)
+        .max_memory_size((host.max_memory_mb as usize) << 20)
+        // DataFusion's function table alone has ~30k elements, above the default 20k.
+        .table_elements(MAX_TABLE_ELEMENTS);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}

@@ -1,0 +1,186 @@
+//! Benchmark of the wasmtime host: compile, cache load, instantiation, warm-invocation
+//! overhead, and the wasm/native time ratio on a full-scan query over Parquet in LocalStack.
+//!
+//! Prints figures measured in one run; asserts nothing about time (these machines are
+//! noisy, so compare the ratios, not the absolute times). Build in release mode for
+//! meaningful figures: `scripts/bench-host`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde_json::json;
+use xstage_host::cache::CacheOutcome;
+use xstage_host::{Host, HostConfig};
+use xstage_tests::bench_data::{self, Rng};
+use xstage_tests::{localstack, seed, wasm};
+
+const SCAN_ROWS: usize = 500_000;
+const SCAN_KEY: &str = "bench/scan.parquet";
+const RUNS: usize = 5;
+const INSTANTIATIONS: usize = 200;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    percentile(&v, 0.5)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn scan_file() -> Result<Bytes> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(100_000))
+        .build();
+    let mut buf = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut buf, bench_data::schema(), Some(props))?;
+    let mut rng = Rng::new(7);
+    let mut start = 0;
+    while start < SCAN_ROWS {
+        let len = 50_000.min(SCAN_ROWS - start);
+        writer.write(&bench_data::batch(&mut rng, start as i64, len))?;
+        start += len;
+    }
+    writer.close()?;
+    Ok(Bytes::from(buf))
+}
+
+fn main() -> Result<()> {
+    seed::platform_identity();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run())
+}
+
+async fn run() -> Result<()> {
+    let component = wasm::stage_query_component();
+    let size = std::fs::metadata(&component)?.len();
+    println!("component: {} ({:.1} MB)", component.display(), size as f64 / 1e6);
+
+    // Compile into an empty cache, then load from it.
+    let dir = tempfile_dir()?;
+    let host_with_cache = || {
+        Host::new(HostConfig {
+            cache_dir: Some(dir.clone()),
+            ..HostConfig::default()
+        })
+    };
+    let compiled = host_with_cache()?.compile(&component).await?;
+    anyhow::ensure!(compiled.outcome == CacheOutcome::Compiled, "{:?}", compiled.outcome);
+    let compile = compiled.compile_time.context("compile time")?;
+    let mut loads = Vec::new();
+    for _ in 0..RUNS {
+        let loaded = host_with_cache()?.compile(&component).await?;
+        anyhow::ensure!(loaded.outcome == CacheOutcome::Hit, "{:?}", loaded.outcome);
+        loads.push(loaded.load_time);
+    }
+    println!("compile (Cranelift): {}", ms(compile));
+    println!("cache load (read + BLAKE3 verify + deserialize), median of {RUNS}: {}", ms(median(loads)));
+
+    // Instantiation: a cold start per invocation of an event the handler rejects at once.
+    let host = Host::new(HostConfig {
+        cache_dir: Some(dir.clone()),
+        ..HostConfig::default()
+    })?;
+    let function = host.load(&component, wasm::stage_query_config()).await?;
+    let invalid = br#"{"query": "SELECT 1"}"#;
+    let mut inits = Vec::new();
+    for _ in 0..INSTANTIATIONS {
+        function.drop_idle();
+        let i = function.invoke(invalid).await?;
+        inits.push(i.stats.init_duration.context("cold start")?);
+    }
+    inits.sort();
+    println!(
+        "instantiate (store + InstancePre, pooling), {INSTANTIATIONS} cold starts: p50 {} p99 {}",
+        ms(percentile(&inits, 0.5)),
+        ms(percentile(&inits, 0.99))
+    );
+
+    // Warm-invocation overhead: the same rejected event, warm, against a native call.
+    let mut wasm_calls = Vec::new();
+    let mut native_calls = Vec::new();
+    for _ in 0..INSTANTIATIONS {
+        let t = Instant::now();
+        let i = function.invoke(invalid).await?;
+        wasm_calls.push(t.elapsed());
+        anyhow::ensure!(i.error_type() == Some("InvalidEvent"), "{:?}", i.outcome);
+        let t = Instant::now();
+        let _ = xstage_core::handle_bytes(invalid).await;
+        native_calls.push(t.elapsed());
+    }
+    let (w, n) = (median(wasm_calls), median(native_calls));
+    println!(
+        "warm invocation of a rejected event: wasm {} native {} (overhead {})",
+        ms(w),
+        ms(n),
+        ms(w.saturating_sub(n))
+    );
+
+    // Full scan: every column of every row decoded, natively and in the guest.
+    eprintln!("==> starting LocalStack and uploading a {SCAN_ROWS}-row file ...");
+    let endpoint = localstack::localstack().endpoint().to_string();
+    let file = scan_file()?;
+    let admin = seed::seed(&endpoint, Bytes::from_static(b"PAR1")).await?;
+    admin
+        .put(seed::BUCKET, &format!("{}{SCAN_KEY}", seed::PREFIX), file.clone())
+        .await?;
+    let columns: Vec<String> = bench_data::schema()
+        .fields()
+        .iter()
+        .map(|f| format!("sum(length(CAST({} AS VARCHAR)))", f.name()))
+        .collect();
+    let sql = format!(
+        "SELECT count(*), {} FROM @databend_test/{SCAN_KEY}",
+        columns.join(", ")
+    );
+    let event = seed::seed_event(&endpoint, &sql);
+    let event_bytes = serde_json::to_vec(&event)?;
+    let mut native = Vec::new();
+    let mut guest = Vec::new();
+    let mut answers = Vec::new();
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        let r = xstage_core::handle(event.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("native: {e}"))?;
+        native.push(t.elapsed());
+        answers.push(serde_json::to_value(&r.rows)?);
+        let t = Instant::now();
+        let i = function.invoke(&event_bytes).await?;
+        guest.push(t.elapsed());
+        anyhow::ensure!(!i.is_error(), "wasm: {}", String::from_utf8_lossy(&i.body()));
+        let v: serde_json::Value = serde_json::from_slice(&i.body())?;
+        answers.push(v["rows"].clone());
+    }
+    anyhow::ensure!(answers.windows(2).all(|w| w[0] == w[1]), "answers differ");
+    let (n, w) = (median(native), median(guest));
+    println!(
+        "full scan of {SCAN_ROWS} rows x {} columns ({:.1} MB), median of {RUNS}: native {} wasm {} ratio {:.2}",
+        columns.len(),
+        file.len() as f64 / 1e6,
+        ms(n),
+        ms(w),
+        w.as_secs_f64() / n.as_secs_f64()
+    );
+    println!("answer: {}", json!(answers[0]));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("xstage-host-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -25,6 +25,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Used when the guest sets no first-byte or between-bytes timeout of its own.
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The largest request body sent: far above STS's forms and S3's requests of a read-only
+/// function.
+const MAX_REQUEST_BODY: usize = 64 << 20;
 
 type Pool = Client<HttpsConnector<HttpConnector>, WasiBody>;
 
@@ -126,7 +129,10 @@ impl WasiHttpHooks for Outbound {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(shown);
-            return Box::new(async { Err(Error::HttpRequestDenied) });
+            return Box::new(async move {
+                discard_body(request.into_body()).await;
+                Err(Error::HttpRequestDenied)
+            });
         };
         // The connection goes to the URI's authority; the Host header must name the same.
         match http::HeaderValue::from_str(authority.as_str()) {
@@ -143,6 +149,7 @@ impl WasiHttpHooks for Outbound {
         let client = self.client.clone();
         let stats = Arc::clone(&self.stats);
         Box::new(async move {
+            let request = buffer_body(request).await?;
             stats.requests.fetch_add(1, Ordering::Relaxed);
             let response = tokio::time::timeout(first_byte, client.0.request(request))
                 .await
@@ -161,6 +168,42 @@ impl WasiHttpHooks for Outbound {
             Ok((response, done))
         })
     }
+}
+
+/// Reads the request body whole (up to [`MAX_REQUEST_BODY`]) before sending, so the request
+/// goes out with its length and the guest's body stream always completes: hyper would
+/// otherwise drop an unsized body of a GET, and the guest would see its stream reset.
+async fn buffer_body(request: http::Request<WasiBody>) -> Result<http::Request<WasiBody>, Error> {
+    let (parts, mut body) = request.into_parts();
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            if bytes.len() + data.len() > MAX_REQUEST_BODY {
+                return Err(Error::HttpRequestBodySize(Some((bytes.len() + data.len()) as u64)));
+            }
+            bytes.extend_from_slice(data);
+        }
+    }
+    let body = http_body_util::Full::new(bytes.freeze())
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    Ok(http::Request::from_parts(parts, body))
+}
+
+/// Reads and drops a denied request's body (up to a bound), so the guest's body stream
+/// completes and it sees `HttpRequestDenied` on the response, not a body stream reset.
+async fn discard_body(mut body: WasiBody) {
+    const LIMIT: usize = 16 << 20;
+    let drain = async {
+        let mut seen = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// The wasi:http error for a failed request of the pool.

@@ -122,6 +122,10 @@ fn engine_config(host: &HostConfig) -> Config {
         .total_tables(n * 16)
         .total_stacks(n)
         .max_memory_size((host.max_memory_mb as usize) << 20)
+        // The stage query component's core instance needs ~2.3 MB of VM context (its
+        // function references), above the default 1 MB.
+        .max_core_instance_size(16 << 20)
+        .max_component_instance_size(16 << 20)
         // DataFusion's function table alone has ~30k elements, above the default 20k.
         .table_elements(MAX_TABLE_ELEMENTS);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -296,6 +296,8 @@ fn warm_environments_are_reused_and_new_ones_made_when_busy() {
             f.invoke(&event).await
         });
         let (x, y) = (x.expect("first"), y.expect("second"));
+        assert_eq!(response(&x)["status"], 200);
+        assert_eq!(response(&y)["status"], 200);
         assert_ne!(x.stats.environment, y.stats.environment, "busy: a second environment");
         assert!(
             matches!(z, Err(InvokeError::TooManyRequests { limit: 2, .. })),

@@ -9,12 +9,14 @@
 mod error;
 mod files;
 mod footer;
+mod serial;
 mod tables;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::ObjectMeta;
@@ -126,7 +128,13 @@ fn session(memory_limit: usize) -> Result<SessionContext> {
         .with_memory_limit(memory_limit, 1.0)
         .build_arc()
         .map_err(|e| FunctionError::internal(format!("building the query runtime: {e}")))?;
-    Ok(SessionContext::new_with_config_rt(config, runtime))
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(serial::SerialMerge))
+        .build();
+    Ok(SessionContext::new_with_state(state))
 }
 
 /// Runs a plan against the stage; returns the rows and the number of files read.

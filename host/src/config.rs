@@ -36,7 +36,11 @@ impl Default for HostConfig {
 /// `$XSTAGE_CACHE/wasmtime`, else `$XDG_CACHE_HOME/xstage/wasmtime`, else
 /// `~/.cache/xstage/wasmtime`.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("XSTAGE_CACHE")
         .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("xstage")))
         .or_else(|| var("HOME").map(|h| h.join(".cache").join("xstage")))
@@ -133,6 +137,9 @@ mod tests {
         };
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIAEXAMPLE"));
-        assert!(!shown.contains("very-secret") && !shown.contains("token-secret"), "{shown}");
+        assert!(
+            !shown.contains("very-secret") && !shown.contains("token-secret"),
+            "{shown}"
+        );
     }
 }

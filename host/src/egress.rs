@@ -157,8 +157,14 @@ mod tests {
 
     #[test]
     fn origins_normalise_scheme_case_and_default_ports() {
-        assert_eq!(origin("HTTPS://STS.us-east-1.amazonaws.com"), origin("https://sts.us-east-1.amazonaws.com:443/x"));
-        assert_eq!(origin("http://127.0.0.1:4566").to_string(), "http://127.0.0.1:4566");
+        assert_eq!(
+            origin("HTTPS://STS.us-east-1.amazonaws.com"),
+            origin("https://sts.us-east-1.amazonaws.com:443/x")
+        );
+        assert_eq!(
+            origin("http://127.0.0.1:4566").to_string(),
+            "http://127.0.0.1:4566"
+        );
         assert_ne!(origin("http://h"), origin("https://h"));
         assert!(Origin::parse("ftp://h").is_none());
         assert!(Origin::parse("http://user@h").is_none());
@@ -167,7 +173,10 @@ mod tests {
 
     #[test]
     fn allowlist_matches_scheme_host_and_port_exactly() {
-        let allow = Allowlist::from_urls(["http://127.0.0.1:4566", "https://sts.us-east-1.amazonaws.com"]);
+        let allow = Allowlist::from_urls([
+            "http://127.0.0.1:4566",
+            "https://sts.us-east-1.amazonaws.com",
+        ]);
         assert!(allow.permits(&origin("http://127.0.0.1:4566/bucket?x")));
         assert!(!allow.permits(&origin("http://127.0.0.1:4567")));
         assert!(!allow.permits(&origin("https://127.0.0.1:4566")));
@@ -177,11 +186,19 @@ mod tests {
 
     #[test]
     fn per_event_policy_adds_to_the_fixed_list() {
-        let policy = EgressPolicy::per_event(Allowlist::from_urls(["http://a"]), |event, region| {
-            Allowlist::from_urls([format!("https://{}.{region}", String::from_utf8_lossy(event))])
-        });
+        let policy =
+            EgressPolicy::per_event(Allowlist::from_urls(["http://a"]), |event, region| {
+                Allowlist::from_urls([format!(
+                    "https://{}.{region}",
+                    String::from_utf8_lossy(event)
+                )])
+            });
         let allow = policy.allowlist(b"b", "r");
         assert!(allow.permits(&origin("http://a")) && allow.permits(&origin("https://b.r")));
-        assert!(!EgressPolicy::deny_all().allowlist(b"", "r").permits(&origin("http://a")));
+        assert!(
+            !EgressPolicy::deny_all()
+                .allowlist(b"", "r")
+                .permits(&origin("http://a"))
+        );
     }
 }

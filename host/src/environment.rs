@@ -67,17 +67,31 @@ pub fn variables(config: &FunctionConfig) -> Result<Vec<(String, String)>, LoadE
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".to_string(),
             config.memory_size_mb.to_string(),
         ),
-        ("AWS_LAMBDA_FUNCTION_VERSION".to_string(), "$LATEST".to_string()),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE".to_string(), "on-demand".to_string()),
+        (
+            "AWS_LAMBDA_FUNCTION_VERSION".to_string(),
+            "$LATEST".to_string(),
+        ),
+        (
+            "AWS_LAMBDA_INITIALIZATION_TYPE".to_string(),
+            "on-demand".to_string(),
+        ),
     ];
     if let Some(c) = &config.credentials {
         vars.push(("AWS_ACCESS_KEY_ID".to_string(), c.access_key_id.clone()));
-        vars.push(("AWS_SECRET_ACCESS_KEY".to_string(), c.secret_access_key.clone()));
+        vars.push((
+            "AWS_SECRET_ACCESS_KEY".to_string(),
+            c.secret_access_key.clone(),
+        ));
         if let Some(token) = &c.session_token {
             vars.push(("AWS_SESSION_TOKEN".to_string(), token.clone()));
         }
     }
-    vars.extend(config.environment.iter().map(|(k, v)| (k.clone(), v.clone())));
+    vars.extend(
+        config
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     Ok(vars)
 }
 
@@ -160,7 +174,11 @@ mod tests {
         assert_eq!(get("AWS_ACCESS_KEY_ID"), None);
         assert_eq!(get("PATH"), None, "nothing is inherited from the host");
 
-        config.environment.insert("AWS_REGION".into(), "eu-west-1".into());
-        assert!(matches!(variables(&config), Err(LoadError::ReservedVariable { name, .. }) if name == "AWS_REGION"));
+        config
+            .environment
+            .insert("AWS_REGION".into(), "eu-west-1".into());
+        assert!(
+            matches!(variables(&config), Err(LoadError::ReservedVariable { name, .. }) if name == "AWS_REGION")
+        );
     }
 }

@@ -23,7 +23,11 @@ pub enum LoadError {
     #[error(
         "function {function}: MemorySize {asked} MB is above this host's maximum of {max} MB; lower MemorySize or raise HostConfig::max_memory_mb"
     )]
-    MemoryTooLarge { function: String, asked: u32, max: u32 },
+    MemoryTooLarge {
+        function: String,
+        asked: u32,
+        max: u32,
+    },
     #[error(
         "function {function}: the environment variable {name} is reserved (Lambda sets it); remove it from Environment.Variables"
     )]

@@ -128,7 +128,9 @@ impl Function {
             });
         }
         let host_limit = host.inner.config.max_environments;
-        let limit = config.reserved_concurrency.map_or(host_limit, |r| r.min(host_limit));
+        let limit = config
+            .reserved_concurrency
+            .map_or(host_limit, |r| r.min(host_limit));
         let inner = Arc::new(Inner {
             host,
             component: path.to_path_buf(),
@@ -156,7 +158,11 @@ impl Function {
 
     /// How the component was obtained, and what compiling or loading it took.
     pub fn load_stats(&self) -> (&CacheOutcome, Option<Duration>, Duration) {
-        (&self.inner.cache, self.inner.compile_time, self.inner.load_time)
+        (
+            &self.inner.cache,
+            self.inner.compile_time,
+            self.inner.load_time,
+        )
     }
 
     /// (idle, live) execution environments.
@@ -326,7 +332,10 @@ impl Inner {
         let state = env.store.data();
         let (mut logs, dropped) = state.logs.take();
         if dropped > 0 {
-            logs.splice(0..0, format!("[{dropped} earlier log bytes dropped]\n").into_bytes());
+            logs.splice(
+                0..0,
+                format!("[{dropped} earlier log bytes dropped]\n").into_bytes(),
+            );
         }
         let refused = state.limiter.refused();
         let stats = InvocationStats {
@@ -402,10 +411,18 @@ impl Inner {
             error_message,
         } = &outcome
         {
-            if [error_type::TIMEOUT, error_type::OUT_OF_MEMORY, error_type::CRASHED, error_type::INIT_ERROR]
-                .contains(&error_type.as_str())
+            if [
+                error_type::TIMEOUT,
+                error_type::OUT_OF_MEMORY,
+                error_type::CRASHED,
+                error_type::INIT_ERROR,
+            ]
+            .contains(&error_type.as_str())
             {
-                let _ = writeln!(StringSink(&mut logs), "{request_id} {error_type}: {error_message}");
+                let _ = writeln!(
+                    StringSink(&mut logs),
+                    "{request_id} {error_type}: {error_message}"
+                );
             }
         }
         let millis = stats.duration.as_secs_f64() * 1000.0;
@@ -418,7 +435,11 @@ impl Inner {
             stats.peak_memory_bytes.div_ceil(1 << 20),
         );
         if let Some(init) = stats.init_duration {
-            let _ = write!(StringSink(&mut logs), "\tInit Duration: {:.2} ms", init.as_secs_f64() * 1000.0);
+            let _ = write!(
+                StringSink(&mut logs),
+                "\tInit Duration: {:.2} ms",
+                init.as_secs_f64() * 1000.0
+            );
         }
         logs.push(b'\n');
         Invocation {
@@ -436,7 +457,8 @@ async fn reap_idle(function: Weak<Inner>) {
         let period = match function.upgrade() {
             Some(inner) => {
                 drop(inner.pool.reap(inner.config.idle_timeout));
-                (inner.config.idle_timeout / 2).clamp(Duration::from_millis(10), Duration::from_secs(1))
+                (inner.config.idle_timeout / 2)
+                    .clamp(Duration::from_millis(10), Duration::from_secs(1))
             }
             None => return,
         };
@@ -482,7 +504,14 @@ fn request_id() -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[cfg(test)]
@@ -500,7 +529,10 @@ mod tests {
     #[test]
     fn finds_the_panic_message() {
         let log = b"thread '<unnamed>' panicked at src/lib.rs:3:5:\nindex out of bounds\nnote: run with RUST_BACKTRACE";
-        assert_eq!(panic_message(log).as_deref(), Some("panic: index out of bounds"));
+        assert_eq!(
+            panic_message(log).as_deref(),
+            Some("panic: index out of bounds")
+        );
         assert_eq!(panic_message(b"all fine"), None);
     }
 }

@@ -79,6 +79,10 @@ mod tests {
         assert_eq!(limiter.peak(), 64 << 20);
         limiter.reset_refused();
         assert_eq!(limiter.refused(), None);
-        assert!(!limiter.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+        assert!(
+            !limiter
+                .table_growing(0, MAX_TABLE_ELEMENTS + 1, None)
+                .unwrap()
+        );
     }
 }

@@ -39,8 +39,13 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
-            "--memory-size" => config.memory_size_mb = value(&arg)?.parse().context("--memory-size is in MB")?,
-            "--timeout" => config.timeout = Duration::from_secs(value(&arg)?.parse().context("--timeout is in seconds")?),
+            "--memory-size" => {
+                config.memory_size_mb = value(&arg)?.parse().context("--memory-size is in MB")?
+            }
+            "--timeout" => {
+                config.timeout =
+                    Duration::from_secs(value(&arg)?.parse().context("--timeout is in seconds")?)
+            }
             "--region" => config.region = value(&arg)?,
             "--repeat" => repeat = value(&arg)?.parse().context("--repeat is a count")?,
             "--allow" => allow.push(value(&arg)?),
@@ -57,8 +62,15 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         .map_err(|_| anyhow::anyhow!("expected COMPONENT.wasm and EVENT.json"))?;
     let stage_query = EgressPolicy::stage_query();
     let fixed = Allowlist::from_urls(&allow);
-    config.egress = EgressPolicy::per_event(fixed, move |event, region| stage_query.allowlist(event, region));
-    Ok(Args { component, event, config, repeat })
+    config.egress = EgressPolicy::per_event(fixed, move |event, region| {
+        stage_query.allowlist(event, region)
+    });
+    Ok(Args {
+        component,
+        event,
+        config,
+        repeat,
+    })
 }
 
 fn main() -> ExitCode {

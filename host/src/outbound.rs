@@ -75,7 +75,10 @@ impl HttpStats {
 
     /// The origins of denied requests, in order.
     pub fn denied(&self) -> Vec<String> {
-        self.denied.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.denied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -98,10 +101,13 @@ impl Outbound {
 
 type ResponseFuture = Box<
     dyn Future<
-            Output = Result<(
-                http::Response<WasiBody>,
-                Box<dyn Future<Output = Result<(), Error>> + Send>,
-            ), Error>,
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), Error>> + Send>,
+                ),
+                Error,
+            >,
         > + Send,
 >;
 
@@ -164,7 +170,8 @@ impl WasiHttpHooks for Outbound {
                 }
                 .boxed_unsync()
             });
-            let done: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+            let done: Box<dyn Future<Output = Result<(), Error>> + Send> =
+                Box::new(async { Ok(()) });
             Ok((response, done))
         })
     }
@@ -179,7 +186,9 @@ async fn buffer_body(request: http::Request<WasiBody>) -> Result<http::Request<W
     while let Some(frame) = body.frame().await {
         if let Some(data) = frame?.data_ref() {
             if bytes.len() + data.len() > MAX_REQUEST_BODY {
-                return Err(Error::HttpRequestBodySize(Some((bytes.len() + data.len()) as u64)));
+                return Err(Error::HttpRequestBodySize(Some(
+                    (bytes.len() + data.len()) as u64,
+                )));
             }
             bytes.extend_from_slice(data);
         }
@@ -217,7 +226,10 @@ fn classify(err: hyper_util::client::legacy::Error) -> Error {
     tracing::debug!(error = %text, "outbound request failed");
     if err.is_connect() {
         if text.contains("dns error") {
-            Error::DnsError { rcode: Some(text), info_code: None }
+            Error::DnsError {
+                rcode: Some(text),
+                info_code: None,
+            }
         } else if text.contains("timed out") {
             Error::ConnectionTimeout
         } else {

@@ -122,6 +122,9 @@ mod tests {
         assert_eq!(pool.reap(Duration::from_millis(20)), vec!["old"]);
         assert_eq!(pool.counts(), (1, 1));
         assert!(matches!(pool.checkout(), Checkout::Warm("new")));
-        assert!(pool.reap(Duration::ZERO).is_empty(), "busy ones are never reaped");
+        assert!(
+            pool.reap(Duration::ZERO).is_empty(),
+            "busy ones are never reaped"
+        );
     }
 }

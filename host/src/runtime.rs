@@ -48,9 +48,9 @@ impl Host {
         let client = HttpClient::new().map_err(LoadError::Tls)?;
         let cache = config.cache_dir.as_ref().and_then(|dir| {
             ArtifactCache::new(dir)
-                .inspect_err(|e| {
-                    tracing::warn!(dir = %dir.display(), error = %e, "compile cache disabled")
-                })
+                .inspect_err(
+                    |e| tracing::warn!(dir = %dir.display(), error = %e, "compile cache disabled"),
+                )
                 .ok()
         });
         let weak = engine.weak();

@@ -106,3 +106,22 @@ pub fn batch(rng: &mut Rng, start: i64, len: usize) -> RecordBatch {
     ];
     RecordBatch::try_new(schema(), columns).expect("benchmark batch")
 }
+
+/// `rows` rows of the dataset (generator seeded with `seed`) as one Parquet file.
+pub fn write(
+    rows: usize,
+    seed: u64,
+    props: parquet::file::properties::WriterProperties,
+) -> parquet::errors::Result<bytes::Bytes> {
+    let mut buf = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut buf, schema(), Some(props))?;
+    let mut rng = Rng::new(seed);
+    let mut start = 0;
+    while start < rows {
+        let len = 50_000.min(rows - start);
+        writer.write(&batch(&mut rng, start as i64, len))?;
+        start += len;
+    }
+    writer.close()?;
+    Ok(bytes::Bytes::from(buf))
+}

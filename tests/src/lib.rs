@@ -14,3 +14,13 @@ pub mod process;
 pub mod seed;
 pub mod table;
 pub mod wasm;
+
+/// The runtime of a test binary or benchmark: multi-threaded (two workers), timers and I/O.
+/// One per process, so SDK clients and connection pools outlive a single test.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

@@ -51,7 +51,10 @@ pub fn host() -> Host {
 pub fn stage_query_config() -> FunctionConfig {
     let mut config = FunctionConfig::new("xstage-stage-query");
     config.credentials = FunctionCredentials::from_env();
-    assert!(config.credentials.is_some(), "call seed::platform_identity() first");
+    assert!(
+        config.credentials.is_some(),
+        "call seed::platform_identity() first"
+    );
     config.region = "us-east-1".to_string();
     config.memory_size_mb = 1024;
     config.timeout = Duration::from_secs(60);

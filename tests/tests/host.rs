@@ -6,25 +6,19 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use xstage_host::cache::CacheOutcome;
 use xstage_host::{
     Allowlist, EgressPolicy, Function, FunctionConfig, FunctionCredentials, Host, HostConfig,
-    InvokeError, Invocation,
+    Invocation, InvokeError,
 };
 use xstage_tests::wasm;
 
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-});
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(xstage_tests::runtime);
 
 /// Fails the test instead of hanging it.
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
@@ -57,7 +51,12 @@ async fn invoke(f: &Function, event: Value) -> Invocation {
 }
 
 fn response(i: &Invocation) -> Value {
-    assert!(!i.is_error(), "{:?}\n{}", i.outcome, String::from_utf8_lossy(&i.logs));
+    assert!(
+        !i.is_error(),
+        "{:?}\n{}",
+        i.outcome,
+        String::from_utf8_lossy(&i.logs)
+    );
     serde_json::from_slice(&i.body()).expect("json response")
 }
 
@@ -99,7 +98,8 @@ fn server(delay: Duration) -> Server {
                     }
                     r.fetch_add(1, Ordering::SeqCst);
                     std::thread::sleep(delay);
-                    let reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
+                    let reply =
+                        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok";
                     if stream.write_all(reply.as_bytes()).is_err() {
                         return;
                     }
@@ -119,7 +119,10 @@ fn egress_reaches_only_allowed_origins_over_reused_connections() {
     block_on(async {
         let s = server(Duration::ZERO);
         let mut c = config("egress");
-        c.egress = EgressPolicy::fixed(Allowlist::from_urls([format!("http://127.0.0.1:{}", s.port)]));
+        c.egress = EgressPolicy::fixed(Allowlist::from_urls([format!(
+            "http://127.0.0.1:{}",
+            s.port
+        )]));
         let f = load(c).await;
         let allowed = format!("http://127.0.0.1:{}/data", s.port);
 
@@ -137,7 +140,10 @@ fn egress_reaches_only_allowed_origins_over_reused_connections() {
             let i = invoke(&f, json!({"fetch": denied})).await;
             let v = response(&i);
             assert!(
-                v["error"].as_str().unwrap_or("").contains("HttpRequestDenied"),
+                v["error"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("HttpRequestDenied"),
                 "{denied}: {v}"
             );
             assert_eq!(i.stats.denied_requests.len(), 1, "{denied}");
@@ -147,8 +153,16 @@ fn egress_reaches_only_allowed_origins_over_reused_connections() {
         // The environment still works, and the second allowed request reuses the connection.
         let again = invoke(&f, json!({"fetch": allowed})).await;
         assert_eq!(response(&again)["status"], 200);
-        assert_eq!(s.requests.load(Ordering::SeqCst), 2, "denied requests never left the host");
-        assert_eq!(s.connections.load(Ordering::SeqCst), 1, "keep-alive: one connection");
+        assert_eq!(
+            s.requests.load(Ordering::SeqCst),
+            2,
+            "denied requests never left the host"
+        );
+        assert_eq!(
+            s.connections.load(Ordering::SeqCst),
+            1,
+            "keep-alive: one connection"
+        );
     })
 }
 
@@ -161,15 +175,29 @@ fn an_endless_loop_is_stopped_at_the_timeout() {
         let warm = invoke(&f, json!({"hello": 1})).await;
         let spun = invoke(&f, json!({"spin": true})).await;
         assert_eq!(spun.error_type(), Some("Timeout"), "{:?}", spun.outcome);
-        assert!(spun.body().starts_with(br#"{"errorMessage":"Task timed out after 1.00 seconds""#)
-            || String::from_utf8_lossy(&spun.body()).contains("Task timed out after 1.00 seconds"));
+        assert!(
+            spun.body()
+                .starts_with(br#"{"errorMessage":"Task timed out after 1.00 seconds""#)
+                || String::from_utf8_lossy(&spun.body())
+                    .contains("Task timed out after 1.00 seconds")
+        );
         assert_eq!(spun.stats.environment, warm.stats.environment);
-        assert!(spun.stats.duration >= Duration::from_secs(1), "{:?}", spun.stats.duration);
+        assert!(
+            spun.stats.duration >= Duration::from_secs(1),
+            "{:?}",
+            spun.stats.duration
+        );
 
         let next = invoke(&f, json!({"hello": 2})).await;
         assert_eq!(response(&next), json!({"hello": 2}));
-        assert_ne!(next.stats.environment, spun.stats.environment, "the interrupted instance is gone");
-        assert!(next.stats.init_duration.is_some(), "a new environment was created");
+        assert_ne!(
+            next.stats.environment, spun.stats.environment,
+            "the interrupted instance is gone"
+        );
+        assert!(
+            next.stats.init_duration.is_some(),
+            "a new environment was created"
+        );
         assert_eq!(f.environments(), (1, 1));
     })
 }
@@ -198,7 +226,10 @@ fn a_panic_is_a_crash_with_its_message_and_the_next_call_works() {
         assert_eq!(crashed.error_type(), Some("Crashed"));
         assert!(String::from_utf8_lossy(&crashed.body()).contains("the guest broke"));
         assert!(String::from_utf8_lossy(&crashed.logs).contains("panicked at"));
-        assert_eq!(response(&invoke(&f, json!({"ok": true})).await), json!({"ok": true}));
+        assert_eq!(
+            response(&invoke(&f, json!({"ok": true})).await),
+            json!({"ok": true})
+        );
     })
 }
 
@@ -216,7 +247,12 @@ fn the_guest_sees_lambdas_environment_and_nothing_of_the_host() {
         let f = load(c).await;
         let i = invoke(&f, json!({"environment": true})).await;
         let vars = response(&i);
-        let names: Vec<&str> = vars.as_object().unwrap().keys().map(String::as_str).collect();
+        let names: Vec<&str> = vars
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         assert_eq!(
             names,
             [
@@ -234,11 +270,20 @@ fn the_guest_sees_lambdas_environment_and_nothing_of_the_host() {
         );
         assert_eq!(vars["AWS_REGION"], "eu-west-3");
         assert_eq!(vars["AWS_SESSION_TOKEN"], "function-token");
-        assert!(std::env::var_os("PATH").is_some(), "the host has a PATH the guest must not see");
+        assert!(
+            std::env::var_os("PATH").is_some(),
+            "the host has a PATH the guest must not see"
+        );
 
         let mut reserved = config("reserved");
-        reserved.environment.insert("AWS_SECRET_ACCESS_KEY".into(), "x".into());
-        let err = HOST.load(&wasm::sandbox_component(), reserved).await.err().expect("refused");
+        reserved
+            .environment
+            .insert("AWS_SECRET_ACCESS_KEY".into(), "x".into());
+        let err = HOST
+            .load(&wasm::sandbox_component(), reserved)
+            .await
+            .err()
+            .expect("refused");
         assert!(err.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{err}");
     })
 }
@@ -261,18 +306,39 @@ fn stdout_and_stderr_become_the_invocation_log() {
         let i = invoke(&f, json!({"print": "hello log"})).await;
         let log = String::from_utf8_lossy(&i.logs);
         let lines: Vec<&str> = log.lines().collect();
-        assert_eq!(lines[0], format!("START RequestId: {} Version: $LATEST", i.request_id));
-        assert!(lines.contains(&"stdout: hello log") && lines.contains(&"stderr: hello log"), "{log}");
-        assert!(lines.contains(&format!("END RequestId: {}", i.request_id).as_str()), "{log}");
+        assert_eq!(
+            lines[0],
+            format!("START RequestId: {} Version: $LATEST", i.request_id)
+        );
+        assert!(
+            lines.contains(&"stdout: hello log") && lines.contains(&"stderr: hello log"),
+            "{log}"
+        );
+        assert!(
+            lines.contains(&format!("END RequestId: {}", i.request_id).as_str()),
+            "{log}"
+        );
         let report = lines.last().unwrap();
-        assert!(report.starts_with(&format!("REPORT RequestId: {}\tDuration: ", i.request_id)), "{report}");
-        assert!(report.contains("Memory Size: 128 MB") && report.contains("Init Duration: "), "{report}");
+        assert!(
+            report.starts_with(&format!("REPORT RequestId: {}\tDuration: ", i.request_id)),
+            "{report}"
+        );
+        assert!(
+            report.contains("Memory Size: 128 MB") && report.contains("Init Duration: "),
+            "{report}"
+        );
 
         // The next invocation's log holds only its own output.
         let next = invoke(&f, json!({"print": "second"})).await;
         let log = String::from_utf8_lossy(&next.logs);
-        assert!(!log.contains("hello log") && log.contains("stdout: second"), "{log}");
-        assert!(!log.contains("Init Duration"), "a warm invocation has no init: {log}");
+        assert!(
+            !log.contains("hello log") && log.contains("stdout: second"),
+            "{log}"
+        );
+        assert!(
+            !log.contains("Init Duration"),
+            "a warm invocation has no init: {log}"
+        );
     })
 }
 
@@ -281,13 +347,22 @@ fn warm_environments_are_reused_and_new_ones_made_when_busy() {
     block_on(async {
         let s = server(Duration::from_millis(700));
         let mut c = config("pool");
-        c.egress = EgressPolicy::fixed(Allowlist::from_urls([format!("http://127.0.0.1:{}", s.port)]));
+        c.egress = EgressPolicy::fixed(Allowlist::from_urls([format!(
+            "http://127.0.0.1:{}",
+            s.port
+        )]));
         c.reserved_concurrency = Some(2);
         let f = load(c).await;
         let a = invoke(&f, json!({"n": 1})).await;
         let b = invoke(&f, json!({"n": 2})).await;
         assert_eq!(a.stats.environment, b.stats.environment);
-        assert_eq!((a.stats.environment_invocations, b.stats.environment_invocations), (1, 2));
+        assert_eq!(
+            (
+                a.stats.environment_invocations,
+                b.stats.environment_invocations
+            ),
+            (1, 2)
+        );
 
         let slow = json!({"fetch": format!("http://127.0.0.1:{}/", s.port)});
         let event = serde_json::to_vec(&slow).unwrap();
@@ -298,7 +373,10 @@ fn warm_environments_are_reused_and_new_ones_made_when_busy() {
         let (x, y) = (x.expect("first"), y.expect("second"));
         assert_eq!(response(&x)["status"], 200);
         assert_eq!(response(&y)["status"], 200);
-        assert_ne!(x.stats.environment, y.stats.environment, "busy: a second environment");
+        assert_ne!(
+            x.stats.environment, y.stats.environment,
+            "busy: a second environment"
+        );
         assert!(
             matches!(z, Err(InvokeError::TooManyRequests { limit: 2, .. })),
             "a third concurrent invocation is over the reserved concurrency: {z:?}"
@@ -338,7 +416,10 @@ fn a_corrupt_or_stale_cache_entry_is_recompiled() {
         let first = host().compile(&component).await.unwrap();
         assert_eq!(first.outcome, CacheOutcome::Compiled);
         let artifact = first.artifact.clone().expect("cached");
-        assert_eq!(host().compile(&component).await.unwrap().outcome, CacheOutcome::Hit);
+        assert_eq!(
+            host().compile(&component).await.unwrap().outcome,
+            CacheOutcome::Hit
+        );
 
         // Flip bytes in the middle of the compiled code.
         let mut bytes = std::fs::read(&artifact).unwrap();
@@ -353,8 +434,14 @@ fn a_corrupt_or_stale_cache_entry_is_recompiled() {
             other => panic!("a corrupt entry was trusted: {other:?}"),
         }
         let f = h.load(&component, config("cache")).await.unwrap();
-        assert_eq!(response(&invoke(&f, json!({"after": "repair"})).await), json!({"after": "repair"}));
-        assert_eq!(host().compile(&component).await.unwrap().outcome, CacheOutcome::Hit);
+        assert_eq!(
+            response(&invoke(&f, json!({"after": "repair"})).await),
+            json!({"after": "repair"})
+        );
+        assert_eq!(
+            host().compile(&component).await.unwrap().outcome,
+            CacheOutcome::Hit
+        );
 
         // A truncated artifact with a matching digest is still refused by wasmtime.
         std::fs::write(&artifact, &bytes[..1024]).unwrap();
@@ -363,7 +450,10 @@ fn a_corrupt_or_stale_cache_entry_is_recompiled() {
             blake3_hex(&bytes[..1024]),
         )
         .unwrap();
-        assert!(matches!(host().compile(&component).await.unwrap().outcome, CacheOutcome::Recompiled { .. }));
+        assert!(matches!(
+            host().compile(&component).await.unwrap().outcome,
+            CacheOutcome::Recompiled { .. }
+        ));
     })
 }
 
@@ -384,16 +474,26 @@ fn a_changed_component_is_compiled_again() {
         let copy = dir.path().join("guest.wasm");
         std::fs::copy(&original, &copy).unwrap();
         let first = host.compile(&copy).await.unwrap();
-        assert_eq!(host.compile(&copy).await.unwrap().outcome, CacheOutcome::Hit);
+        assert_eq!(
+            host.compile(&copy).await.unwrap().outcome,
+            CacheOutcome::Hit
+        );
 
         // Append a custom section: a different, still valid component.
         let mut bytes = std::fs::read(&copy).unwrap();
         bytes.extend_from_slice(&[0x00, 0x06, 0x04, b'n', b'o', b't', b'e', 0x01]);
         std::fs::write(&copy, &bytes).unwrap();
         let changed = host.compile(&copy).await.unwrap();
-        assert_eq!(changed.outcome, CacheOutcome::Compiled, "a new key, not a hit");
+        assert_eq!(
+            changed.outcome,
+            CacheOutcome::Compiled,
+            "a new key, not a hit"
+        );
         assert_ne!(changed.artifact, first.artifact);
         let f = host.load(&copy, config("changed")).await.unwrap();
-        assert_eq!(response(&invoke(&f, json!({"v": 2})).await), json!({"v": 2}));
+        assert_eq!(
+            response(&invoke(&f, json!({"v": 2})).await),
+            json!({"v": 2})
+        );
     })
 }

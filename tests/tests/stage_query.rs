@@ -13,19 +13,13 @@ use bytes::Bytes;
 use parquet::basic::Compression;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
+use xstage_host::{Function, Outcome};
 use xstage_tests::fixtures::{self, Person, Sale};
 use xstage_tests::seed::{self, Admin};
-use xstage_host::{Function, Outcome};
 use xstage_tests::{localstack, moto, wasm};
 
 /// One runtime for the whole binary: SDK clients and their connection pools outlive a test.
-static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-});
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(xstage_tests::runtime);
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     seed::platform_identity();
@@ -329,7 +323,10 @@ fn the_wasi_guest_sends_the_external_id_through_the_host() {
             .filter(|c| c.role_session_name == "xstage-moto-wasm")
             .collect();
         assert_eq!(ours.len(), 1, "{calls:?}");
-        assert_eq!(ours[0].external_id.as_deref(), Some("moto-external-id-wasm"));
+        assert_eq!(
+            ours[0].external_id.as_deref(),
+            Some("moto-external-id-wasm")
+        );
     })
 }
 
@@ -356,7 +353,13 @@ fn a_warm_wasi_environment_reuses_its_credentials() {
         let (a, b) = (body(&first), body(&second));
         assert_eq!(a["rows"], json!([[SEED_ROWS]]), "{a}");
         assert_eq!(b["rows"], a["rows"]);
-        assert_eq!((a["stats"]["sts_calls"].as_u64(), b["stats"]["sts_calls"].as_u64()), (Some(1), Some(0)));
+        assert_eq!(
+            (
+                a["stats"]["sts_calls"].as_u64(),
+                b["stats"]["sts_calls"].as_u64()
+            ),
+            (Some(1), Some(0))
+        );
         assert_eq!(first.stats.environment, second.stats.environment);
         assert!(first.stats.init_duration.is_some() && second.stats.init_duration.is_none());
         // What the host sent is what the guest counted: S3 requests, plus STS once.

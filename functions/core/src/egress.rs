@@ -43,7 +43,9 @@ mod tests {
 
     fn event(connection: serde_json::Value, url: &str) -> Vec<u8> {
         let mut c = json!({"role_arn": "arn:aws:iam::123456789012:role/r", "external_id": "ext-1"});
-        c.as_object_mut().unwrap().extend(connection.as_object().unwrap().clone());
+        c.as_object_mut()
+            .unwrap()
+            .extend(connection.as_object().unwrap().clone());
         serde_json::to_vec(&json!({
             "connection": c,
             "stage": {"name": "s", "url": url},
@@ -56,18 +58,33 @@ mod tests {
     fn aws_endpoints_follow_region_and_addressing() {
         assert_eq!(
             endpoints(&event(json!({}), "s3://bucket/p/"), "eu-west-1"),
-            ["https://sts.eu-west-1.amazonaws.com", "https://bucket.s3.eu-west-1.amazonaws.com"]
+            [
+                "https://sts.eu-west-1.amazonaws.com",
+                "https://bucket.s3.eu-west-1.amazonaws.com"
+            ]
         );
         assert_eq!(
-            endpoints(&event(json!({"region": "cn-north-1"}), "s3://my.bucket/"), "us-east-1"),
-            ["https://sts.cn-north-1.amazonaws.com.cn", "https://s3.cn-north-1.amazonaws.com.cn"]
+            endpoints(
+                &event(json!({"region": "cn-north-1"}), "s3://my.bucket/"),
+                "us-east-1"
+            ),
+            [
+                "https://sts.cn-north-1.amazonaws.com.cn",
+                "https://s3.cn-north-1.amazonaws.com.cn"
+            ]
         );
     }
 
     #[test]
     fn endpoint_override_is_the_only_endpoint() {
         assert_eq!(
-            endpoints(&event(json!({"endpoint_url": "http://127.0.0.1:4566"}), "s3://bucket/"), "us-east-1"),
+            endpoints(
+                &event(
+                    json!({"endpoint_url": "http://127.0.0.1:4566"}),
+                    "s3://bucket/"
+                ),
+                "us-east-1"
+            ),
             ["http://127.0.0.1:4566"]
         );
     }

@@ -8,12 +8,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use xstage_tests::bench_data::{self, Rng};
+use xstage_tests::bench_data;
 use xstage_tests::{localstack, seed};
 
 const ROWS: usize = 2_000_000;
@@ -31,26 +30,12 @@ fn write_file() -> Result<Bytes> {
         // ~100 KB pages, so a LIMIT's physical minimum (footer + first pages) is ~1.2 MB.
         .set_data_page_size_limit(96 * 1024)
         .build();
-    let mut buf = Vec::with_capacity(200 << 20);
-    let mut writer = ArrowWriter::try_new(&mut buf, bench_data::schema(), Some(props))?;
-    let mut rng = Rng::new(42);
-    let mut start = 0i64;
-    while (start as usize) < ROWS {
-        let len = 50_000.min(ROWS - start as usize);
-        writer.write(&bench_data::batch(&mut rng, start, len))?;
-        start += len as i64;
-    }
-    writer.close()?;
-    Ok(Bytes::from(buf))
+    Ok(bench_data::write(ROWS, 42, props)?)
 }
 
 fn main() -> Result<()> {
     seed::platform_identity();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    xstage_tests::runtime().block_on(async {
         eprintln!("==> starting LocalStack ...");
         let endpoint = localstack::localstack().endpoint().to_string();
         eprintln!("==> writing {ROWS} rows in row groups of {ROW_GROUP} ...");

@@ -9,13 +9,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde_json::json;
 use xstage_host::cache::CacheOutcome;
 use xstage_host::{Host, HostConfig};
-use xstage_tests::bench_data::{self, Rng};
+use xstage_tests::bench_data;
 use xstage_tests::{localstack, seed, wasm};
 
 const SCAN_ROWS: usize = 500_000;
@@ -41,32 +40,22 @@ fn scan_file() -> Result<Bytes> {
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(100_000))
         .build();
-    let mut buf = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buf, bench_data::schema(), Some(props))?;
-    let mut rng = Rng::new(7);
-    let mut start = 0;
-    while start < SCAN_ROWS {
-        let len = 50_000.min(SCAN_ROWS - start);
-        writer.write(&bench_data::batch(&mut rng, start as i64, len))?;
-        start += len;
-    }
-    writer.close()?;
-    Ok(Bytes::from(buf))
+    Ok(bench_data::write(SCAN_ROWS, 7, props)?)
 }
 
 fn main() -> Result<()> {
     seed::platform_identity();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(run())
+    xstage_tests::runtime().block_on(run())
 }
 
 async fn run() -> Result<()> {
     let component = wasm::stage_query_component();
     let size = std::fs::metadata(&component)?.len();
-    println!("component: {} ({:.1} MB)", component.display(), size as f64 / 1e6);
+    println!(
+        "component: {} ({:.1} MB)",
+        component.display(),
+        size as f64 / 1e6
+    );
 
     // Compile into an empty cache, then load from it.
     let dir = tempfile_dir()?;
@@ -77,7 +66,11 @@ async fn run() -> Result<()> {
         })
     };
     let compiled = host_with_cache()?.compile(&component).await?;
-    anyhow::ensure!(compiled.outcome == CacheOutcome::Compiled, "{:?}", compiled.outcome);
+    anyhow::ensure!(
+        compiled.outcome == CacheOutcome::Compiled,
+        "{:?}",
+        compiled.outcome
+    );
     let compile = compiled.compile_time.context("compile time")?;
     let mut loads = Vec::new();
     for _ in 0..RUNS {
@@ -86,7 +79,10 @@ async fn run() -> Result<()> {
         loads.push(loaded.load_time);
     }
     println!("compile (Cranelift): {}", ms(compile));
-    println!("cache load (read + BLAKE3 verify + deserialize), median of {RUNS}: {}", ms(median(loads)));
+    println!(
+        "cache load (read + BLAKE3 verify + deserialize), median of {RUNS}: {}",
+        ms(median(loads))
+    );
 
     // Instantiation: a cold start per invocation of an event the handler rejects at once.
     let host = Host::new(HostConfig {
@@ -134,7 +130,11 @@ async fn run() -> Result<()> {
     let file = scan_file()?;
     let admin = seed::seed(&endpoint, Bytes::from_static(b"PAR1")).await?;
     admin
-        .put(seed::BUCKET, &format!("{}{SCAN_KEY}", seed::PREFIX), file.clone())
+        .put(
+            seed::BUCKET,
+            &format!("{}{SCAN_KEY}", seed::PREFIX),
+            file.clone(),
+        )
         .await?;
     let columns: Vec<String> = bench_data::schema()
         .fields()
@@ -160,7 +160,11 @@ async fn run() -> Result<()> {
         let t = Instant::now();
         let i = function.invoke(&event_bytes).await?;
         guest.push(t.elapsed());
-        anyhow::ensure!(!i.is_error(), "wasm: {}", String::from_utf8_lossy(&i.body()));
+        anyhow::ensure!(
+            !i.is_error(),
+            "wasm: {}",
+            String::from_utf8_lossy(&i.body())
+        );
         let v: serde_json::Value = serde_json::from_slice(&i.body())?;
         answers.push(v["rows"].clone());
     }

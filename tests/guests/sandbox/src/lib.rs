@@ -25,8 +25,7 @@ fn error(error_type: &str, message: impl ToString) -> FunctionError {
 
 impl Guest for Sandbox {
     fn handle(event: Vec<u8>) -> Result<Vec<u8>, FunctionError> {
-        let event: Value =
-            serde_json::from_slice(&event).map_err(|e| error("InvalidEvent", e))?;
+        let event: Value = serde_json::from_slice(&event).map_err(|e| error("InvalidEvent", e))?;
         let reply = if let Some(url) = event["fetch"].as_str() {
             fetch(url)?
         } else if event["spin"] == json!(true) {
@@ -70,7 +69,11 @@ fn fetch(url: &str) -> Result<Value, FunctionError> {
             Ok(response) => {
                 let status = response.status().as_u16();
                 let mut body = response.into_body();
-                let text = body.str_contents().await.map(str::to_string).unwrap_or_default();
+                let text = body
+                    .str_contents()
+                    .await
+                    .map(str::to_string)
+                    .unwrap_or_default();
                 Ok(json!({"status": status, "body": text}))
             }
             Err(e) => Ok(json!({"error": format!("{e:?}")})),

@@ -254,18 +254,26 @@ fn credentials_are_cached_per_role_and_external_id() {
 }
 
 /// moto with the seed's bucket, role and a `test.parquet` of `n` people.
-async fn seeded_moto(n: usize) -> (String, Vec<Person>) {
-    let endpoint = moto::moto().endpoint().to_string();
-    let people = fixtures::people(n);
-    let body = fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, n);
-    seed::seed(&endpoint, body).await.expect("seed moto");
-    (endpoint, people)
+/// moto, seeded once for the whole binary: tests that share it must not re-upload the
+/// object another test is reading.
+static MOTO: OnceCell<(String, Vec<Person>)> = OnceCell::const_new();
+
+async fn seeded_moto() -> &'static (String, Vec<Person>) {
+    MOTO.get_or_init(|| async {
+        let endpoint = moto::moto().endpoint().to_string();
+        let people = fixtures::people(5);
+        let body =
+            fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 5);
+        seed::seed(&endpoint, body).await.expect("seed moto");
+        (endpoint, people)
+    })
+    .await
 }
 
 #[test]
 fn moto_records_the_external_id_and_session_name_sent() {
     block_on(async {
-        let (endpoint, people) = seeded_moto(5).await;
+        let (endpoint, people) = seeded_moto().await;
         let mut event = seed::seed_event(
             &endpoint,
             "SELECT * FROM @databend_test/test.parquet LIMIT 1",
@@ -309,7 +317,7 @@ fn moto_records_the_external_id_and_session_name_sent() {
 #[test]
 fn the_wasi_guest_sends_the_external_id_through_the_host() {
     block_on(async {
-        let (endpoint, people) = seeded_moto(3).await;
+        let (endpoint, people) = seeded_moto().await;
         let mut event = seed::seed_event(
             &endpoint,
             "SELECT * FROM @databend_test/test.parquet LIMIT 1",

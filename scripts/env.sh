@@ -10,6 +10,8 @@ XSTAGE_VENVS="$XSTAGE_CACHE/venv"
 LOCALSTACK_SPEC="localstack-core[runtime]==2026.3.0"
 LOCALSTACK_PINS=("cbor2<6" "pyopenssl<26")
 MOTO_SPEC="moto[server]==5.2.5"
+# Clients of the emulator's Lambda Invoke API that no one here wrote.
+CLIENTS_SPEC=("awscli==1.46.3" "boto3==1.44.5")
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -57,8 +59,10 @@ setup() {
   fi
   make_venv localstack "$LOCALSTACK_SPEC" "${LOCALSTACK_PINS[@]}"
   make_venv moto "$MOTO_SPEC"
+  make_venv clients "${CLIENTS_SPEC[@]}"
   export XSTAGE_LOCALSTACK_PYTHON="$XSTAGE_VENVS/localstack/bin/python"
   export XSTAGE_MOTO_SERVER="$XSTAGE_VENVS/moto/bin/moto_server"
+  export XSTAGE_CLIENTS_PYTHON="$XSTAGE_VENVS/clients/bin/python"
 }
 
 # The WASI components the host runs: the stage query function and the sandbox probe, built

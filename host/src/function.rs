@@ -179,9 +179,18 @@ impl Function {
     /// `errorType` from the guest, a timeout, running out of memory, a crash) are an
     /// [`Outcome::Error`]; only a refusal to start is an `Err`.
     pub async fn invoke(&self, event: &[u8]) -> Result<Invocation, InvokeError> {
+        self.invoke_as(event, request_id()).await
+    }
+
+    /// [`Function::invoke`] under a request id chosen by the caller (the Invoke API's
+    /// `x-amzn-RequestId`, given before an `Event` invocation runs).
+    pub async fn invoke_as(
+        &self,
+        event: &[u8],
+        request_id: String,
+    ) -> Result<Invocation, InvokeError> {
         let inner = &self.inner;
         drop(inner.pool.reap(inner.config.idle_timeout));
-        let request_id = request_id();
         // A lease counts the environment as live until it is checked in; dropped otherwise (a
         // trap, a timeout, or this future dropped mid-call), it forgets the environment.
         let warm = match inner.pool.checkout() {
@@ -410,20 +419,18 @@ impl Inner {
             error_type,
             error_message,
         } = &outcome
-        {
-            if [
+            && [
                 error_type::TIMEOUT,
                 error_type::OUT_OF_MEMORY,
                 error_type::CRASHED,
                 error_type::INIT_ERROR,
             ]
             .contains(&error_type.as_str())
-            {
-                let _ = writeln!(
-                    StringSink(&mut logs),
-                    "{request_id} {error_type}: {error_message}"
-                );
-            }
+        {
+            let _ = writeln!(
+                StringSink(&mut logs),
+                "{request_id} {error_type}: {error_message}"
+            );
         }
         let millis = stats.duration.as_secs_f64() * 1000.0;
         let _ = writeln!(StringSink(&mut logs), "END RequestId: {request_id}");

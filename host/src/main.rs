@@ -60,11 +60,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     }
     let [component, event] = <[PathBuf; 2]>::try_from(positional)
         .map_err(|_| anyhow::anyhow!("expected COMPONENT.wasm and EVENT.json"))?;
-    let stage_query = EgressPolicy::stage_query();
-    let fixed = Allowlist::from_urls(&allow);
-    config.egress = EgressPolicy::per_event(fixed, move |event, region| {
-        stage_query.allowlist(event, region)
-    });
+    config.egress = EgressPolicy::stage_query().allowing(Allowlist::from_urls(&allow));
     Ok(Args {
         component,
         event,

@@ -7,6 +7,7 @@
 //! S3 `bench`. Neighbours: it drives `xstage-core` (`functions/core`) as a library.
 
 pub mod bench_data;
+pub mod clients;
 pub mod fixtures;
 pub mod localstack;
 pub mod moto;

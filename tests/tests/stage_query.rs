@@ -169,11 +169,11 @@ async fn run_wasm(event: &Value) -> Reply {
 
 fn comparable(outcome: &Reply) -> Reply {
     let mut outcome = outcome.clone();
-    if let Ok(Value::Object(response)) = &mut outcome {
-        if let Some(Value::Object(stats)) = response.get_mut("stats") {
-            stats.remove("elapsed_ms");
-            stats.remove("sts_calls");
-        }
+    if let Ok(Value::Object(response)) = &mut outcome
+        && let Some(Value::Object(stats)) = response.get_mut("stats")
+    {
+        stats.remove("elapsed_ms");
+        stats.remove("sts_calls");
     }
     outcome
 }
@@ -275,14 +275,14 @@ fn moto_records_the_external_id_and_session_name_sent() {
     block_on(async {
         let (endpoint, people) = seeded_moto().await;
         let mut event = seed::seed_event(
-            &endpoint,
+            endpoint,
             "SELECT * FROM @databend_test/test.parquet LIMIT 1",
         );
         event["connection"]["external_id"] = json!("moto-external-id-1");
         event["connection"]["role_session_name"] = json!("xstage-moto-check");
         let v = run_native(event).await.expect("query through moto");
         assert_eq!(rows(&v), &vec![people[0].json()]);
-        let calls = moto::assume_role_calls(&endpoint).expect("moto data");
+        let calls = moto::assume_role_calls(endpoint).expect("moto data");
         let ours: Vec<_> = calls
             .iter()
             .filter(|c| c.role_session_name == "xstage-moto-check")
@@ -292,13 +292,11 @@ fn moto_records_the_external_id_and_session_name_sent() {
         assert_eq!(ours[0].role_arn, seed::role_arn());
 
         // The default session name: the stage name plus a random suffix.
-        let mut event = seed::seed_event(
-            &endpoint,
-            "SELECT count(*) FROM @databend_test/test.parquet",
-        );
+        let mut event =
+            seed::seed_event(endpoint, "SELECT count(*) FROM @databend_test/test.parquet");
         event["connection"]["external_id"] = json!("moto-external-id-2");
         run_native(event).await.expect("default session name");
-        let calls = moto::assume_role_calls(&endpoint).expect("moto data");
+        let calls = moto::assume_role_calls(endpoint).expect("moto data");
         let default: Vec<_> = calls
             .iter()
             .filter(|c| c.external_id.as_deref() == Some("moto-external-id-2"))
@@ -319,14 +317,14 @@ fn the_wasi_guest_sends_the_external_id_through_the_host() {
     block_on(async {
         let (endpoint, people) = seeded_moto().await;
         let mut event = seed::seed_event(
-            &endpoint,
+            endpoint,
             "SELECT * FROM @databend_test/test.parquet LIMIT 1",
         );
         event["connection"]["external_id"] = json!("moto-external-id-wasm");
         event["connection"]["role_session_name"] = json!("xstage-moto-wasm");
         let v = run_wasm(&event).await.expect("query through moto, in WASI");
         assert_eq!(rows(&v), &vec![people[0].json()]);
-        let calls = moto::assume_role_calls(&endpoint).expect("moto data");
+        let calls = moto::assume_role_calls(endpoint).expect("moto data");
         let ours: Vec<_> = calls
             .iter()
             .filter(|c| c.role_session_name == "xstage-moto-wasm")

@@ -2,7 +2,7 @@
 //!
 //! A small component exporting `xstage:function/handler` whose event says what to try, so
 //! the host's tests can prove the sandbox from inside: `{"fetch": URL}` sends a GET,
-//! `{"spin": true}` loops forever, `{"allocate_mb": N}` allocates and touches N MB,
+//! `{"spin": true}` loops forever, `{"sleep_ms": N}` sleeps, `{"allocate_mb": N}` allocates and touches N MB,
 //! `{"environment": true}` returns the variables it sees, `{"read_dir": PATH}` lists a
 //! directory, `{"print": TEXT}` writes to stdout and stderr, `{"panic": TEXT}` panics, and
 //! anything else is echoed back. Built for `wasm32-wasip2` only; empty elsewhere.
@@ -33,6 +33,9 @@ impl Guest for Sandbox {
             loop {
                 n = std::hint::black_box(n.wrapping_add(1));
             }
+        } else if let Some(ms) = event["sleep_ms"].as_u64() {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            json!({"slept_ms": ms})
         } else if let Some(mb) = event["allocate_mb"].as_u64() {
             let mut blocks = Vec::new();
             for _ in 0..mb {

@@ -10,8 +10,8 @@ XSTAGE_VENVS="$XSTAGE_CACHE/venv"
 LOCALSTACK_SPEC="localstack-core[runtime]==2026.3.0"
 LOCALSTACK_PINS=("cbor2<6" "pyopenssl<26")
 MOTO_SPEC="moto[server]==5.2.5"
-# Clients of the emulator's Lambda Invoke API that no one here wrote.
-CLIENTS_SPEC=("awscli==1.46.3" "boto3==1.44.5")
+# Tools no one here wrote: clients of the emulator's Lambda Invoke API, and cfn-lint.
+CLIENTS_SPEC=("awscli==1.46.3" "boto3==1.44.5" "cfn-lint==1.58.0")
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 

@@ -11,6 +11,8 @@
 //!   `aws lambda invoke --endpoint-url http://127.0.0.1:3001` and the SDKs work unchanged.
 //! - [`sql`] is `xstage sql`: Databend's `CREATE CONNECTION` / `CREATE STAGE` over a local
 //!   catalog, and queries on stages sent to the function as events.
+//! - [`policy`] is `xstage policy`: the customer's trust and least-privilege permission
+//!   policies for a stage.
 //!
 //! Neighbours: `host/` runs the components; `functions/component` is the stage query
 //! component; `functions/core` defines the event and validates it.
@@ -18,6 +20,7 @@
 pub mod api;
 pub mod error;
 pub mod functions;
+pub mod policy;
 pub mod serve;
 pub mod sql;
 pub mod template;

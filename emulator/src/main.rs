@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use xstage_emulator::EmulatorError;
 use xstage_emulator::api::Api;
 use xstage_emulator::functions::{self, LoadOptions};
+use xstage_emulator::policy::{self, PolicyRequest};
 use xstage_emulator::serve;
 use xstage_emulator::sql::catalog::Store;
 use xstage_emulator::sql::invoker::Invoker;
@@ -58,6 +59,24 @@ enum Command {
         event: Option<PathBuf>,
         #[command(flatten)]
         functions: FunctionArgs,
+    },
+    /// Print the customer's IAM trust and permission policies for a stage, as JSON.
+    Policy {
+        /// The stage, s3://bucket/prefix/.
+        #[arg(long)]
+        stage_url: String,
+        /// The platform's workload identity (the template's WorkloadIdentityRoleArn output).
+        #[arg(long)]
+        workload_role: String,
+        /// The ExternalId the customer's role requires.
+        #[arg(long)]
+        external_id: String,
+        /// Also grant s3:PutObject and s3:DeleteObject under the prefix.
+        #[arg(long)]
+        write: bool,
+        /// Also write trust-policy.json and permission-policy.json into this directory.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
     },
     /// Databend-style SQL: connections, stages, and queries on stages.
     Sql {
@@ -226,6 +245,42 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             })
+        }
+        Command::Policy {
+            stage_url,
+            workload_role,
+            external_id,
+            write,
+            out_dir,
+        } => {
+            let policies = policy::generate(&PolicyRequest {
+                stage_url,
+                workload_role,
+                external_id,
+                write,
+            })?;
+            let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).expect("JSON");
+            if let Some(dir) = out_dir {
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                for (name, doc) in [
+                    ("trust-policy.json", &policies.trust),
+                    ("permission-policy.json", &policies.permissions),
+                ] {
+                    let path = dir.join(name);
+                    std::fs::write(&path, pretty(doc) + "\n")
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    progress(format!("wrote {}", path.display()));
+                }
+            }
+            println!(
+                "{}",
+                pretty(&serde_json::json!({
+                    "TrustPolicy": policies.trust,
+                    "PermissionPolicy": policies.permissions,
+                }))
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Sql {
             file,

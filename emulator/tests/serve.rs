@@ -40,8 +40,8 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     World { endpoint, people }
 });
 
-/// A test template: the stage query function (the repository's settings) and the sandbox
-/// probe with a reserved concurrency of 2.
+/// A test template: the stage query function (the repository's settings), the sandbox probe,
+/// and the probe again with a reserved concurrency of 2 (for the throttling test alone).
 fn template(dir: &Path) -> PathBuf {
     let text = format!(
         r#"
@@ -65,10 +65,17 @@ Resources:
       FunctionName: xstage-sandbox
       MemorySize: 128
       Timeout: 10
-      ReservedConcurrentExecutions: 2
       Environment:
         Variables:
           GREETING: hello
+  Limited:
+    Type: AWS::Serverless::Function
+    Metadata:
+      XstageComponent: {sandbox}
+    Properties:
+      MemorySize: 128
+      Timeout: 10
+      ReservedConcurrentExecutions: 2
 "#,
         query = wasm::stage_query_component().display(),
         sandbox = wasm::sandbox_component().display(),
@@ -308,7 +315,7 @@ outcomes = []
 def run():
     barrier.wait()
     try:
-        r = client.invoke(FunctionName="xstage-sandbox", Payload=json.dumps({"sleep_ms": 3000}))
+        r = client.invoke(FunctionName="Limited", Payload=json.dumps({"sleep_ms": 3000}))
         outcomes.append("error:" + r["FunctionError"] if r.get("FunctionError") else "ok")
     except botocore.exceptions.ClientError as e:
         outcomes.append(e.response["Error"]["Code"])
@@ -581,6 +588,99 @@ fn the_repository_template_runs_the_seed_query() {
             repo().join("template.yaml").to_str().unwrap(),
             "--components-dir",
             component.parent().unwrap().to_str().unwrap(),
+            "--event",
+            event.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["rows"], json!([[ROWS]]), "{body}");
+}
+
+#[test]
+fn xstage_policy_documents_are_accepted_by_iam_and_grant_the_stage() {
+    let world = &*WORLD;
+    let dir = tempfile::tempdir().unwrap();
+    let out = xstage(
+        &[
+            "policy",
+            "--stage-url",
+            "s3://test-bucket-123/optional/prefix/",
+            "--workload-role",
+            "arn:aws:iam::123456789012:role/xstage-workload",
+            "--external-id",
+            "generated-external-id",
+            "--out-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trust = dir.path().join("trust-policy.json");
+    let permissions = dir.path().join("permission-policy.json");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&permissions).unwrap()).unwrap();
+    assert_eq!(printed["PermissionPolicy"], saved);
+
+    // The customer's administrator creates the role with the AWS CLI, in LocalStack's IAM.
+    let aws = |args: &[&str]| {
+        let mut all = vec![
+            "--endpoint-url",
+            world.endpoint.as_str(),
+            "--region",
+            seed::REGION,
+        ];
+        all.extend_from_slice(args);
+        let out = clients::aws_cli_as(seed::CUSTOMER_ACCOUNT, &all).unwrap();
+        assert!(out.status.success(), "aws {args:?}: {}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)
+    };
+    let role = aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "xstage-generated",
+        "--assume-role-policy-document",
+        &format!("file://{}", trust.display()),
+    ]);
+    let role_arn = role["Role"]["Arn"].as_str().unwrap().to_string();
+    assert_eq!(
+        role["Role"]["AssumeRolePolicyDocument"], printed["TrustPolicy"],
+        "IAM keeps the trust policy as generated"
+    );
+    aws(&[
+        "iam",
+        "put-role-policy",
+        "--role-name",
+        "xstage-generated",
+        "--policy-name",
+        "xstage-stage-read",
+        "--policy-document",
+        &format!("file://{}", permissions.display()),
+    ]);
+    let policy = aws(&[
+        "iam",
+        "get-role-policy",
+        "--role-name",
+        "xstage-generated",
+        "--policy-name",
+        "xstage-stage-read",
+    ]);
+    assert_eq!(policy["PolicyDocument"], saved);
+
+    // The stage query runs through the new role and its ExternalId.
+    let mut event = seed_event("SELECT count(*) FROM @databend_test/test.parquet");
+    event["connection"]["role_arn"] = json!(role_arn);
+    event["connection"]["external_id"] = json!("generated-external-id");
+    let event = write_json(dir.path(), "event.json", &event);
+    let template = template(dir.path());
+    let out = xstage(
+        &[
+            "invoke",
+            "StageQuery",
+            "--template",
+            template.to_str().unwrap(),
             "--event",
             event.to_str().unwrap(),
         ],

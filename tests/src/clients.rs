@@ -46,10 +46,16 @@ fn client(program: &Path) -> Command {
 
 /// Runs the AWS CLI with `args`, test credentials and no config files; returns its output.
 pub fn aws_cli(args: &[&str]) -> Result<Output> {
+    aws_cli_as("test", args)
+}
+
+/// [`aws_cli`] with another access key id: LocalStack derives the account from a 12-digit one.
+pub fn aws_cli_as(access_key_id: &str, args: &[&str]) -> Result<Output> {
     let aws = aws();
     check(&aws)?;
     client(&aws)
         .args(args)
+        .env("AWS_ACCESS_KEY_ID", access_key_id)
         .output()
         .with_context(|| format!("running {}", aws.display()))
 }
@@ -73,4 +79,20 @@ pub fn python_script(script: &str, args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs cfn-lint (from the same venv) on a template; returns its exit code and output.
+pub fn cfn_lint(template: &Path) -> Result<(i32, String)> {
+    let lint = python().with_file_name("cfn-lint");
+    check(&lint)?;
+    let out = client(&lint)
+        .arg(template)
+        .output()
+        .with_context(|| format!("running {}", lint.display()))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code().unwrap_or(-1), text))
 }

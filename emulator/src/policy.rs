@@ -49,10 +49,9 @@ fn principal_partition(arn: &str) -> Option<&str> {
         ["arn", partition, "iam", "", account, resource]
             if account.len() == 12
                 && account.bytes().all(|b| b.is_ascii_digit())
-                && (resource.starts_with("role/")
-                    || resource.starts_with("user/")
-                    || *resource == "root")
-                && resource.len() > 5
+                && (*resource == "root"
+                    || ((resource.starts_with("role/") || resource.starts_with("user/"))
+                        && resource.len() > 5))
                 && matches!(*partition, "aws" | "aws-cn" | "aws-us-gov") =>
         {
             Some(partition)

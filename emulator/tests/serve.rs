@@ -690,3 +690,49 @@ fn xstage_policy_documents_are_accepted_by_iam_and_grant_the_stage() {
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["rows"], json!([[ROWS]]), "{body}");
 }
+
+#[test]
+fn the_prompt_reads_multi_line_statements_and_keeps_history() {
+    use std::io::Write as _;
+    // `script` gives the shell a terminal, so it runs its interactive prompt.
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    let command = format!("{XSTAGE} sql --format csv --catalog {}", catalog.display());
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("XDG_DATA_HOME", dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    // Line by line, as typed: a line editor discards input typed ahead of its prompt.
+    for line in [
+        "CREATE CONNECTION c STORAGE_TYPE='s3'\r",
+        "  ROLE_ARN='arn:aws:iam::123456789012:role/r';\r",
+        "SHOW CONNECTIONS;\r",
+        "SHOW NOTHING;\r",
+        "\x04",
+    ] {
+        std::thread::sleep(Duration::from_millis(700));
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("connection c created"), "{text}");
+    assert!(
+        text.contains("c,s3,arn:aws:iam::123456789012:role/r"),
+        "{text}"
+    );
+    assert!(
+        text.contains("expected CONNECTIONS or STAGES after SHOW"),
+        "{text}"
+    );
+    let history = std::fs::read_to_string(dir.path().join("xstage/history")).unwrap();
+    assert!(history.contains("SHOW CONNECTIONS;"), "{history}");
+}

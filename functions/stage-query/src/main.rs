@@ -1,5 +1,8 @@
-//! `xstage-query EVENT.json`: runs one event through the stage query handler and prints the
-//! response JSON, as Lambda would return it. `-` reads the event from standard input.
+//! The stage query function's native entry points. Under Lambda (`AWS_LAMBDA_RUNTIME_API`
+//! set) it is the `bootstrap` of the `provided.al2023` runtime, built by cargo-lambda; see
+//! `lambda.rs`. Otherwise it is `xstage-query EVENT.json`: it runs one event through the
+//! handler and prints the response JSON, as Lambda would return it. `-` reads the event from
+//! standard input.
 //!
 //! Exit status: 0 on success; 1 on a function error, whose `{"errorType", "errorMessage"}`
 //! body is printed on stdout like a success body; 2 when the command itself is misused.
@@ -11,7 +14,13 @@ use anyhow::Context;
 
 const USAGE: &str = "usage: xstage-query EVENT.json   (or - for standard input)";
 
+mod lambda;
+
 fn main() -> ExitCode {
+    // Started by Lambda (the `bootstrap` cargo-lambda builds from this binary).
+    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
+        return lambda::run();
+    }
     let mut args = std::env::args().skip(1);
     let (Some(path), None) = (args.next(), args.next()) else {
         eprintln!("{USAGE}");

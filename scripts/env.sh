@@ -10,8 +10,13 @@ XSTAGE_VENVS="$XSTAGE_CACHE/venv"
 LOCALSTACK_SPEC="localstack-core[runtime]==2026.3.0"
 LOCALSTACK_PINS=("cbor2<6" "pyopenssl<26")
 MOTO_SPEC="moto[server]==5.2.5"
-# Tools no one here wrote: clients of the emulator's Lambda Invoke API, and cfn-lint.
-CLIENTS_SPEC=("awscli==1.46.3" "boto3==1.44.5" "cfn-lint==1.58.0")
+# Tools no one here wrote: clients of the emulator's Lambda Invoke API, cfn-lint, and
+# cargo-lambda (a Lambda Runtime API emulator for the native bootstrap).
+CLIENTS_SPEC=("awscli==1.46.3" "boto3==1.44.5" "cfn-lint==1.58.0" "cargo-lambda==1.9.2")
+# The emulator that enforces IAM (trust policies, ExternalId, session policies, SigV4). AGPL:
+# only ever run as a separate test server, never linked into xstage.
+FAKECLOUD_VERSION="0.51.0"
+FAKECLOUD_ROOT="$XSTAGE_CACHE/tools/fakecloud-$FAKECLOUD_VERSION"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -48,6 +53,21 @@ make_venv() {
   printf '%s' "$want" > "$dir/.xstage-stamp"
 }
 
+# fakecloud, once per machine: a debug build (no optimisation, no debug info) takes about 20
+# minutes on two cores, a release build two to three times that; it serves tests fast either
+# way. Niced, so that beside other builds it takes only the cores they leave idle.
+install_fakecloud() {
+  [ -x "$FAKECLOUD_ROOT/bin/fakecloud" ] && return 0
+  log "installing fakecloud $FAKECLOUD_VERSION (once per machine, about 20 minutes)"
+  local build="$XSTAGE_CACHE/tmp/fakecloud-build"
+  rm -rf "$FAKECLOUD_ROOT.partial"
+  CARGO_TARGET_DIR="$build" CARGO_PROFILE_DEV_DEBUG=0 CARGO_INCREMENTAL=0 \
+    nice -n 10 cargo install --locked --debug --quiet fakecloud --version "$FAKECLOUD_VERSION" \
+      --root "$FAKECLOUD_ROOT.partial" >&2
+  rm -rf "$build" "$FAKECLOUD_ROOT"
+  mv "$FAKECLOUD_ROOT.partial" "$FAKECLOUD_ROOT"
+}
+
 # Everything the tests and the demo need; safe to call every time.
 setup() {
   command -v rustup >/dev/null && rustup target list --installed | grep -qx wasm32-wasip2 \
@@ -60,6 +80,8 @@ setup() {
   make_venv localstack "$LOCALSTACK_SPEC" "${LOCALSTACK_PINS[@]}"
   make_venv moto "$MOTO_SPEC"
   make_venv clients "${CLIENTS_SPEC[@]}"
+  # Installed by install_fakecloud (scripts/test runs it beside the builds).
+  export XSTAGE_FAKECLOUD="$FAKECLOUD_ROOT/bin/fakecloud"
   export XSTAGE_LOCALSTACK_PYTHON="$XSTAGE_VENVS/localstack/bin/python"
   export XSTAGE_MOTO_SERVER="$XSTAGE_VENVS/moto/bin/moto_server"
   export XSTAGE_CLIENTS_PYTHON="$XSTAGE_VENVS/clients/bin/python"

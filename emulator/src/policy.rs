@@ -1,14 +1,16 @@
 //! `xstage policy`: the customer's side of the trust, generated rather than copied from
-//! documentation.
+//! documentation. The documents themselves are `xstage_core::access::documents`, the same
+//! code that writes the function's session policies.
 //!
 //! - The **trust policy** of the customer's role: the platform's workload identity (the
-//!   function's execution role) as Principal, `sts:AssumeRole` only, conditioned on
-//!   `StringEquals sts:ExternalId`.
+//!   function's execution role) as Principal, `sts:AssumeRole` and `sts:SetSourceIdentity`
+//!   only, conditioned on `StringEquals sts:ExternalId`.
 //! - The **permission policy**, least privilege for one stage: `s3:ListBucket` on the bucket
 //!   with an `s3:prefix` condition, `s3:GetObject` on `prefix/*`, and `s3:PutObject` /
 //!   `s3:DeleteObject` only when asked for writes.
 
-use serde_json::{Value, json};
+use serde_json::Value;
+use xstage_core::access::documents;
 use xstage_core::event::validate;
 use xstage_core::stage::StageUrl;
 
@@ -68,55 +70,15 @@ pub fn generate(request: &PolicyRequest) -> Result<Policies, PolicyError> {
     validate::external_id(&request.external_id)
         .map_err(|e| PolicyError::ExternalId(e.to_string()))?;
 
-    let trust = json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "XstageWorkloadIdentity",
-            "Effect": "Allow",
-            "Principal": {"AWS": request.workload_role},
-            "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"sts:ExternalId": request.external_id}}
-        }]
-    });
-
-    let bucket = format!("arn:{partition}:s3:::{}", stage.bucket());
-    let prefix = stage.prefix();
-    let mut list = json!({
-        "Sid": "ListTheStage",
-        "Effect": "Allow",
-        "Action": "s3:ListBucket",
-        "Resource": bucket,
-    });
-    if !prefix.is_empty() {
-        list["Condition"] = json!({"StringLike": {"s3:prefix": [prefix, format!("{prefix}*")]}});
-    }
-    let objects = format!("{bucket}/{prefix}*");
-    let mut statements = vec![
-        list,
-        json!({
-            "Sid": "ReadTheStage",
-            "Effect": "Allow",
-            "Action": "s3:GetObject",
-            "Resource": objects,
-        }),
-    ];
-    if request.write {
-        statements.push(json!({
-            "Sid": "WriteTheStage",
-            "Effect": "Allow",
-            "Action": ["s3:PutObject", "s3:DeleteObject"],
-            "Resource": objects,
-        }));
-    }
     Ok(Policies {
-        trust,
-        permissions: json!({"Version": "2012-10-17", "Statement": statements}),
+        trust: documents::trust_policy(&request.workload_role, &request.external_id),
+        permissions: documents::permission_policy(partition, &stage, request.write),
     })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn request(url: &str) -> PolicyRequest {
         PolicyRequest {
@@ -135,7 +97,10 @@ mod tests {
             s["Principal"]["AWS"],
             json!("arn:aws:iam::123456789012:role/xstage-workload")
         );
-        assert_eq!(s["Action"], json!("sts:AssumeRole"));
+        assert_eq!(
+            s["Action"],
+            json!(["sts:AssumeRole", "sts:SetSourceIdentity"])
+        );
         assert_eq!(
             s["Condition"],
             json!({"StringEquals": {"sts:ExternalId": "my-external-id-123"}})
@@ -143,39 +108,14 @@ mod tests {
     }
 
     #[test]
-    fn permissions_cover_the_prefix_only() {
-        let p = generate(&request("s3://test-bucket-123/optional/prefix/")).unwrap();
-        let s = p.permissions["Statement"].as_array().unwrap();
-        assert_eq!(s.len(), 2);
-        assert_eq!(s[0]["Action"], json!("s3:ListBucket"));
-        assert_eq!(s[0]["Resource"], json!("arn:aws:s3:::test-bucket-123"));
-        assert_eq!(
-            s[0]["Condition"]["StringLike"]["s3:prefix"],
-            json!(["optional/prefix/", "optional/prefix/*"])
-        );
-        assert_eq!(s[1]["Action"], json!("s3:GetObject"));
-        assert_eq!(
-            s[1]["Resource"],
-            json!("arn:aws:s3:::test-bucket-123/optional/prefix/*")
-        );
-        assert!(!p.permissions.to_string().contains("PutObject"));
-
-        let mut w = request("s3://b-1/p");
-        w.write = true;
-        let p = generate(&w).unwrap();
-        let s = p.permissions["Statement"].as_array().unwrap();
-        assert_eq!(s[2]["Action"], json!(["s3:PutObject", "s3:DeleteObject"]));
-        assert_eq!(s[2]["Resource"], json!("arn:aws:s3:::b-1/p/*"));
-    }
-
-    #[test]
-    fn a_whole_bucket_stage_and_other_partitions() {
+    fn partitions_come_from_the_workload_role() {
         let mut r = request("s3://whole-bucket/");
         r.workload_role = "arn:aws-cn:iam::123456789012:role/w".into();
         let p = generate(&r).unwrap();
-        let s = p.permissions["Statement"].as_array().unwrap();
-        assert!(s[0].get("Condition").is_none());
-        assert_eq!(s[1]["Resource"], json!("arn:aws-cn:s3:::whole-bucket/*"));
+        assert_eq!(
+            p.permissions["Statement"][1]["Resource"],
+            json!("arn:aws-cn:s3:::whole-bucket/*")
+        );
     }
 
     #[test]

@@ -361,6 +361,7 @@ impl Reader<'_> {
                     )
                 })
             }
+            "!Join" | "Fn::Join" => self.join(field, arg),
             "!Sub" | "Fn::Sub" => {
                 let text = arg
                     .as_str()
@@ -374,6 +375,28 @@ impl Reader<'_> {
                 ),
             )),
         }
+    }
+
+    /// `!Join [delimiter, [values...]]`, or `!Join [delimiter, !Ref ListParameter]` where the
+    /// parameter (a CommaDelimitedList) holds comma-separated values.
+    fn join(&self, field: &str, arg: &Value) -> Result<String, TemplateError> {
+        let form = || self.error(field, "has a !Join that is not [delimiter, list]");
+        let Some([delimiter, list]) = arg.as_sequence().map(Vec::as_slice) else {
+            return Err(form());
+        };
+        let delimiter = scalar(delimiter).ok_or_else(form)?;
+        let values: Vec<String> = match list {
+            Value::Sequence(items) => items
+                .iter()
+                .map(|item| self.string(field, item))
+                .collect::<Result<_, _>>()?,
+            reference => self
+                .string(field, reference)?
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .collect(),
+        };
+        Ok(values.join(&delimiter))
     }
 
     fn substitute(&self, field: &str, text: &str) -> Result<String, TemplateError> {
@@ -440,6 +463,9 @@ Parameters:
   Stage:
     Type: String
     Default: dev
+  Roles:
+    Type: CommaDelimitedList
+    Default: arn:aws:iam::1:role/a, arn:aws:iam::2:role/b
 Globals:
   Function:
     Timeout: 30
@@ -461,6 +487,8 @@ Resources:
         Variables:
           OVERRIDDEN: function
           REGION_SEEN: !Ref AWS::Region
+          JOINED: !Join [",", !Ref Roles]
+          LISTED: !Join ["|", [x, !Ref Stage]]
   Role:
     Type: AWS::IAM::Role
   Plain:
@@ -483,6 +511,11 @@ Resources:
         assert_eq!(q.variables["SHARED"], "from-globals");
         assert_eq!(q.variables["OVERRIDDEN"], "function");
         assert_eq!(q.variables["REGION_SEEN"], "us-east-2");
+        assert_eq!(
+            q.variables["JOINED"],
+            "arn:aws:iam::1:role/a,arn:aws:iam::2:role/b"
+        );
+        assert_eq!(q.variables["LISTED"], "x|dev");
         let p = t.function("Plain").unwrap();
         assert_eq!(p.memory_size_mb, DEFAULT_MEMORY_MB);
         assert_eq!(p.timeout, Duration::from_secs(30));

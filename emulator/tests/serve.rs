@@ -57,6 +57,9 @@ Resources:
       Runtime: provided.al2023
       MemorySize: 1024
       Timeout: 60
+      Environment:
+        Variables:
+          XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
   Sandbox:
     Type: AWS::Serverless::Function
     Metadata:
@@ -79,6 +82,7 @@ Resources:
 "#,
         query = wasm::stage_query_component().display(),
         sandbox = wasm::sandbox_component().display(),
+        allowed = seed::allowed_roles(),
     );
     let path = dir.join("template.yaml");
     std::fs::write(&path, text).unwrap();
@@ -588,6 +592,8 @@ fn the_repository_template_runs_the_seed_query() {
             repo().join("template.yaml").to_str().unwrap(),
             "--components-dir",
             component.parent().unwrap().to_str().unwrap(),
+            "--parameter-overrides",
+            &format!("AllowedRoleArns={}", seed::role_arn()),
             "--event",
             event.to_str().unwrap(),
         ],

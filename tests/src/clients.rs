@@ -1,5 +1,5 @@
-//! AWS clients written by no one here, to test the emulator with: the AWS CLI and boto3,
-//! from PyPI, in `${XSTAGE_CACHE:-$HOME/.cache/xstage}/venv/clients` (`scripts/env.sh setup`).
+//! AWS tools written by no one here, to test against: the AWS CLI, boto3, cfn-lint and
+//! cargo-lambda (its Lambda Runtime API emulator, `cargo lambda watch`), from PyPI, in `${XSTAGE_CACHE:-$HOME/.cache/xstage}/venv/clients` (`scripts/env.sh setup`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,7 +20,12 @@ pub fn aws() -> PathBuf {
     python().with_file_name("aws")
 }
 
-fn check(path: &Path) -> Result<()> {
+/// cargo-lambda beside that Python.
+pub fn cargo_lambda() -> PathBuf {
+    python().with_file_name("cargo-lambda")
+}
+
+pub fn check(path: &Path) -> Result<()> {
     if !path.exists() {
         bail!(
             "{} is missing; run `scripts/env.sh`'s setup (scripts/test does) to install awscli and boto3",

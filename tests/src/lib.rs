@@ -1,17 +1,21 @@
 //! # xstage-tests
 //!
 //! The test harness of xstage: it gives tests real emulator endpoints (LocalStack for
-//! S3/STS/IAM, moto for its record of AssumeRole calls), started once per test process as
-//! child processes or containers; generates Parquet fixtures with independently computed
+//! S3/STS/IAM, moto for its record of AssumeRole calls, fakecloud for IAM that is enforced),
+//! started once per test process as child processes or containers; a fault-injecting proxy
+//! that answers with AWS's own error responses; generates Parquet fixtures with independently computed
 //! expectations; and sets up the seed scenario. Its binaries are the README's `demo` and the
 //! S3 `bench`. Neighbours: it drives `xstage-core` (`functions/core`) as a library.
 
 pub mod bench_data;
 pub mod clients;
+pub mod fakecloud;
+pub mod fault_proxy;
 pub mod fixtures;
 pub mod localstack;
 pub mod moto;
 pub mod process;
+pub mod query_cli;
 pub mod seed;
 pub mod table;
 pub mod wasm;

@@ -70,6 +70,9 @@ pub struct AssumeRoleCall {
     pub role_session_name: String,
     /// `ExternalId` of the request, `None` when it had none.
     pub external_id: Option<String>,
+    /// The inline session `Policy` of the request, `None` when it had none.
+    #[serde(default)]
+    pub policy: Option<String>,
 }
 
 /// The assume-role calls the moto server at `endpoint` has recorded, oldest first, read from

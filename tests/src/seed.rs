@@ -199,6 +199,14 @@ pub fn seed_event(endpoint: &str, query: &str) -> Value {
     })
 }
 
+/// The variable holding the function's allowed principals.
+pub const ALLOWED_ROLES_VAR: &str = "XSTAGE_ALLOWED_ROLE_ARNS";
+
+/// The allowed principals the tests configure: any role of the customer account.
+pub fn allowed_roles() -> String {
+    format!("arn:aws:iam::{CUSTOMER_ACCOUNT}:role/*")
+}
+
 /// Makes the test process look like the platform: its own credentials in the environment
 /// (the standard chain reads them), and no profile files or instance metadata.
 pub fn platform_identity() {
@@ -215,6 +223,7 @@ pub fn platform_identity() {
             std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
             std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
             std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            std::env::set_var(ALLOWED_ROLES_VAR, allowed_roles());
         }
     });
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use xstage_host::{EgressPolicy, FunctionConfig, FunctionCredentials, Host, HostConfig};
 
+use crate::seed;
+
 /// The command that builds the components the tests load.
 pub const BUILD_COMMAND: &str = "CFLAGS_wasm32_wasip2=-ffreestanding cargo build --release --target wasm32-wasip2 -p xstage-component -p xstage-sandbox-guest";
 
@@ -59,5 +61,8 @@ pub fn stage_query_config() -> FunctionConfig {
     config.memory_size_mb = 1024;
     config.timeout = Duration::from_secs(60);
     config.egress = EgressPolicy::stage_query();
+    config
+        .environment
+        .insert(seed::ALLOWED_ROLES_VAR.to_string(), seed::allowed_roles());
     config
 }

@@ -291,7 +291,8 @@ fn moto_records_the_external_id_and_session_name_sent() {
         assert_eq!(ours[0].external_id.as_deref(), Some("moto-external-id-1"));
         assert_eq!(ours[0].role_arn, seed::role_arn());
 
-        // The default session name: the stage name plus a random suffix.
+        // The default session name is the stable audit identifier, and every session carries
+        // the stage's read-only session policy.
         let mut event =
             seed::seed_event(endpoint, "SELECT count(*) FROM @databend_test/test.parquet");
         event["connection"]["external_id"] = json!("moto-external-id-2");
@@ -302,12 +303,16 @@ fn moto_records_the_external_id_and_session_name_sent() {
             .filter(|c| c.external_id.as_deref() == Some("moto-external-id-2"))
             .collect();
         assert_eq!(default.len(), 1, "{calls:?}");
-        assert!(
-            default[0]
-                .role_session_name
-                .starts_with("xstage-databend_test-"),
-            "{:?}",
-            default[0]
+        assert_eq!(
+            default[0].role_session_name,
+            format!("xstage.{}.{}", seed::CONNECTION, seed::STAGE)
+        );
+        let stage = xstage_core::stage::StageUrl::new(seed::BUCKET, seed::PREFIX).unwrap();
+        let sent: Value =
+            serde_json::from_str(default[0].policy.as_deref().expect("a session policy")).unwrap();
+        assert_eq!(
+            sent,
+            xstage_core::access::documents::permission_policy("aws", &stage, false)
         );
     })
 }
@@ -675,6 +680,25 @@ fn missing_bucket_is_no_such_bucket() {
 }
 
 #[test]
+fn roles_outside_the_allowed_principals_are_refused_natively_and_in_wasi() {
+    block_on(async {
+        // A closed port: asking STS would be EndpointUnreachable instead.
+        let mut event = seed::seed_event("http://127.0.0.1:9", "SELECT 1");
+        event["connection"]["role_arn"] = json!("arn:aws:iam::111122223333:role/databend-test");
+        let (kind, message) = run(event.clone()).await.expect_err("another account");
+        assert_eq!(kind, "RoleNotAllowed", "{message}");
+        assert!(message.contains(&seed::allowed_roles()), "{message}");
+        event["connection"]["role_arn"] = json!(seed::role_arn());
+        event["connection"]
+            .as_object_mut()
+            .unwrap()
+            .remove("external_id");
+        let (kind, _) = run(event).await.expect_err("no ExternalId");
+        assert_eq!(kind, "ExternalIdRequired");
+    })
+}
+
+#[test]
 fn invalid_events_fail_before_any_network_call() {
     block_on(async {
         // A closed port: any network call would fail with EndpointUnreachable instead.
@@ -788,9 +812,9 @@ fn count_star_reads_each_footer_once() {
             v["stats"]
         );
         let seed = query("SELECT count(*) FROM @databend_test/test.parquet").await;
-        // One HEAD and one GET; the file is smaller than the metadata size hint, so the GET
-        // returns it whole, once.
+        // One 1-byte GET for the size and one GET for the footer; the file is smaller than
+        // the metadata size hint, so that GET returns it whole, once.
         assert_eq!(seed["stats"]["s3_requests"], 2, "{}", seed["stats"]);
-        assert_eq!(seed["stats"]["bytes_read"], w.test_parquet.len() as u64);
+        assert_eq!(seed["stats"]["bytes_read"], w.test_parquet.len() as u64 + 1);
     })
 }

@@ -17,6 +17,8 @@ pub struct AwsFailure {
     pub status: Option<u16>,
     /// Set when no response was received.
     pub transport: Option<Transport>,
+    /// S3's `x-amz-bucket-region` header: where the bucket really is.
+    pub bucket_region: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +38,11 @@ impl AwsFailure {
                 message: ctx.err().message().map(str::to_string),
                 status: Some(ctx.raw().status().as_u16()),
                 transport: None,
+                bucket_region: ctx
+                    .raw()
+                    .headers()
+                    .get("x-amz-bucket-region")
+                    .map(str::to_string),
             },
             SdkError::TimeoutError(_) => Self {
                 transport: Some(Transport::Timeout),

@@ -1,6 +1,8 @@
 //! Temporary credentials for the customer's role: `sts:AssumeRole` with the connection's
-//! ExternalId, cached in the process per (role ARN, ExternalId, session policy, endpoint,
-//! region) and refreshed five minutes before they expire.
+//! ExternalId, an inline session policy that scopes them to reading the stage, and the
+//! stage's SourceIdentity (see [`crate::access`]). Cached in the process per (role ARN,
+//! ExternalId, session policy, session name, endpoint, region) and refreshed five minutes
+//! before they expire.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -10,9 +12,10 @@ use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
 use aws_types::SdkConfig;
 
+use crate::access::{documents, identity};
 use crate::aws_error::{AwsFailure, advice};
 use crate::error::{ErrorKind, FunctionError, Result};
-use crate::event::Connection;
+use crate::event::{Connection, Stage};
 
 /// Credentials closer than this to expiry are not used.
 pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
@@ -25,6 +28,7 @@ pub struct CacheKey {
     pub role_arn: String,
     pub external_id: Option<String>,
     pub session_policy: Option<String>,
+    pub session_name: String,
     pub endpoint_url: Option<String>,
     pub region: String,
 }
@@ -68,36 +72,21 @@ fn fresh(c: &Credentials, now: SystemTime) -> bool {
 
 static CACHE: LazyLock<CredentialCache> = LazyLock::new(CredentialCache::default);
 
-/// The session name: the given one, else `xstage-<stage>-<random>`, valid for STS.
-pub fn session_name(connection: &Connection, stage_name: &str) -> String {
-    if let Some(name) = &connection.role_session_name {
-        return name.clone();
-    }
-    let mut bytes = [0u8; 4];
-    // A failure to get randomness leaves zeros: the name stays valid, only less unique.
-    let _ = getrandom::fill(&mut bytes);
-    let suffix: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let stage: String = stage_name
-        .chars()
-        .filter(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '=' | ',' | '.' | '@' | '-')
-        })
-        .take(64 - "xstage--".len() - suffix.len())
-        .collect();
-    format!("xstage-{stage}-{suffix}")
-}
-
 /// Credentials for the connection's role, and whether STS was called for them.
 pub async fn assume_role(
     base: &SdkConfig,
     connection: &Connection,
-    stage_name: &str,
+    stage: &Stage,
     region: &str,
 ) -> Result<(Credentials, bool)> {
+    let session_policy = documents::session_policy(&connection.role_arn, &stage.url)?;
+    let session_name = identity::session_name(connection, &stage.name);
+    let source_identity = identity::source_identity(connection, &stage.name);
     let key = CacheKey {
         role_arn: connection.role_arn.clone(),
         external_id: connection.external_id.clone(),
-        session_policy: None,
+        session_policy: Some(session_policy.clone()),
+        session_name: session_name.clone(),
         endpoint_url: connection.endpoint_url.clone(),
         region: region.to_string(),
     };
@@ -110,12 +99,13 @@ pub async fn assume_role(
         config = config.endpoint_url(endpoint);
     }
     let client = aws_sdk_sts::Client::from_conf(config.build());
-    let session = session_name(connection, stage_name);
     let out = client
         .assume_role()
         .role_arn(&connection.role_arn)
         .set_external_id(connection.external_id.clone())
-        .role_session_name(&session)
+        .role_session_name(&session_name)
+        .source_identity(&source_identity)
+        .policy(&session_policy)
         .duration_seconds(connection.duration_seconds as i32)
         .send()
         .await
@@ -157,24 +147,20 @@ fn map_sts_error(failure: &AwsFailure, connection: &Connection) -> FunctionError
             ),
         );
     }
-    let external = match &connection.external_id {
-        Some(id) => format!("ExternalId {id:?}"),
-        None => "no ExternalId".to_string(),
-    };
     match failure.code.as_deref() {
-        Some("AccessDenied") | Some("AccessDeniedException") => FunctionError::new(
-            ErrorKind::AssumeRoleDenied,
-            format!(
-                "STS denied AssumeRole on {role} with {external}{said}. Either the role's trust policy does not \
-                 name this function's identity as Principal, or its `sts:ExternalId` condition expects a \
-                 different value than the connection's EXTERNAL_ID, or the role does not exist. Fix the trust \
-                 policy (Principal + StringEquals sts:ExternalId) or the connection."
-            ),
-        ),
+        Some("AccessDenied") | Some("AccessDeniedException") => {
+            assume_role_denied(failure, connection)
+        }
         Some("ValidationError") => FunctionError::invalid_event(format!(
             "STS rejected AssumeRole on {role}{said}; check duration_seconds against the role's MaxSessionDuration \
              and the session name"
         )),
+        Some("PackedPolicyTooLarge" | "MalformedPolicyDocument") => {
+            FunctionError::invalid_event(format!(
+                "STS rejected the session policy that scopes AssumeRole on {role} to the stage{said}; use a shorter \
+             stage prefix"
+            ))
+        }
         Some("RegionDisabledException") => FunctionError::new(
             ErrorKind::AssumeRoleDenied,
             format!(
@@ -188,6 +174,50 @@ fn map_sts_error(failure: &AwsFailure, connection: &Connection) -> FunctionError
     }
 }
 
+/// STS says only "User: <caller> is not authorized to perform: sts:AssumeRole on resource:
+/// <role>", the same for a wrong Principal, a wrong ExternalId and a missing role. What the
+/// response does tell apart: who the caller was (compare it with the trust policy's
+/// Principal), and whether an ExternalId was sent at all.
+fn assume_role_denied(failure: &AwsFailure, connection: &Connection) -> FunctionError {
+    let role = &connection.role_arn;
+    let caller = failure
+        .message
+        .as_deref()
+        .and_then(|m| m.strip_prefix("User: "))
+        .and_then(|m| m.split_whitespace().next())
+        .filter(|arn| arn.starts_with("arn:"));
+    let principal = match caller {
+        Some(caller) => format!(
+            "STS saw the caller as {caller}: the trust policy's Principal must name this identity (for an \
+             assumed role, the role ARN arn:...:role/<name>, not the session)"
+        ),
+        None => {
+            "the trust policy's Principal must name this function's execution role (the template's \
+                 WorkloadIdentityRoleArn)"
+                .to_string()
+        }
+    };
+    let external = match &connection.external_id {
+        Some(id) => format!(
+            "If the Principal is right, the ExternalId is the mismatch: the connection sent {id:?}, which must \
+             equal the trust policy's StringEquals sts:ExternalId exactly (case and whitespace included)"
+        ),
+        None => "No ExternalId was sent: if the trust policy has an sts:ExternalId condition (it should), give \
+                 the connection that EXTERNAL_ID"
+            .to_string(),
+    };
+    FunctionError::new(
+        ErrorKind::AssumeRoleDenied,
+        format!(
+            "STS denied AssumeRole on {role}{said}. Either the role does not trust this caller, or the \
+             ExternalId does not match, or the role does not exist; STS does not say which. {principal}. \
+             {external}. The trust policy must also allow sts:SetSourceIdentity (`xstage policy` prints a \
+             complete one).",
+            said = failure.said()
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,6 +227,7 @@ mod tests {
             role_arn: "arn:aws:iam::123456789012:role/r".into(),
             external_id: Some(external.into()),
             session_policy: None,
+            session_name: "xstage.c.s".into(),
             endpoint_url: None,
             region: "us-east-1".into(),
         }
@@ -281,13 +312,13 @@ mod tests {
             code: Some(code.into()),
             message: Some("denied".into()),
             status: Some(403),
-            transport: None,
+            ..AwsFailure::default()
         };
         let denied = map_sts_error(&failure("AccessDenied"), &connection());
         assert_eq!(denied.kind(), ErrorKind::AssumeRoleDenied);
         for needle in [
             "arn:aws:iam::123456789012:role/r",
-            "ExternalId \"ext-1\"",
+            "sent \"ext-1\"",
             "trust policy",
             "Principal",
         ] {
@@ -297,6 +328,30 @@ mod tests {
                 denied.message()
             );
         }
+        let said = AwsFailure {
+            message: Some(
+                "User: arn:aws:iam::111122223333:user/platform is not authorized to perform: sts:AssumeRole on \
+                 resource: arn:aws:iam::123456789012:role/r"
+                    .into(),
+            ),
+            ..failure("AccessDenied")
+        };
+        let denied = map_sts_error(&said, &connection());
+        assert!(
+            denied
+                .message()
+                .contains("STS saw the caller as arn:aws:iam::111122223333:user/platform"),
+            "{}",
+            denied.message()
+        );
+        let mut without = connection();
+        without.external_id = None;
+        let denied = map_sts_error(&failure("AccessDenied"), &without);
+        assert!(
+            denied.message().contains("No ExternalId was sent"),
+            "{}",
+            denied.message()
+        );
         let token = map_sts_error(&failure("InvalidClientTokenId"), &connection());
         assert_eq!(token.kind(), ErrorKind::InvalidClientTokenId);
         assert!(token.message().contains("role ARN"), "{}", token.message());
@@ -316,25 +371,5 @@ mod tests {
             map_sts_error(&unreachable, &connection()).kind(),
             ErrorKind::EndpointUnreachable
         );
-    }
-
-    #[test]
-    fn default_session_names_are_valid() {
-        let conn = Connection {
-            name: None,
-            role_arn: "arn:aws:iam::123456789012:role/r".into(),
-            external_id: None,
-            region: None,
-            endpoint_url: None,
-            role_session_name: None,
-            duration_seconds: 900,
-        };
-        let a = session_name(&conn, "databend_test");
-        assert!(a.starts_with("xstage-databend_test-"), "{a}");
-        crate::event::validate::session_name(&a).unwrap();
-        let long = session_name(&conn, &"s".repeat(200));
-        assert!(long.len() <= 64);
-        crate::event::validate::session_name(&long).unwrap();
-        assert_ne!(session_name(&conn, "x"), session_name(&conn, "x"));
     }
 }

@@ -11,6 +11,10 @@ pub enum ErrorKind {
     InvalidEvent,
     /// The SQL does not parse, names an unknown column or stage, or cannot be planned.
     InvalidQuery,
+    /// The role ARN is outside this deployment's allowed principals; STS was not called.
+    RoleNotAllowed,
+    /// The connection has no ExternalId and this deployment requires one; STS was not called.
+    ExternalIdRequired,
     /// STS refused `AssumeRole`: the role's trust policy does not trust our principal or
     /// requires a different ExternalId.
     AssumeRoleDenied,
@@ -38,6 +42,8 @@ pub enum ErrorKind {
     EndpointUnreachable,
     /// The query needs more memory than the function may use.
     ResourcesExhausted,
+    /// The function's own configuration (its environment) is invalid.
+    InvalidConfiguration,
     /// A bug or an unexpected condition inside xstage.
     Internal,
 }
@@ -48,6 +54,8 @@ impl ErrorKind {
         match self {
             ErrorKind::InvalidEvent => "InvalidEvent",
             ErrorKind::InvalidQuery => "InvalidQuery",
+            ErrorKind::RoleNotAllowed => "RoleNotAllowed",
+            ErrorKind::ExternalIdRequired => "ExternalIdRequired",
             ErrorKind::AssumeRoleDenied => "AssumeRoleDenied",
             ErrorKind::InvalidClientTokenId => "InvalidClientTokenId",
             ErrorKind::ExpiredToken => "ExpiredToken",
@@ -61,6 +69,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "Timeout",
             ErrorKind::EndpointUnreachable => "EndpointUnreachable",
             ErrorKind::ResourcesExhausted => "ResourcesExhausted",
+            ErrorKind::InvalidConfiguration => "InvalidConfiguration",
             ErrorKind::Internal => "Internal",
         }
     }

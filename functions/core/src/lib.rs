@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 mod aws_error;
 pub mod credentials;
 pub mod egress;
@@ -49,6 +50,7 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 1024 * 1024 * 1024;
 pub async fn handle(event: serde_json::Value) -> Result<Response, FunctionError> {
     let started = Instant::now();
     let event = Event::from_json(event)?;
+    access::Access::from_env()?.check(&event.connection)?;
     let statement = sql::rewrite(&event.query)?;
     let plan = engine::Plan::new(statement, &event.stage)?;
 
@@ -60,7 +62,7 @@ pub async fn handle(event: serde_json::Value) -> Result<Response, FunctionError>
         .or_else(|| base.region().map(|r| r.to_string()))
         .unwrap_or_else(|| platform::DEFAULT_REGION.to_string());
     let (credentials, called_sts) =
-        credentials::assume_role(&base, &event.connection, &event.stage.name, &region).await?;
+        credentials::assume_role(&base, &event.connection, &event.stage, &region).await?;
     let client = s3::client(
         &base,
         credentials,

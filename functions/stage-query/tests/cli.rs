@@ -16,6 +16,7 @@ fn run_cli(args: &[&str], stdin: &[u8]) -> Output {
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env(seed::ALLOWED_ROLES_VAR, seed::allowed_roles())
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN")
         .stdin(Stdio::piped())

@@ -1,5 +1,5 @@
-//! Which objects a [`Location`] selects: one HEAD for a plain path, ListObjectsV2 for a
-//! directory, a glob or a pattern, concurrent HEADs for `FILES => (...)`.
+//! Which objects a [`Location`] selects: one 1-byte GET (its size) for a plain path, ListObjectsV2 for a
+//! directory, a glob or a pattern, concurrent 1-byte GETs for `FILES => (...)`.
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;

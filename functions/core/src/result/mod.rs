@@ -39,7 +39,7 @@ pub struct Column {
 pub struct Stats {
     /// Parquet files the query's tables cover.
     pub files: u64,
-    /// Requests sent to S3 (GET, HEAD, LIST).
+    /// Requests sent to S3 (GET, LIST).
     pub s3_requests: u64,
     /// Body bytes received from S3 GETs.
     pub bytes_read: u64,

@@ -22,7 +22,7 @@ pub fn map(failure: &AwsFailure, operation: &str, bucket: &str, key: &str) -> Fu
             ErrorKind::NotFound,
             "no such object; check the path after @stage (LIST @stage shows what exists)".to_string(),
         ),
-        (Some("AccessDenied" | "AllAccessDisabled" | "AccountProblem"), _) | (None, Some(403)) => (
+        (Some("AccessDenied" | "AccessDeniedException" | "AllAccessDisabled" | "AccountProblem"), _) | (None, Some(403)) => (
             ErrorKind::S3AccessDenied,
             format!(
                 "the assumed role was accepted, but its permission policy does not allow this read: grant \
@@ -35,7 +35,15 @@ pub fn map(failure: &AwsFailure, operation: &str, bucket: &str, key: &str) -> Fu
         (Some("PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException"), _)
         | (None, Some(301)) => (
             ErrorKind::WrongRegion,
-            format!("bucket {bucket} is in another region; set the connection's `region` to the bucket's region"),
+            match &failure.bucket_region {
+                Some(region) => format!(
+                    "bucket {bucket} is in {region}, not in the region the connection names; set the connection's \
+                     REGION='{region}'"
+                ),
+                None => format!(
+                    "bucket {bucket} is in another region; set the connection's REGION to the bucket's region"
+                ),
+            },
         ),
         (Some("InvalidRange"), _) | (None, Some(416)) => (
             ErrorKind::InvalidParquet,
@@ -62,6 +70,7 @@ mod tests {
             message: None,
             status: Some(status),
             transport: None,
+            bucket_region: None,
         }
     }
 
@@ -113,5 +122,18 @@ mod tests {
             e.message()
         );
         assert!(e.message().contains("s3:ListBucket"));
+    }
+
+    #[test]
+    fn a_redirect_names_the_bucket_region() {
+        let mut f = failure(Some("PermanentRedirect"), 301);
+        f.bucket_region = Some("eu-west-1".into());
+        let e = map(&f, "GetObject", "b", "k");
+        assert_eq!(e.kind(), ErrorKind::WrongRegion);
+        assert!(
+            e.message().contains("REGION='eu-west-1'"),
+            "{}",
+            e.message()
+        );
     }
 }

@@ -10,7 +10,6 @@ use crate::error::FunctionError;
 pub struct IoStats {
     requests: AtomicU64,
     gets: AtomicU64,
-    heads: AtomicU64,
     lists: AtomicU64,
     bytes: AtomicU64,
     first_error: Mutex<Option<FunctionError>>,
@@ -21,7 +20,6 @@ pub struct IoStats {
 pub struct IoCounts {
     pub requests: u64,
     pub gets: u64,
-    pub heads: u64,
     pub lists: u64,
     pub bytes: u64,
 }
@@ -29,7 +27,6 @@ pub struct IoCounts {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Request {
     Get,
-    Head,
     List,
 }
 
@@ -38,7 +35,6 @@ impl IoStats {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let counter = match kind {
             Request::Get => &self.gets,
-            Request::Head => &self.heads,
             Request::List => &self.lists,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -67,7 +63,6 @@ impl IoStats {
         IoCounts {
             requests: self.requests.load(Ordering::Relaxed),
             gets: self.gets.load(Ordering::Relaxed),
-            heads: self.heads.load(Ordering::Relaxed),
             lists: self.lists.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
         }

@@ -1,7 +1,7 @@
 //! An [`ObjectStore`] over `aws-sdk-s3`, confined to one stage and read-only.
 //!
 //! DataFusion reads Parquet through it: `GetObject` with byte ranges (close ranges coalesced,
-//! far ones fetched concurrently), `HeadObject` and `ListObjectsV2`. Object metadata already
+//! far ones fetched concurrently), a 1-byte `GetObject` for an object's size, and `ListObjectsV2`. Object metadata already
 //! learnt from a listing is served without another request. Every key is checked to lie under
 //! the stage prefix, so even a bug upstream cannot read outside the stage.
 
@@ -97,26 +97,55 @@ impl S3Store {
         to_store_error(err, key)
     }
 
-    /// `HeadObject`.
+    /// An object's metadata, from a GET of its first byte rather than a `HeadObject`: the
+    /// same one request and the same permission (`s3:GetObject`), but a failure comes with
+    /// S3's error code in the body (a HEAD response has none, so an expired token, a bad
+    /// signature and a denied read would all be a bare 403), and `Content-Range` carries
+    /// the size. An empty object answers 416, which is size 0.
     pub async fn head_key(&self, key: &str) -> object_store::Result<ObjectMeta> {
         if let Some(meta) = self.known_map().get(key) {
             return Ok(meta.clone());
         }
-        self.stats.request(Request::Head);
-        let out = self
+        self.stats.request(Request::Get);
+        let result = self
             .client
-            .head_object()
+            .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .range("bytes=0-0")
             .send()
-            .await
-            .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "HeadObject", key))?;
-        let meta = ObjectMeta {
-            location: Self::path(key),
-            last_modified: to_chrono(out.last_modified()),
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-            e_tag: out.e_tag().map(str::to_string),
-            version: out.version_id().map(str::to_string),
+            .await;
+        let meta = match result {
+            Ok(out) => {
+                let size = out
+                    .content_range()
+                    .and_then(parse_content_range)
+                    .map(|(_, total)| total)
+                    .unwrap_or_else(|| out.content_length().unwrap_or(0).max(0) as u64);
+                let meta = ObjectMeta {
+                    location: Self::path(key),
+                    last_modified: to_chrono(out.last_modified()),
+                    size,
+                    e_tag: out.e_tag().map(str::to_string),
+                    version: out.version_id().map(str::to_string),
+                };
+                let body = out.body.collect().await.map(|b| b.into_bytes().len());
+                self.stats.bytes(body.unwrap_or(0) as u64);
+                meta
+            }
+            Err(e) => {
+                let failure = AwsFailure::from_sdk(&e);
+                if failure.code.as_deref() != Some("InvalidRange") && failure.status != Some(416) {
+                    return Err(self.fail(&failure, "GetObject", key));
+                }
+                ObjectMeta {
+                    location: Self::path(key),
+                    last_modified: DateTime::<Utc>::default(),
+                    size: 0,
+                    e_tag: None,
+                    version: None,
+                }
+            }
         };
         self.remember(&meta);
         Ok(meta)

@@ -1,0 +1,157 @@
+//! The failures no emulator produces on demand, provoked against LocalStack through a proxy
+//! that answers with AWS's own error responses (`xstage_tests::fault_proxy`): throttling of
+//! STS and S3, an expired token, a bucket in another region; and a bucket that does not
+//! exist, from LocalStack itself. Each gets its own errorType and advice, and once the fault
+//! is gone the next invocation succeeds.
+
+use std::path::Path;
+use std::sync::LazyLock;
+
+use parquet::basic::Compression;
+use serde_json::{Value, json};
+use xstage_tests::fault_proxy::{Fault, FaultProxy, Service};
+use xstage_tests::query_cli::{self, QueryRun};
+use xstage_tests::{fixtures, localstack, seed};
+
+const ROWS: usize = 4;
+const QUERY: &str = "SELECT count(*) FROM @databend_test/test.parquet";
+
+/// LocalStack with the seed's data.
+static ENDPOINT: LazyLock<String> = LazyLock::new(|| {
+    let endpoint = localstack::localstack().endpoint().to_string();
+    let people = fixtures::people(ROWS);
+    let body = fixtures::write_parquet(
+        &[fixtures::people_batch(&people)],
+        Compression::SNAPPY,
+        ROWS,
+    );
+    xstage_tests::runtime()
+        .block_on(seed::seed(&endpoint, body))
+        .expect("seed LocalStack");
+    endpoint
+});
+
+fn run(endpoint: &str) -> QueryRun {
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID", seed::PLATFORM_ACCOUNT.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "platform-secret-key".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        (seed::ALLOWED_ROLES_VAR, seed::allowed_roles()),
+    ];
+    query_cli::run(
+        Path::new(env!("CARGO_BIN_EXE_xstage-query")),
+        &env,
+        &seed::seed_event(endpoint, QUERY),
+    )
+}
+
+#[track_caller]
+fn assert_error(run: &QueryRun, error_type: &str, needles: &[&str]) {
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert_eq!(run.error_type(), error_type, "{}", run.body);
+    for needle in needles {
+        assert!(
+            run.error_message().contains(needle),
+            "{needle:?} not in: {}",
+            run.error_message()
+        );
+    }
+}
+
+#[track_caller]
+fn assert_ok(run: &QueryRun) {
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(run.body["rows"], json!([[ROWS]]), "{}", run.body);
+}
+
+#[test]
+fn throttling_is_retried_then_typed_and_retryable() {
+    let proxy = FaultProxy::start(&ENDPOINT).unwrap();
+    proxy.inject(
+        Service::Sts,
+        Fault::sts_error(400, "Throttling", "Rate exceeded"),
+    );
+    let throttled = run(proxy.url());
+    assert_error(&throttled, "Throttled", &["retry with backoff"]);
+    // The SDK's standard policy: three attempts, then the error.
+    assert_eq!(proxy.requests(Service::Sts), 3);
+    assert_eq!(proxy.requests(Service::S3), 0);
+
+    proxy.clear();
+    proxy.inject(
+        Service::S3,
+        Fault::s3_error(503, "SlowDown", "Please reduce your request rate.", &[]),
+    );
+    let slow = run(proxy.url());
+    assert_error(
+        &slow,
+        "Throttled",
+        &["s3://test-bucket-123/optional/prefix/test.parquet"],
+    );
+    assert!(proxy.requests(Service::S3) >= 3, "SlowDown is retried");
+
+    proxy.clear();
+    assert_ok(&run(proxy.url()));
+}
+
+#[test]
+fn an_expired_token_on_s3_says_so() {
+    let proxy = FaultProxy::start(&ENDPOINT).unwrap();
+    proxy.inject(
+        Service::S3,
+        Fault::s3_error(400, "ExpiredToken", "The provided token has expired.", &[]),
+    );
+    let expired = run(proxy.url());
+    assert_error(
+        &expired,
+        "ExpiredToken",
+        &["token has expired", "re-assumes the role"],
+    );
+    assert_eq!(
+        proxy.requests(Service::S3),
+        1,
+        "an expired token is not retried"
+    );
+    proxy.clear();
+    assert_ok(&run(proxy.url()));
+}
+
+#[test]
+fn a_bucket_in_another_region_names_its_region() {
+    let proxy = FaultProxy::start(&ENDPOINT).unwrap();
+    proxy.inject(
+        Service::S3,
+        Fault::s3_error(
+            301,
+            "PermanentRedirect",
+            "The bucket you are attempting to access must be addressed using the specified endpoint.",
+            &[("x-amz-bucket-region", "eu-west-1")],
+        ),
+    );
+    let moved = run(proxy.url());
+    assert_error(
+        &moved,
+        "WrongRegion",
+        &["test-bucket-123", "REGION='eu-west-1'"],
+    );
+    proxy.clear();
+    assert_ok(&run(proxy.url()));
+}
+
+#[test]
+fn a_missing_bucket_is_no_such_bucket() {
+    let mut event: Value = seed::seed_event(&ENDPOINT, QUERY);
+    event["stage"]["url"] = json!("s3://xstage-no-such-bucket/optional/prefix/");
+    let env = vec![
+        ("AWS_ACCESS_KEY_ID", seed::PLATFORM_ACCOUNT.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "platform-secret-key".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        (seed::ALLOWED_ROLES_VAR, seed::allowed_roles()),
+    ];
+    let missing = query_cli::run(Path::new(env!("CARGO_BIN_EXE_xstage-query")), &env, &event);
+    assert_error(
+        &missing,
+        "NoSuchBucket",
+        &["xstage-no-such-bucket", "stage URL"],
+    );
+}

@@ -1,0 +1,164 @@
+//! The native binary as a Lambda `bootstrap`, under cargo-lambda's Lambda Runtime API
+//! emulator (`cargo lambda watch`, PyPI `cargo-lambda`), a real one written by no one here.
+//!
+//! `cargo lambda watch --only-lambda-apis` serves the Runtime API and the Invoke API without
+//! building anything; the test starts the bootstrap this workspace built against it, with the
+//! environment Lambda gives (`AWS_LAMBDA_RUNTIME_API`, the function's name, memory and
+//! version, its credentials and configuration), and sends the seed event with
+//! `cargo lambda invoke`. The answer must match the `xstage-query` command's on the same
+//! event, and a function error must come back as Lambda's `{errorType, errorMessage}`.
+//!
+//! It also prints the bootstrap's Init: from `exec` to its first request for an event.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use parquet::basic::Compression;
+use serde_json::{Value, json};
+use xstage_tests::process::{ServerCommand, ServerProcess, free_port, log_tail, wait_ready};
+use xstage_tests::{clients, fixtures, localstack, query_cli, seed};
+
+const ROWS: usize = 5;
+const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_xstage-query");
+
+fn function_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", seed::PLATFORM_ACCOUNT.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "platform-secret-key".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        (seed::ALLOWED_ROLES_VAR, seed::allowed_roles()),
+    ]
+}
+
+fn invoke(port: u16, event: &Value, dir: &Path) -> Output {
+    let file = dir.join("event.json");
+    std::fs::write(&file, event.to_string()).unwrap();
+    Command::new(clients::cargo_lambda())
+        .args([
+            "lambda",
+            "invoke",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+        ])
+        .arg(port.to_string())
+        .args(["--output-format", "json", "--data-file"])
+        .arg(&file)
+        .output()
+        .expect("cargo lambda invoke")
+}
+
+#[test]
+fn the_bootstrap_answers_cargo_lambda_like_the_command() {
+    let cargo_lambda = clients::cargo_lambda();
+    clients::check(&cargo_lambda).unwrap();
+    let endpoint = localstack::localstack().endpoint().to_string();
+    let people = fixtures::people(ROWS);
+    let body = fixtures::write_parquet(
+        &[fixtures::people_batch(&people)],
+        Compression::SNAPPY,
+        ROWS,
+    );
+    xstage_tests::runtime()
+        .block_on(seed::seed(&endpoint, body))
+        .expect("seed LocalStack");
+    let dir = tempfile::tempdir().unwrap();
+
+    // cargo-lambda's emulator (run in this package, so it finds a Cargo.toml); it builds nothing.
+    let port = free_port().unwrap();
+    let watch = ServerProcess::spawn(
+        &ServerCommand::new("cargo-lambda-watch", &cargo_lambda)
+            .args([
+                "lambda",
+                "watch",
+                "--only-lambda-apis",
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+            ])
+            .args([port.to_string()])
+            // An invocation the function never answers fails instead of hanging the test.
+            .args(["--timeout", "120"]),
+    )
+    .unwrap();
+    let runtime_api = format!("http://127.0.0.1:{port}/.rt");
+    wait_ready(
+        "cargo lambda watch",
+        Duration::from_secs(60),
+        Some(&watch),
+        Some(watch.log_file()),
+        || {
+            std::net::TcpStream::connect(("127.0.0.1", port))?;
+            Ok(())
+        },
+    )
+    .unwrap();
+
+    // The bootstrap, as Lambda starts it.
+    let mut bootstrap = ServerCommand::new("bootstrap", BOOTSTRAP)
+        .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    for (k, v) in function_env() {
+        bootstrap = bootstrap.env(k, v);
+    }
+    let started = Instant::now();
+    let function = ServerProcess::spawn(&bootstrap).unwrap();
+
+    // An event that fails validation needs no network: its round trip bounds the Init.
+    let invalid = invoke(port, &json!({"query": "SELECT 1"}), dir.path());
+    let first = started.elapsed();
+    assert!(
+        !invalid.status.success(),
+        "a function error must fail the invoke\n--- bootstrap log ---\n{}",
+        log_tail(function.log_file(), 30)
+    );
+    let said = String::from_utf8_lossy(&invalid.stderr);
+    assert!(said.contains("InvalidEvent"), "{said}");
+    assert!(said.contains("`connection`"), "{said}");
+    eprintln!("bootstrap Init + first invocation (debug build, validation error): {first:?}");
+
+    // The seed event: the same answer as the command gives.
+    let event = seed::seed_event(
+        &endpoint,
+        "SELECT id, name FROM @databend_test/test.parquet ORDER BY id",
+    );
+    let out = invoke(port, &event, dir.path());
+    assert!(
+        out.status.success(),
+        "{}\n--- bootstrap log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_tail(function.log_file(), 30)
+    );
+    let lambda: Value = serde_json::from_slice(&out.stdout).expect("the response JSON");
+    let native = query_cli::run(Path::new(BOOTSTRAP), &function_env(), &event);
+    assert_eq!(native.code, Some(0), "{native:?}");
+    for field in ["schema", "rows", "row_count", "truncated"] {
+        assert_eq!(lambda[field], native.body[field], "{field}: {lambda}");
+    }
+    let expected: Vec<Value> = people.iter().map(|p| json!([p.id, p.name])).collect();
+    assert_eq!(lambda["rows"], json!(expected));
+
+    // Lambda's JSON log format, from `tracing`.
+    let log = std::fs::read_to_string(function.log_file()).unwrap();
+    let json_lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        json_lines.iter().any(|l| l["level"].is_string()),
+        "no JSON log lines:\n{log}"
+    );
+    assert!(
+        !log.contains("platform-secret-key"),
+        "a secret reached the log"
+    );
+    function.stop();
+    watch.stop();
+}

@@ -34,8 +34,12 @@ pub struct Loaded {
     pub outcome: CacheOutcome,
     /// Cranelift's time, when it ran.
     pub compile_time: Option<Duration>,
-    /// Reading, verifying and deserializing a cache entry.
+    /// Verifying and deserializing a cache entry: `verify_time` plus `deserialize_time`.
     pub load_time: Duration,
+    /// Reading the cache entry and checking it against its recorded BLAKE3 digest.
+    pub verify_time: Duration,
+    /// `Component::deserialize` of the verified bytes.
+    pub deserialize_time: Duration,
     /// The cache entry, when there is a cache.
     pub artifact: Option<PathBuf>,
 }
@@ -90,9 +94,20 @@ impl ArtifactCache {
         )
     }
 
-    /// The verified entry, or why there is none to trust.
-    fn lookup(&self, engine: &Engine, key: &str) -> Result<Component, Option<String>> {
+    /// The verified entry and the time its check and its deserialization took, or why there
+    /// is none to trust.
+    ///
+    /// The entry is read into memory, not mapped with `Component::deserialize_file`: a mapped
+    /// file that is truncated or rewritten in place under a running host (by anything: a
+    /// full disk, a user, another tool) takes the whole host down with SIGBUS, which the
+    /// tests of corrupt entries provoked. Reading costs a copy at load, once per function.
+    fn lookup(
+        &self,
+        engine: &Engine,
+        key: &str,
+    ) -> Result<(Component, Duration, Duration), Option<String>> {
         let (artifact, digest_path) = self.paths(key);
+        let started = Instant::now();
         let bytes = match std::fs::read(&artifact) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
@@ -103,12 +118,15 @@ impl ArtifactCache {
         if expected.trim() != digest(&bytes) {
             return Err(Some("the artifact does not match its digest".to_string()));
         }
+        let verify_time = started.elapsed();
+        let started = Instant::now();
         // SAFETY: these bytes are exactly what `precompile_component` wrote for an engine with
         // this version and these settings (both are in the key), as the digest we recorded
         // when writing them shows; they were read into memory before the check, so they
         // cannot change after it.
-        unsafe { Component::deserialize(engine, &bytes) }
-            .map_err(|e| Some(format!("wasmtime refused the artifact: {e}")))
+        let component = unsafe { Component::deserialize(engine, &bytes) }
+            .map_err(|e| Some(format!("wasmtime refused the artifact: {e}")))?;
+        Ok((component, verify_time, started.elapsed()))
     }
 
     fn store(&self, key: &str, artifact_bytes: &[u8]) -> std::io::Result<()> {
@@ -153,18 +171,22 @@ pub fn load(
             outcome: CacheOutcome::Compiled,
             compile_time: Some(started.elapsed()),
             load_time: Duration::ZERO,
+            verify_time: Duration::ZERO,
+            deserialize_time: Duration::ZERO,
             artifact: None,
         });
     };
     let key = ArtifactCache::key(engine, &wasm);
     let started = Instant::now();
     let outcome = match cache.lookup(engine, &key) {
-        Ok(component) => {
+        Ok((component, verify_time, deserialize_time)) => {
             return Ok(Loaded {
                 component,
                 outcome: CacheOutcome::Hit,
                 compile_time: None,
                 load_time: started.elapsed(),
+                verify_time,
+                deserialize_time,
                 artifact: Some(cache.paths(&key).0),
             });
         }
@@ -183,11 +205,14 @@ pub fn load(
     let started = Instant::now();
     // SAFETY: `artifact` was just produced by `precompile_component` of this engine.
     let component = unsafe { Component::deserialize(engine, &artifact) }.map_err(compile_error)?;
+    let deserialize_time = started.elapsed();
     Ok(Loaded {
         component,
         outcome,
         compile_time: Some(compile_time),
-        load_time: started.elapsed(),
+        load_time: deserialize_time,
+        verify_time: Duration::ZERO,
+        deserialize_time,
         artifact: Some(cache.paths(&key).0),
     })
 }

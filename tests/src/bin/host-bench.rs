@@ -72,16 +72,20 @@ async fn run() -> Result<()> {
         compiled.outcome
     );
     let compile = compiled.compile_time.context("compile time")?;
-    let mut loads = Vec::new();
+    let (mut loads, mut verifies, mut maps) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
         let loaded = host_with_cache()?.compile(&component).await?;
         anyhow::ensure!(loaded.outcome == CacheOutcome::Hit, "{:?}", loaded.outcome);
         loads.push(loaded.load_time);
+        verifies.push(loaded.verify_time);
+        maps.push(loaded.deserialize_time);
     }
     println!("compile (Cranelift): {}", ms(compile));
     println!(
-        "cache load (read + BLAKE3 verify + deserialize), median of {RUNS}: {}",
-        ms(median(loads))
+        "cache load, median of {RUNS}: {} = read + BLAKE3 check {} + deserialize {}",
+        ms(median(loads)),
+        ms(median(verifies)),
+        ms(median(maps))
     );
 
     // Instantiation: a cold start per invocation of an event the handler rejects at once.

@@ -44,7 +44,10 @@ pub struct Loaded {
     pub artifact: Option<PathBuf>,
 }
 
-/// A directory of compiled components.
+/// Entries kept at most; the least recently used go first. A stage query entry is ~320 MB.
+pub const MAX_ENTRIES: usize = 6;
+
+/// A directory of compiled components, bounded to [`MAX_ENTRIES`].
 #[derive(Debug, Clone)]
 pub struct ArtifactCache {
     dir: PathBuf,
@@ -132,7 +135,36 @@ impl ArtifactCache {
     fn store(&self, key: &str, artifact_bytes: &[u8]) -> std::io::Result<()> {
         let (artifact, digest_path) = self.paths(key);
         write_atomically(&artifact, artifact_bytes)?;
-        write_atomically(&digest_path, digest(artifact_bytes).as_bytes())
+        write_atomically(&digest_path, digest(artifact_bytes).as_bytes())?;
+        self.prune(MAX_ENTRIES);
+        Ok(())
+    }
+
+    /// Marks an entry as just used, for [`ArtifactCache::prune`]; best effort.
+    fn touch(&self, key: &str) {
+        let (artifact, _) = self.paths(key);
+        if let Ok(file) = std::fs::File::options().append(true).open(&artifact) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+    }
+
+    /// Removes all but the `keep` most recently used entries (and their digests); best
+    /// effort, as another host may be pruning too.
+    pub fn prune(&self, keep: usize) {
+        let Ok(dir) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut entries: Vec<(std::time::SystemTime, PathBuf)> = dir
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        for (_, path) in entries.into_iter().skip(keep) {
+            let _ = std::fs::remove_file(path.with_extension("cwasm.blake3"));
+            let _ = std::fs::remove_file(&path);
+        }
     }
 }
 
@@ -180,6 +212,7 @@ pub fn load(
     let started = Instant::now();
     let outcome = match cache.lookup(engine, &key) {
         Ok((component, verify_time, deserialize_time)) => {
+            cache.touch(&key);
             return Ok(Loaded {
                 component,
                 outcome: CacheOutcome::Hit,
@@ -215,4 +248,34 @@ pub fn load(
         deserialize_time,
         artifact: Some(cache.paths(&key).0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn prune_keeps_the_most_recently_used_entries() {
+        let dir = std::env::temp_dir().join(format!("xstage-cache-prune-{}", std::process::id()));
+        let cache = ArtifactCache::new(&dir).unwrap();
+        let base = SystemTime::now() - Duration::from_secs(3600);
+        for (i, key) in ["a", "b", "c", "d"].iter().enumerate() {
+            let (artifact, digest_path) = cache.paths(key);
+            std::fs::write(&artifact, b"x").unwrap();
+            std::fs::write(&digest_path, b"y").unwrap();
+            let file = std::fs::File::options().append(true).open(&artifact).unwrap();
+            file.set_modified(base + Duration::from_secs(60 * i as u64)).unwrap();
+        }
+        // "a" is the oldest written but the most recently used.
+        cache.touch("a");
+        cache.prune(2);
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["a.cwasm", "a.cwasm.blake3", "d.cwasm", "d.cwasm.blake3"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -160,7 +160,7 @@ impl ArtifactCache {
             .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
             .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
             .collect();
-        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (_, path) in entries.into_iter().skip(keep) {
             let _ = std::fs::remove_file(path.with_extension("cwasm.blake3"));
             let _ = std::fs::remove_file(&path);
@@ -264,8 +264,12 @@ mod tests {
             let (artifact, digest_path) = cache.paths(key);
             std::fs::write(&artifact, b"x").unwrap();
             std::fs::write(&digest_path, b"y").unwrap();
-            let file = std::fs::File::options().append(true).open(&artifact).unwrap();
-            file.set_modified(base + Duration::from_secs(60 * i as u64)).unwrap();
+            let file = std::fs::File::options()
+                .append(true)
+                .open(&artifact)
+                .unwrap();
+            file.set_modified(base + Duration::from_secs(60 * i as u64))
+                .unwrap();
         }
         // "a" is the oldest written but the most recently used.
         cache.touch("a");
@@ -275,7 +279,10 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         left.sort();
-        assert_eq!(left, ["a.cwasm", "a.cwasm.blake3", "d.cwasm", "d.cwasm.blake3"]);
+        assert_eq!(
+            left,
+            ["a.cwasm", "a.cwasm.blake3", "d.cwasm", "d.cwasm.blake3"]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -265,10 +265,9 @@ pub async fn create_role(
         .send()
         .await
         .with_context(|| format!("putting the permission policy of {name}"))?;
-    Ok(role
-        .role()
+    role.role()
         .map(|r| r.arn().to_string())
-        .context("no role ARN")?)
+        .context("no role ARN")
 }
 
 /// `sts:AssumeRole` as `caller`; the temporary keys, or the error code.

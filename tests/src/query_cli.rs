@@ -27,6 +27,20 @@ impl QueryRun {
     pub fn error_message(&self) -> &str {
         self.body["errorMessage"].as_str().unwrap_or_default()
     }
+
+    /// Asserts a function error (exit 1) of `error_type` whose message has every needle.
+    #[track_caller]
+    pub fn assert_error(&self, error_type: &str, needles: &[&str]) {
+        assert_eq!(self.code, Some(1), "{self:?}");
+        assert_eq!(self.error_type(), error_type, "{}", self.body);
+        for needle in needles {
+            assert!(
+                self.error_message().contains(needle),
+                "{needle:?} not in: {}",
+                self.error_message()
+            );
+        }
+    }
 }
 
 /// Runs `program` (the `xstage-query` executable) on `event` with `env`.

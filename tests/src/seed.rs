@@ -207,6 +207,33 @@ pub fn allowed_roles() -> String {
     format!("arn:aws:iam::{CUSTOMER_ACCOUNT}:role/*")
 }
 
+/// The platform identity's variables, as a function process gets them: its own key (the
+/// platform account's, which LocalStack maps to that account), region and allowed principals.
+pub fn platform_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", PLATFORM_ACCOUNT.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "platform-secret-key".to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        (ALLOWED_ROLES_VAR, allowed_roles()),
+    ]
+}
+
+/// Seeds `endpoint` (blocking) with the seed's bucket, role and a `test.parquet` of `rows`
+/// people in one row group; returns the people, the expectation.
+pub fn seed_people(endpoint: &str, rows: usize) -> Vec<crate::fixtures::Person> {
+    use crate::fixtures;
+    let people = fixtures::people(rows);
+    let body = fixtures::write_parquet(
+        &[fixtures::people_batch(&people)],
+        parquet::basic::Compression::SNAPPY,
+        rows,
+    );
+    crate::runtime()
+        .block_on(seed(endpoint, body))
+        .expect("seed the emulator");
+    people
+}
+
 /// Makes the test process look like the platform: its own credentials in the environment
 /// (the standard chain reads them), and no profile files or instance metadata.
 pub fn platform_identity() {
@@ -215,15 +242,14 @@ pub fn platform_identity() {
         // SAFETY: every test calls this before it creates any thread or SDK client, and the
         // `Once` makes the other tests wait until the variables are set.
         unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", PLATFORM_ACCOUNT);
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", "platform-secret-key");
+            for (name, value) in platform_env() {
+                std::env::set_var(name, value);
+            }
             std::env::remove_var("AWS_SESSION_TOKEN");
             std::env::remove_var("AWS_PROFILE");
-            std::env::set_var("AWS_REGION", "us-east-1");
             std::env::set_var("AWS_CONFIG_FILE", "/dev/null");
             std::env::set_var("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
             std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-            std::env::set_var(ALLOWED_ROLES_VAR, allowed_roles());
         }
     });
 }

@@ -3,9 +3,8 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use parquet::basic::Compression;
 use serde_json::Value;
-use xstage_tests::{fixtures, localstack, seed};
+use xstage_tests::{localstack, seed};
 
 fn run_cli(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_xstage-query"))
@@ -36,12 +35,7 @@ fn run_cli(args: &[&str], stdin: &[u8]) -> Output {
 #[test]
 fn runs_an_event_file_and_reports_errors() {
     let endpoint = localstack::localstack().endpoint().to_string();
-    let people = fixtures::people(3);
-    let body = fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 3);
-    tokio::runtime::Runtime::new()
-        .expect("runtime")
-        .block_on(seed::seed(&endpoint, body))
-        .expect("seed");
+    let people = seed::seed_people(&endpoint, 3);
 
     let event = seed::seed_event(
         &endpoint,

@@ -7,11 +7,10 @@
 use std::path::Path;
 use std::sync::LazyLock;
 
-use parquet::basic::Compression;
 use serde_json::{Value, json};
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Service};
 use xstage_tests::query_cli::{self, QueryRun};
-use xstage_tests::{fixtures, localstack, seed};
+use xstage_tests::{localstack, seed};
 
 const ROWS: usize = 4;
 const QUERY: &str = "SELECT count(*) FROM @databend_test/test.parquet";
@@ -19,43 +18,20 @@ const QUERY: &str = "SELECT count(*) FROM @databend_test/test.parquet";
 /// LocalStack with the seed's data.
 static ENDPOINT: LazyLock<String> = LazyLock::new(|| {
     let endpoint = localstack::localstack().endpoint().to_string();
-    let people = fixtures::people(ROWS);
-    let body = fixtures::write_parquet(
-        &[fixtures::people_batch(&people)],
-        Compression::SNAPPY,
-        ROWS,
-    );
-    xstage_tests::runtime()
-        .block_on(seed::seed(&endpoint, body))
-        .expect("seed LocalStack");
+    seed::seed_people(&endpoint, ROWS);
     endpoint
 });
 
-fn run(endpoint: &str) -> QueryRun {
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID", seed::PLATFORM_ACCOUNT.to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "platform-secret-key".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        (seed::ALLOWED_ROLES_VAR, seed::allowed_roles()),
-    ];
+fn run_event(event: &Value) -> QueryRun {
     query_cli::run(
         Path::new(env!("CARGO_BIN_EXE_xstage-query")),
-        &env,
-        &seed::seed_event(endpoint, QUERY),
+        &seed::platform_env(),
+        event,
     )
 }
 
-#[track_caller]
-fn assert_error(run: &QueryRun, error_type: &str, needles: &[&str]) {
-    assert_eq!(run.code, Some(1), "{run:?}");
-    assert_eq!(run.error_type(), error_type, "{}", run.body);
-    for needle in needles {
-        assert!(
-            run.error_message().contains(needle),
-            "{needle:?} not in: {}",
-            run.error_message()
-        );
-    }
+fn run(endpoint: &str) -> QueryRun {
+    run_event(&seed::seed_event(endpoint, QUERY))
 }
 
 #[track_caller]
@@ -72,7 +48,7 @@ fn throttling_is_retried_then_typed_and_retryable() {
         Fault::sts_error(400, "Throttling", "Rate exceeded"),
     );
     let throttled = run(proxy.url());
-    assert_error(&throttled, "Throttled", &["retry with backoff"]);
+    throttled.assert_error("Throttled", &["retry with backoff"]);
     // The SDK's standard policy: three attempts, then the error.
     assert_eq!(proxy.requests(Service::Sts), 3);
     assert_eq!(proxy.requests(Service::S3), 0);
@@ -83,8 +59,7 @@ fn throttling_is_retried_then_typed_and_retryable() {
         Fault::s3_error(503, "SlowDown", "Please reduce your request rate.", &[]),
     );
     let slow = run(proxy.url());
-    assert_error(
-        &slow,
+    slow.assert_error(
         "Throttled",
         &["s3://test-bucket-123/optional/prefix/test.parquet"],
     );
@@ -102,8 +77,7 @@ fn an_expired_token_on_s3_says_so() {
         Fault::s3_error(400, "ExpiredToken", "The provided token has expired.", &[]),
     );
     let expired = run(proxy.url());
-    assert_error(
-        &expired,
+    expired.assert_error(
         "ExpiredToken",
         &["token has expired", "re-assumes the role"],
     );
@@ -129,11 +103,7 @@ fn a_bucket_in_another_region_names_its_region() {
         ),
     );
     let moved = run(proxy.url());
-    assert_error(
-        &moved,
-        "WrongRegion",
-        &["test-bucket-123", "REGION='eu-west-1'"],
-    );
+    moved.assert_error("WrongRegion", &["test-bucket-123", "REGION='eu-west-1'"]);
     proxy.clear();
     assert_ok(&run(proxy.url()));
 }
@@ -142,16 +112,6 @@ fn a_bucket_in_another_region_names_its_region() {
 fn a_missing_bucket_is_no_such_bucket() {
     let mut event: Value = seed::seed_event(&ENDPOINT, QUERY);
     event["stage"]["url"] = json!("s3://xstage-no-such-bucket/optional/prefix/");
-    let env = vec![
-        ("AWS_ACCESS_KEY_ID", seed::PLATFORM_ACCOUNT.to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "platform-secret-key".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        (seed::ALLOWED_ROLES_VAR, seed::allowed_roles()),
-    ];
-    let missing = query_cli::run(Path::new(env!("CARGO_BIN_EXE_xstage-query")), &env, &event);
-    assert_error(
-        &missing,
-        "NoSuchBucket",
-        &["xstage-no-such-bucket", "stage URL"],
-    );
+    let missing = run_event(&event);
+    missing.assert_error("NoSuchBucket", &["xstage-no-such-bucket", "stage URL"]);
 }

@@ -14,22 +14,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use parquet::basic::Compression;
 use serde_json::{Value, json};
 use xstage_tests::process::{ServerCommand, ServerProcess, free_port, log_tail, wait_ready};
-use xstage_tests::{clients, fixtures, localstack, query_cli, seed};
+use xstage_tests::{clients, localstack, query_cli, seed};
 
 const ROWS: usize = 5;
 const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_xstage-query");
-
-fn function_env() -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", seed::PLATFORM_ACCOUNT.to_string()),
-        ("AWS_SECRET_ACCESS_KEY", "platform-secret-key".to_string()),
-        ("AWS_REGION", "us-east-1".to_string()),
-        (seed::ALLOWED_ROLES_VAR, seed::allowed_roles()),
-    ]
-}
 
 fn invoke(port: u16, event: &Value, dir: &Path) -> Output {
     let file = dir.join("event.json");
@@ -54,15 +44,7 @@ fn the_bootstrap_answers_cargo_lambda_like_the_command() {
     let cargo_lambda = clients::cargo_lambda();
     clients::check(&cargo_lambda).unwrap();
     let endpoint = localstack::localstack().endpoint().to_string();
-    let people = fixtures::people(ROWS);
-    let body = fixtures::write_parquet(
-        &[fixtures::people_batch(&people)],
-        Compression::SNAPPY,
-        ROWS,
-    );
-    xstage_tests::runtime()
-        .block_on(seed::seed(&endpoint, body))
-        .expect("seed LocalStack");
+    let people = seed::seed_people(&endpoint, ROWS);
     let dir = tempfile::tempdir().unwrap();
 
     // cargo-lambda's emulator (run in this package, so it finds a Cargo.toml); it builds nothing.
@@ -105,7 +87,7 @@ fn the_bootstrap_answers_cargo_lambda_like_the_command() {
         .env("AWS_CONFIG_FILE", "/dev/null")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true");
-    for (k, v) in function_env() {
+    for (k, v) in seed::platform_env() {
         bootstrap = bootstrap.env(k, v);
     }
     let started = Instant::now();
@@ -137,7 +119,7 @@ fn the_bootstrap_answers_cargo_lambda_like_the_command() {
         log_tail(function.log_file(), 30)
     );
     let lambda: Value = serde_json::from_slice(&out.stdout).expect("the response JSON");
-    let native = query_cli::run(Path::new(BOOTSTRAP), &function_env(), &event);
+    let native = query_cli::run(Path::new(BOOTSTRAP), &seed::platform_env(), &event);
     assert_eq!(native.code, Some(0), "{native:?}");
     for field in ["schema", "rows", "row_count", "truncated"] {
         assert_eq!(lambda[field], native.body[field], "{field}: {lambda}");

@@ -177,19 +177,6 @@ fn run(event: &Value) -> QueryRun {
     run_as(&WORLD.platform, &[], event)
 }
 
-#[track_caller]
-fn assert_error(run: &QueryRun, error_type: &str, needles: &[&str]) {
-    assert_eq!(run.code, Some(1), "{:?}", run);
-    assert_eq!(run.error_type(), error_type, "{}", run.body);
-    for needle in needles {
-        assert!(
-            run.error_message().contains(needle),
-            "{needle:?} not in: {}",
-            run.error_message()
-        );
-    }
-}
-
 fn count(run: &QueryRun) -> Value {
     assert_eq!(run.code, Some(0), "{:?}", run);
     run.body["rows"][0][0].clone()
@@ -351,36 +338,24 @@ fn allowed_principals_and_the_external_id_rule_refuse_before_sts() {
     let w = &*WORLD;
     let elsewhere = format!("arn:aws:iam::{}:role/customer-wide", "210987654321");
     let refused = run(&event(NOWHERE, &elsewhere, Some("ext-wide"), "SELECT 1"));
-    assert_error(
-        &refused,
-        "RoleNotAllowed",
-        &[&elsewhere, "XSTAGE_ALLOWED_ROLE_ARNS"],
-    );
+    refused.assert_error("RoleNotAllowed", &[&elsewhere, "XSTAGE_ALLOWED_ROLE_ARNS"]);
 
     let closed = run_as(
         &w.platform,
         &[("XSTAGE_ALLOWED_ROLE_ARNS", "")],
         &event(NOWHERE, &w.wide_role, Some("ext-wide"), "SELECT 1"),
     );
-    assert_error(&closed, "RoleNotAllowed", &["no allowed principals"]);
+    closed.assert_error("RoleNotAllowed", &["no allowed principals"]);
 
     let missing = run(&event(NOWHERE, &w.wide_role, None, "SELECT 1"));
-    assert_error(
-        &missing,
-        "ExternalIdRequired",
-        &[&w.wide_role, "sts:ExternalId"],
-    );
+    missing.assert_error("ExternalIdRequired", &[&w.wide_role, "sts:ExternalId"]);
 
     let misconfigured = run_as(
         &w.platform,
         &[("XSTAGE_REQUIRE_EXTERNAL_ID", "maybe")],
         &event(NOWHERE, &w.wide_role, None, "SELECT 1"),
     );
-    assert_error(
-        &misconfigured,
-        "InvalidConfiguration",
-        &["XSTAGE_REQUIRE_EXTERNAL_ID"],
-    );
+    misconfigured.assert_error("InvalidConfiguration", &["XSTAGE_REQUIRE_EXTERNAL_ID"]);
 
     // Allowed to omit it, the request reaches STS, whose trust policy wants one.
     let optional = run_as(
@@ -388,7 +363,7 @@ fn allowed_principals_and_the_external_id_rule_refuse_before_sts() {
         &[("XSTAGE_REQUIRE_EXTERNAL_ID", "false")],
         &event(&w.endpoint, &w.wide_role, None, "SELECT 1"),
     );
-    assert_error(&optional, "AssumeRoleDenied", &["No ExternalId was sent"]);
+    optional.assert_error("AssumeRoleDenied", &["No ExternalId was sent"]);
 }
 
 #[test]
@@ -396,8 +371,7 @@ fn assume_role_denials_name_the_caller_and_the_external_id() {
     let w = &*WORLD;
     let query = "SELECT count(*) FROM @secure/data.parquet";
     let wrong_id = run(&event(&w.endpoint, &w.wide_role, Some("ext-wrong"), query));
-    assert_error(
-        &wrong_id,
+    wrong_id.assert_error(
         "AssumeRoleDenied",
         &[
             &w.wide_role,
@@ -411,8 +385,7 @@ fn assume_role_denials_name_the_caller_and_the_external_id() {
         Some("ext-other"),
         query,
     ));
-    assert_error(
-        &wrong_principal,
+    wrong_principal.assert_error(
         "AssumeRoleDenied",
         &[&w.other_principal_role, &w.platform_arn, "Principal"],
     );
@@ -421,11 +394,7 @@ fn assume_role_denials_name_the_caller_and_the_external_id() {
         fakecloud::ACCOUNT
     );
     let missing_role = run(&event(&w.endpoint, &no_role, Some("ext-wide"), query));
-    assert_error(
-        &missing_role,
-        "AssumeRoleDenied",
-        &[&no_role, "does not exist"],
-    );
+    missing_role.assert_error("AssumeRoleDenied", &[&no_role, "does not exist"]);
 }
 
 #[test]
@@ -435,8 +404,7 @@ fn failures_after_the_trust_have_their_own_kinds() {
 
     // The role is assumed, but its permissions do not cover the stage.
     let denied = run(&event(&w.endpoint, &w.no_s3_role, Some("ext-no-s3"), query));
-    assert_error(
-        &denied,
+    denied.assert_error(
         "S3AccessDenied",
         &["s3:GetObject", "arn:aws:s3:::xstage-secure/stage/"],
     );
@@ -452,7 +420,7 @@ fn failures_after_the_trust_have_their_own_kinds() {
         &[],
         &event(&w.endpoint, &w.wide_role, Some("ext-wide"), query),
     );
-    assert_error(&token, "InvalidClientTokenId", &["AWS_ACCESS_KEY_ID"]);
+    token.assert_error("InvalidClientTokenId", &["AWS_ACCESS_KEY_ID"]);
     let bad_secret = Keys {
         secret_access_key: "not-the-secret".into(),
         ..w.platform.clone()
@@ -462,7 +430,7 @@ fn failures_after_the_trust_have_their_own_kinds() {
         &[],
         &event(&w.endpoint, &w.wide_role, Some("ext-wide"), query),
     );
-    assert_error(&signature, "SignatureDoesNotMatch", &["secret key"]);
+    signature.assert_error("SignatureDoesNotMatch", &["secret key"]);
 }
 
 /// Small S3 probes returning the error code, for the direct checks above.

@@ -1,20 +1,22 @@
 //! A fault-injecting HTTP proxy in front of an emulator: it forwards every request as is
 //! (method, path, headers including `Host`, so SigV4 signatures stay valid) and, while a
-//! fault is set for a service, answers that service's requests with the fault instead.
+//! fault is set for a service, applies it to that service's requests.
 //!
-//! The faults are AWS's own wire formats ([`Fault::sts_error`], [`Fault::s3_error`]), so the
-//! SDK under test parses, classifies and retries them exactly as it would AWS's. This is how
-//! the tests provoke what no emulator does on demand: throttling, an expired token on S3, a
-//! bucket in another region.
+//! Error faults are AWS's own wire formats ([`Fault::sts_error`], [`Fault::s3_error`]), so
+//! the SDK under test parses, classifies and retries them exactly as it would AWS's. This is
+//! how the tests provoke what no emulator does on demand: throttling, 500s, an expired token
+//! on S3, a bucket in another region. [`Fault::ResetMidBody`] cuts a forwarded response off
+//! after some bytes and [`Fault::Stall`] holds requests; [`FaultProxy::set_upstream`] points
+//! the proxy at a restarted emulator.
 //!
 //! Requests are told apart by shape: STS is `POST /` (the query protocol), everything else
 //! is S3 (path-style). The proxy runs on its own thread and runtime, so tests can block on a
 //! child process while it serves.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -28,7 +30,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-type Body = BoxBody<Bytes, hyper::Error>;
+type Body = BoxBody<Bytes, std::io::Error>;
 
 /// Which AWS service a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,18 +39,26 @@ pub enum Service {
     S3,
 }
 
-/// A canned response.
+/// What the proxy does to a request of a faulted service.
 #[derive(Debug, Clone)]
-pub struct Fault {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+pub enum Fault {
+    /// Answers with this response instead of forwarding.
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    /// Forwards, then sends the upstream's headers and only the first `after_bytes` bytes
+    /// of its body, and resets the connection.
+    ResetMidBody { after_bytes: usize },
+    /// Holds the request this long before forwarding it.
+    Stall(Duration),
 }
 
 impl Fault {
     /// An STS (query protocol) error: `<ErrorResponse><Error><Type>Sender</Type><Code>…`.
     pub fn sts_error(status: u16, code: &str, message: &str) -> Self {
-        Self {
+        Self::Respond {
             status,
             headers: vec![("content-type".into(), "text/xml".into())],
             body: format!(
@@ -64,7 +74,7 @@ impl Fault {
     pub fn s3_error(status: u16, code: &str, message: &str, headers: &[(&str, &str)]) -> Self {
         let mut all = vec![("content-type".to_string(), "application/xml".to_string())];
         all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Self {
+        Self::Respond {
             status,
             headers: all,
             body: format!(
@@ -77,6 +87,7 @@ impl Fault {
 
 #[derive(Default)]
 struct State {
+    upstream: Mutex<String>,
     faults: Mutex<Vec<(Service, Fault)>>,
     sts_requests: AtomicUsize,
     s3_requests: AtomicUsize,
@@ -99,8 +110,8 @@ impl FaultProxy {
         listener.set_nonblocking(true)?;
         let addr: SocketAddr = listener.local_addr()?;
         let state = Arc::new(State::default());
+        *state.upstream.lock().unwrap() = upstream.trim_end_matches('/').to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel();
-        let upstream = upstream.trim_end_matches('/').to_string();
         let served = Arc::clone(&state);
         let thread = std::thread::Builder::new()
             .name("fault-proxy".into())
@@ -109,7 +120,7 @@ impl FaultProxy {
                     .enable_all()
                     .build()
                     .expect("a runtime for the proxy");
-                runtime.block_on(serve(listener, upstream, served, stopped));
+                runtime.block_on(serve(listener, served, stopped));
             })
             .context("starting the proxy thread")?;
         Ok(Self {
@@ -130,6 +141,11 @@ impl FaultProxy {
         let mut faults = self.state.faults.lock().unwrap();
         faults.retain(|(s, _)| *s != service);
         faults.push((service, fault));
+    }
+
+    /// Forwards to another upstream from now on (a restarted emulator).
+    pub fn set_upstream(&self, upstream: &str) {
+        *self.state.upstream.lock().unwrap() = upstream.trim_end_matches('/').to_string();
     }
 
     /// Forwards everything again.
@@ -164,7 +180,6 @@ impl Drop for FaultProxy {
 
 async fn serve(
     listener: std::net::TcpListener,
-    upstream: String,
     state: Arc<State>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -179,16 +194,10 @@ async fn serve(
                 Err(_) => continue,
             },
         };
-        let (client, upstream, state) = (client.clone(), upstream.clone(), Arc::clone(&state));
+        let (client, state) = (client.clone(), Arc::clone(&state));
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
-                handle(
-                    request,
-                    client.clone(),
-                    upstream.clone(),
-                    Arc::clone(&state),
-                )
-            });
+            let service =
+                service_fn(move |request| handle(request, client.clone(), Arc::clone(&state)));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -199,9 +208,8 @@ async fn serve(
 async fn handle(
     mut request: Request<Incoming>,
     client: Client<HttpConnector, Incoming>,
-    upstream: String,
     state: Arc<State>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<Body>, std::io::Error> {
     let service = if request.method() == hyper::Method::POST && request.uri().path() == "/" {
         state.sts_requests.fetch_add(1, Ordering::SeqCst);
         Service::Sts
@@ -216,19 +224,34 @@ async fn handle(
         .iter()
         .find(|(s, _)| *s == service)
         .map(|(_, f)| f.clone());
-    if let Some(fault) = fault {
+    if fault.is_some() {
         state.faulted.fetch_add(1, Ordering::SeqCst);
-        // Read the request to its end, as a server would before answering.
-        let _ = request.body_mut().collect().await;
-        let mut response = Response::builder().status(fault.status);
-        for (k, v) in &fault.headers {
-            response = response.header(k, v);
-        }
-        let body = Full::new(Bytes::from(fault.body))
-            .map_err(|never| match never {})
-            .boxed();
-        return Ok(response.body(body).expect("a valid fault response"));
     }
+    let cut = match fault {
+        Some(Fault::Respond {
+            status,
+            headers,
+            body,
+        }) => {
+            // Read the request to its end, as a server would before answering.
+            let _ = request.body_mut().collect().await;
+            let mut response = Response::builder().status(status);
+            for (k, v) in &headers {
+                response = response.header(k, v);
+            }
+            let body = Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed();
+            return Ok(response.body(body).expect("a valid fault response"));
+        }
+        Some(Fault::Stall(delay)) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        Some(Fault::ResetMidBody { after_bytes }) => Some(after_bytes),
+        None => None,
+    };
+    let upstream = state.upstream.lock().unwrap().clone();
     let path = request
         .uri()
         .path_and_query()
@@ -239,10 +262,33 @@ async fn handle(
         Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
     };
     *request.uri_mut() = uri;
-    match client.request(request).await {
-        Ok(response) => Ok(response.map(|b| b.boxed())),
-        Err(_) => Ok(status(StatusCode::BAD_GATEWAY)),
-    }
+    let response = match client.request(request).await {
+        Ok(response) => response,
+        Err(_) => return Ok(status(StatusCode::BAD_GATEWAY)),
+    };
+    let Some(after_bytes) = cut else {
+        return Ok(response.map(|b| b.map_err(std::io::Error::other).boxed()));
+    };
+    // The headers as they came (Content-Length included), then part of the body, then an
+    // I/O error: hyper aborts the connection mid-body, as a reset peer would.
+    let (parts, body) = response.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let head = bytes.slice(..after_bytes.min(bytes.len()));
+    let frames = futures::stream::iter(vec![
+        Ok(hyper::body::Frame::data(head)),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fault: reset mid-body",
+        )),
+    ]);
+    let body = http_body_util::StreamBody::new(frames)
+        .map_err(|e: std::io::Error| e)
+        .boxed();
+    Ok(Response::from_parts(parts, body))
 }
 
 fn status(code: StatusCode) -> Response<Body> {

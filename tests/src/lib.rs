@@ -12,6 +12,7 @@ pub mod clients;
 pub mod fakecloud;
 pub mod fault_proxy;
 pub mod fixtures;
+pub mod forge;
 pub mod localstack;
 pub mod moto;
 pub mod process;

@@ -46,7 +46,7 @@ use anyhow::{Context, Result, bail};
 use crate::process::container::ContainerSpec;
 use crate::process::{
     Emulator, Provision, ServerCommand, ServerProcess, cache_dir, env_var, free_port,
-    http_get_json, shared,
+    http_get_json, shared, wait_ready,
 };
 
 /// Default container image when Docker is used.
@@ -82,6 +82,21 @@ fn start() -> Result<Emulator> {
         probe: check_health,
     }
     .run(spawn)
+}
+
+/// A LocalStack of the caller's own, in host mode, ready when returned: for tests that kill
+/// it (drop or [`ServerProcess::stop`]) and start another. It keeps no state across restarts.
+pub fn spawn_private() -> Result<(ServerProcess, String)> {
+    let (server, endpoint) = spawn()?;
+    let log = server.log_file().to_path_buf();
+    wait_ready(
+        "a private LocalStack",
+        READY_TIMEOUT,
+        Some(&server),
+        Some(&log),
+        || check_health(&endpoint),
+    )?;
+    Ok((server, endpoint))
 }
 
 /// LocalStack in host mode, as a child process.

@@ -57,10 +57,10 @@ impl AwsFailure {
                 } else {
                     Transport::Other
                 }),
-                message: Some(format!(
-                    "{:?}",
-                    d.as_connector_error().map(|c| c.to_string())
-                )),
+                message: Some(match d.as_connector_error() {
+                    Some(c) => chain(c),
+                    None => "the request could not be sent".to_string(),
+                }),
                 ..Self::default()
             },
             SdkError::ResponseError(r) => Self {
@@ -119,11 +119,31 @@ impl AwsFailure {
             Some("SignatureDoesNotMatch" | "RequestTimeTooSkewed") => {
                 ErrorKind::SignatureDoesNotMatch
             }
+            Some("InternalError" | "InternalFailure" | "ServiceUnavailable") => {
+                ErrorKind::ServiceUnavailable
+            }
+            // S3 says SlowDown with a 503; a bare 503 is read the same way.
             _ if self.status == Some(503) => ErrorKind::Throttled,
+            _ if self.status.is_some_and(|s| s >= 500) => ErrorKind::ServiceUnavailable,
             _ => return None,
         };
         Some(kind)
     }
+}
+
+/// An error and its sources, `outer: inner: root`, each said once: a connector error alone
+/// says only "io" or "other"; its sources say "connection reset by peer".
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
 }
 
 /// The standard advice for the shared kinds.
@@ -133,9 +153,12 @@ pub fn advice(kind: ErrorKind) -> &'static str {
             "the endpoint did not answer in time; check the endpoint, region and network path, then retry"
         }
         ErrorKind::EndpointUnreachable => {
-            "no connection could be made; check `endpoint_url`/`region` and that the endpoint is reachable from the function"
+            "the connection failed or was cut; check `endpoint_url`/`region` and that the endpoint is reachable from the function, then retry"
         }
         ErrorKind::Throttled => "AWS is throttling these calls; retry with backoff",
+        ErrorKind::ServiceUnavailable => {
+            "AWS answered with a server error through every retry; retry with backoff, and check the AWS Health Dashboard if it persists"
+        }
         ErrorKind::InvalidClientTokenId => {
             "the function's own AWS credentials are not valid in this partition/endpoint: check AWS_ACCESS_KEY_ID/the execution role, and that the role ARN's partition and endpoint match"
         }

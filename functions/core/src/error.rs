@@ -38,6 +38,9 @@ pub enum ErrorKind {
     Throttled,
     /// A call to AWS did not finish in time.
     Timeout,
+    /// AWS answered with a server error (500, 502, 504, `InternalError`, `ServiceUnavailable`)
+    /// through every retry the SDK made.
+    ServiceUnavailable,
     /// The STS or S3 endpoint could not be reached.
     EndpointUnreachable,
     /// The query needs more memory than the function may use.
@@ -67,6 +70,7 @@ impl ErrorKind {
             ErrorKind::InvalidParquet => "InvalidParquet",
             ErrorKind::Throttled => "Throttled",
             ErrorKind::Timeout => "Timeout",
+            ErrorKind::ServiceUnavailable => "ServiceUnavailable",
             ErrorKind::EndpointUnreachable => "EndpointUnreachable",
             ErrorKind::ResourcesExhausted => "ResourcesExhausted",
             ErrorKind::InvalidConfiguration => "InvalidConfiguration",
@@ -78,7 +82,10 @@ impl ErrorKind {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::Throttled | ErrorKind::Timeout | ErrorKind::EndpointUnreachable
+            ErrorKind::Throttled
+                | ErrorKind::Timeout
+                | ErrorKind::ServiceUnavailable
+                | ErrorKind::EndpointUnreachable
         )
     }
 }

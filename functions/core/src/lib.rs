@@ -24,6 +24,7 @@
 
 pub mod access;
 mod aws_error;
+pub mod checks;
 pub mod credentials;
 pub mod egress;
 pub mod engine;

@@ -20,6 +20,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
+use crate::checks;
 use crate::error::{ErrorKind, FunctionError, Result};
 use crate::s3::{IoStats, S3Store, key_of};
 
@@ -37,7 +38,8 @@ pub const MAX_FOOTER_BYTES: usize = 64 * 1024 * 1024;
 /// Footers fetched at once.
 const CONCURRENCY: usize = 8;
 
-/// Loads the footers of `files` and primes DataFusion's metadata cache with them.
+/// Loads the footers of `files`, primes DataFusion's metadata cache with them and tells the
+/// store where their pages are, so it checks every page header it fetches.
 pub async fn prime(
     ctx: &SessionContext,
     store: &S3Store,
@@ -45,6 +47,7 @@ pub async fn prime(
     files: &[ObjectMeta],
     hint: usize,
     want: PageIndexes,
+    max_page: u64,
 ) -> Result<()> {
     let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
     let loaded: Vec<(ObjectMeta, ParquetMetaData)> = futures::stream::iter(files.iter().cloned())
@@ -56,6 +59,7 @@ pub async fn prime(
         .try_collect()
         .await?;
     for (meta, metadata) in loaded {
+        store.expect_pages(&meta.location, checks::PageMap::new(&metadata, max_page));
         let entry = CachedFileMetadataEntry::new(
             meta.clone(),
             Arc::new(CachedParquetMetaData::new(Arc::new(metadata))),
@@ -89,23 +93,53 @@ pub async fn load(
     }
     let mut tail = fetch_tail(store, stats, meta, hint as u64).await?;
 
-    // The footer: grow the tail until the metadata fits.
-    let mut reader = ParquetMetaDataReader::new();
-    loop {
-        match reader.try_parse_sized(&tail, size) {
-            Ok(()) => break,
-            Err(ParquetError::NeedMoreData(needed)) if needed > MAX_FOOTER_BYTES => {
-                return Err(invalid(format!(
-                    "its footer claims {needed} bytes, more than the {MAX_FOOTER_BYTES}-byte limit"
-                )));
-            }
-            Err(ParquetError::NeedMoreData(needed)) if needed as u64 > tail.len() as u64 => {
-                tail = fetch_tail(store, stats, meta, needed as u64).await?;
-            }
-            Err(e) => return Err(invalid(e.to_string())),
+    // The trailer: the footer's length and the magic. Checked here, with messages that say
+    // which of the two is wrong, before anything is sized from them.
+    let Some(trailer) = tail.len().checked_sub(8).map(|at| &tail[at..]) else {
+        return Err(invalid(format!(
+            "S3 returned {} bytes for its last 8",
+            tail.len()
+        )));
+    };
+    match &trailer[4..] {
+        b"PAR1" => {}
+        b"PARE" => {
+            return Err(invalid(
+                "it is encrypted (magic PARE), which xstage does not read".to_string(),
+            ));
+        }
+        other => {
+            return Err(invalid(format!(
+                "it does not end with the Parquet magic PAR1 (it ends with {other:02x?}); is it                  another format, or cut short?"
+            )));
         }
     }
+    let footer_len = u64::from(u32::from_le_bytes([
+        trailer[0], trailer[1], trailer[2], trailer[3],
+    ]));
+    if footer_len + 8 > size.saturating_sub(4) {
+        return Err(invalid(format!(
+            "its footer claims {footer_len} bytes, more than the {size}-byte file holds"
+        )));
+    }
+    if footer_len + 8 > MAX_FOOTER_BYTES as u64 {
+        return Err(invalid(format!(
+            "its footer claims {footer_len} bytes, more than the {MAX_FOOTER_BYTES}-byte limit"
+        )));
+    }
+    if (tail.len() as u64) < footer_len + 8 {
+        tail = fetch_tail(store, stats, meta, footer_len + 8).await?;
+    }
+    let footer_bytes = &tail[tail.len() - 8 - footer_len as usize..tail.len() - 8];
+    checks::footer::check(footer_bytes).map_err(invalid)?;
+
+    let mut reader = ParquetMetaDataReader::new();
+    match reader.try_parse_sized(&tail, size) {
+        Ok(()) => {}
+        Err(e) => return Err(invalid(e.to_string())),
+    }
     let footer = reader.finish().map_err(|e| invalid(e.to_string()))?;
+    check_rows(&footer).map_err(invalid)?;
 
     // Page indexes: whatever the tail already holds costs nothing; the rest is fetched only
     // when the query can use it.
@@ -166,6 +200,35 @@ async fn fetch_tail(
         .get_range(&meta.location, start..meta.size)
         .await
         .map_err(|e| super::files::store_error(e, stats))
+}
+
+/// The row counts agree: the file's is the sum of its row groups', and no column chunk has
+/// fewer values than its row group has rows. A footer that disagrees with itself is
+/// corrupt, and a `count(*)` answered from it would be a lie.
+fn check_rows(metadata: &ParquetMetaData) -> std::result::Result<(), String> {
+    let claimed = metadata.file_metadata().num_rows();
+    let mut sum: i64 = 0;
+    for rg in metadata.row_groups() {
+        if rg.num_rows() < 0 {
+            return Err(format!("a row group claims {} rows", rg.num_rows()));
+        }
+        // Every row has at least one value (or null) in every column, repeated or not.
+        if let Some(c) = rg.columns().iter().find(|c| c.num_values() < rg.num_rows()) {
+            return Err(format!(
+                "a row group claims {} rows, but its column {} holds {} values",
+                rg.num_rows(),
+                c.column_path(),
+                c.num_values()
+            ));
+        }
+        sum = sum.saturating_add(rg.num_rows());
+    }
+    if sum != claimed {
+        return Err(format!(
+            "its footer claims {claimed} rows but its row groups hold {sum}"
+        ));
+    }
+    Ok(())
 }
 
 /// The footer with its page index locations removed, so nothing downstream fetches them:

@@ -175,6 +175,7 @@ pub async fn run(
                 &metas,
                 METADATA_SIZE_HINT,
                 plan.page_indexes,
+                crate::checks::max_page_bytes(memory_limit),
             )
             .await?;
         }

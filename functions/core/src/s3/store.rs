@@ -23,7 +23,8 @@ use object_store::{
 
 use super::error::map as map_s3_error;
 use super::stats::{IoStats, Request};
-use crate::aws_error::{AwsFailure, Transport};
+use crate::aws_error::{AwsFailure, Transport, chain};
+use crate::checks::PageMap;
 use crate::error::{ErrorKind, FunctionError};
 
 /// Ranges closer than this are fetched with one GET. Small, because Parquet pages of one
@@ -38,6 +39,7 @@ pub struct S3Store {
     root: String,
     stats: Arc<IoStats>,
     known: Arc<Mutex<HashMap<String, ObjectMeta>>>,
+    pages: Arc<Mutex<HashMap<String, Arc<PageMap>>>>,
 }
 
 impl S3Store {
@@ -49,6 +51,7 @@ impl S3Store {
             root: root.to_string(),
             stats,
             known: Arc::default(),
+            pages: Arc::default(),
         }
     }
 
@@ -66,6 +69,20 @@ impl S3Store {
         if let Ok(key) = key_of(&meta.location) {
             self.known_map().insert(key, meta.clone());
         }
+    }
+
+    /// Where a file's pages are: from now on, every ranged read of it has its page headers
+    /// checked ([`PageMap::check`]) before anyone decodes them.
+    pub fn expect_pages(&self, path: &Path, map: PageMap) {
+        if let Ok(key) = key_of(path) {
+            let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+            pages.insert(key, Arc::new(map));
+        }
+    }
+
+    fn page_map(&self, key: &str) -> Option<Arc<PageMap>> {
+        let pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        pages.get(key).cloned()
     }
 
     fn known_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, ObjectMeta>> {
@@ -272,7 +289,7 @@ impl S3Store {
         let body = out.body.collect().await.map_err(|e| {
             let failure = AwsFailure {
                 transport: Some(Transport::Unreachable),
-                message: Some(format!("the response body was cut off: {e}")),
+                message: Some(format!("the response body was cut off: {}", chain(&e))),
                 ..AwsFailure::default()
             };
             self.fail(&failure, "GetObject", key)
@@ -287,6 +304,19 @@ impl S3Store {
                     self.bucket,
                     bytes.len(),
                     range.end - range.start
+                ),
+            );
+            self.stats.failed(&err);
+            return Err(to_store_error(err, key));
+        }
+        if let Some(map) = self.page_map(key)
+            && let Err(why) = map.check(range.start, &bytes)
+        {
+            let err = FunctionError::new(
+                ErrorKind::InvalidParquet,
+                format!(
+                    "s3://{}/{key} is not a readable Parquet file: {why}",
+                    self.bucket
                 ),
             );
             self.stats.failed(&err);

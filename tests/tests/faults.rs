@@ -1,0 +1,269 @@
+//! Failing dependencies: S3 and STS behind a fault-injecting proxy in front of LocalStack
+//! (`xstage_tests::fault_proxy`), and a LocalStack killed in the middle of a query. Every
+//! fault ends the invocation with a typed error, natively and under the WASI host; the
+//! host's execution environment keeps serving; and the next invocation succeeds once the
+//! fault is gone. (`functions/stage-query/tests/diagnostics.rs` covers throttling, expired
+//! tokens and wrong regions through the native binary; `emulator/tests/load.rs` the
+//! emulator under faults and load.)
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use parquet::basic::Compression;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use xstage_host::{Function, Outcome};
+use xstage_tests::fault_proxy::{Fault, FaultProxy, Service};
+use xstage_tests::fixtures::{self, Person};
+use xstage_tests::{localstack, seed, wasm};
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(xstage_tests::runtime);
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    seed::platform_identity();
+    RUNTIME.block_on(async {
+        tokio::time::timeout(Duration::from_secs(600), f)
+            .await
+            .expect("the test did not finish in 10 minutes")
+    })
+}
+
+/// Enough rows that the data pages are bodies worth cutting.
+const ROWS: usize = 20_000;
+const QUERY: &str = "SELECT sum(id) AS s FROM @databend_test/test.parquet";
+/// The WASI function's timeout: short, so a stall ends quickly.
+const WASI_TIMEOUT: Duration = Duration::from_secs(8);
+
+async fn people() -> &'static Vec<Person> {
+    static PEOPLE: OnceCell<Vec<Person>> = OnceCell::const_new();
+    PEOPLE
+        .get_or_init(|| async {
+            let endpoint = localstack::localstack().endpoint().to_string();
+            let people = fixtures::people(ROWS);
+            seed::seed(&endpoint, parquet_of(&people))
+                .await
+                .expect("seed");
+            people
+        })
+        .await
+}
+
+fn parquet_of(people: &[Person]) -> bytes::Bytes {
+    fixtures::write_parquet(
+        &[fixtures::people_batch(people)],
+        Compression::SNAPPY,
+        5_000,
+    )
+}
+
+fn expected(people: &[Person]) -> Value {
+    json!([[people.iter().map(|p| p.id).sum::<i64>()]])
+}
+
+async fn function() -> &'static Function {
+    static FUNCTION: OnceCell<Function> = OnceCell::const_new();
+    FUNCTION
+        .get_or_init(|| async {
+            let mut config = wasm::stage_query_config();
+            config.timeout = WASI_TIMEOUT;
+            wasm::host()
+                .load(&wasm::stage_query_component(), config)
+                .await
+                .expect("load the stage query component")
+        })
+        .await
+}
+
+type Reply = Result<Value, (String, String)>;
+
+async fn native(endpoint: &str) -> Reply {
+    let event = seed::seed_event(endpoint, QUERY);
+    match xstage_core::handle(event).await {
+        Ok(r) => Ok(serde_json::to_value(&r).expect("json")),
+        Err(e) => Err((e.kind().as_str().into(), e.message().into())),
+    }
+}
+
+async fn wasi(endpoint: &str) -> Reply {
+    let event = seed::seed_event(endpoint, QUERY);
+    let invocation = function()
+        .await
+        .invoke(&serde_json::to_vec(&event).expect("event"))
+        .await
+        .expect("the invocation starts");
+    match invocation.outcome {
+        Outcome::Response(body) => Ok(serde_json::from_slice(&body).expect("json")),
+        Outcome::Error {
+            error_type,
+            error_message,
+        } => Err((error_type, error_message)),
+    }
+}
+
+#[track_caller]
+fn assert_kind(how: &str, reply: &Reply, kind: &str, says: &str) {
+    match reply {
+        Err((k, message)) => {
+            assert_eq!(k, kind, "{how}: {message}");
+            assert!(
+                message.contains(says),
+                "{how} should say {says:?}: {message}"
+            );
+        }
+        Ok(v) => panic!("{how} should fail with {kind}, got {v}"),
+    }
+}
+
+#[track_caller]
+fn assert_rows(how: &str, reply: Reply, rows: &Value) {
+    match reply {
+        Ok(v) => assert_eq!(&v["rows"], rows, "{how}"),
+        Err(e) => panic!("{how} should succeed: {e:?}"),
+    }
+}
+
+/// Runs `fault` on S3 (or STS) natively and under WASI, expecting `kind`; then clears it
+/// and expects both to answer.
+async fn fault_then_recover(service: Service, fault: Fault, kind: &str, says: &str) -> usize {
+    let people = people().await;
+    let proxy = FaultProxy::start(localstack::localstack().endpoint()).expect("proxy");
+    proxy.inject(service, fault.clone());
+    let (n, w) = (native(proxy.url()).await, wasi(proxy.url()).await);
+    eprintln!("{fault:?}\n  native: {n:?}\n  WASI:   {w:?}");
+    assert_kind("native", &n, kind, says);
+    assert_kind("WASI", &w, kind, says);
+    let faulted = proxy.faulted();
+    proxy.clear();
+    assert_rows(
+        "native, after",
+        native(proxy.url()).await,
+        &expected(people),
+    );
+    assert_rows("WASI, after", wasi(proxy.url()).await, &expected(people));
+    faulted
+}
+
+#[test]
+fn s3_500s_are_retried_then_service_unavailable() {
+    block_on(async {
+        let faulted = fault_then_recover(
+            Service::S3,
+            Fault::s3_error(
+                500,
+                "InternalError",
+                "We encountered an internal error.",
+                &[],
+            ),
+            "ServiceUnavailable",
+            "InternalError",
+        )
+        .await;
+        // The SDK's standard retry policy: three attempts per run, two runs.
+        assert_eq!(faulted, 6);
+    });
+}
+
+#[test]
+fn s3_slowdown_is_retried_then_throttled() {
+    block_on(async {
+        let faulted = fault_then_recover(
+            Service::S3,
+            Fault::s3_error(503, "SlowDown", "Please reduce your request rate.", &[]),
+            "Throttled",
+            "retry with backoff",
+        )
+        .await;
+        assert!(faulted >= 6, "{faulted}");
+    });
+}
+
+#[test]
+fn sts_throttling_is_typed_and_retryable() {
+    block_on(async {
+        fault_then_recover(
+            Service::Sts,
+            Fault::sts_error(400, "Throttling", "Rate exceeded"),
+            "Throttled",
+            "retry with backoff",
+        )
+        .await;
+        assert!(xstage_core::ErrorKind::Throttled.is_retryable());
+    });
+}
+
+#[test]
+fn a_connection_reset_mid_body_is_endpoint_unreachable() {
+    block_on(async {
+        fault_then_recover(
+            Service::S3,
+            Fault::ResetMidBody { after_bytes: 100 },
+            "EndpointUnreachable",
+            "S3 GetObject on s3://test-bucket-123/optional/prefix/test.parquet",
+        )
+        .await;
+    });
+}
+
+#[test]
+fn a_stalled_s3_ends_at_the_function_timeout_and_the_host_serves_on() {
+    block_on(async {
+        let people = people().await;
+        let proxy = FaultProxy::start(localstack::localstack().endpoint()).expect("proxy");
+        proxy.inject(Service::S3, Fault::Stall(Duration::from_secs(120)));
+        let started = Instant::now();
+        let stalled = wasi(proxy.url()).await;
+        let took = started.elapsed();
+        assert_kind("WASI", &stalled, "Timeout", "");
+        assert!(
+            took >= WASI_TIMEOUT && took < WASI_TIMEOUT + Duration::from_secs(5),
+            "the timeout fired after {took:?}"
+        );
+        proxy.clear();
+        assert_rows("WASI, after", wasi(proxy.url()).await, &expected(people));
+    });
+}
+
+#[test]
+fn localstack_killed_mid_query_is_a_typed_error_and_a_restart_recovers() {
+    block_on(async {
+        let people = fixtures::people(200_000);
+        let body = parquet_of(&people);
+        let (server, endpoint) = localstack::spawn_private().expect("a private LocalStack");
+        seed::seed(&endpoint, body.clone()).await.expect("seed");
+        let proxy = FaultProxy::start(&endpoint).expect("proxy");
+        // Slow every S3 read a little, so the kill lands inside the query.
+        proxy.inject(Service::S3, Fault::Stall(Duration::from_millis(300)));
+        let kill = async {
+            while proxy.requests(Service::S3) < 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::task::spawn_blocking(move || server.stop())
+                .await
+                .expect("stop LocalStack");
+        };
+        let (killed, ()) = tokio::join!(native(proxy.url()), kill);
+        match &killed {
+            Err((kind, message)) => assert!(
+                ["EndpointUnreachable", "ServiceUnavailable"].contains(&kind.as_str()),
+                "{kind}: {message}"
+            ),
+            Ok(v) => panic!("the query should fail once LocalStack is gone, got {v}"),
+        }
+        assert!(
+            xstage_core::ErrorKind::EndpointUnreachable.is_retryable()
+                && xstage_core::ErrorKind::ServiceUnavailable.is_retryable()
+        );
+
+        // A new LocalStack (empty: host mode keeps no state), the same proxy.
+        let (_server, endpoint) = localstack::spawn_private().expect("LocalStack again");
+        seed::seed(&endpoint, body).await.expect("seed again");
+        proxy.set_upstream(&endpoint);
+        proxy.clear();
+        assert_rows(
+            "native, after",
+            native(proxy.url()).await,
+            &expected(&people),
+        );
+        assert_rows("WASI, after", wasi(proxy.url()).await, &expected(&people));
+    });
+}

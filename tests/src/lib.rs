@@ -13,6 +13,7 @@ pub mod fakecloud;
 pub mod fault_proxy;
 pub mod fixtures;
 pub mod forge;
+pub mod invoke;
 pub mod localstack;
 pub mod moto;
 pub mod process;

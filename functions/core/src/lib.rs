@@ -30,6 +30,7 @@ pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod fuzz;
 pub mod platform;
 pub mod result;
 pub mod s3;

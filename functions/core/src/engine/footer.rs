@@ -86,69 +86,28 @@ pub async fn load(
         )
     };
     let size = meta.size;
-    if size < 12 {
-        return Err(invalid(format!(
-            "it is {size} bytes, smaller than the smallest Parquet file"
-        )));
-    }
+    check_size(size).map_err(invalid)?;
     let mut tail = fetch_tail(store, stats, meta, hint as u64).await?;
-
-    // The trailer: the footer's length and the magic. Checked here, with messages that say
-    // which of the two is wrong, before anything is sized from them.
-    let Some(trailer) = tail.len().checked_sub(8).map(|at| &tail[at..]) else {
-        return Err(invalid(format!(
-            "S3 returned {} bytes for its last 8",
-            tail.len()
-        )));
+    let footer = match parse_tail(&tail, size).map_err(invalid)? {
+        Tail::Footer(footer) => footer,
+        Tail::Needs(len) => {
+            tail = fetch_tail(store, stats, meta, len).await?;
+            match parse_tail(&tail, size).map_err(invalid)? {
+                Tail::Footer(footer) => footer,
+                Tail::Needs(_) => {
+                    return Err(invalid(format!(
+                        "S3 returned {} bytes for its last {len}",
+                        tail.len()
+                    )));
+                }
+            }
+        }
     };
-    match &trailer[4..] {
-        b"PAR1" => {}
-        b"PARE" => {
-            return Err(invalid(
-                "it is encrypted (magic PARE), which xstage does not read".to_string(),
-            ));
-        }
-        other => {
-            return Err(invalid(format!(
-                "it does not end with the Parquet magic PAR1 (it ends with {other:02x?}); is it                  another format, or cut short?"
-            )));
-        }
-    }
-    let footer_len = u64::from(u32::from_le_bytes([
-        trailer[0], trailer[1], trailer[2], trailer[3],
-    ]));
-    if footer_len + 8 > size.saturating_sub(4) {
-        return Err(invalid(format!(
-            "its footer claims {footer_len} bytes, more than the {size}-byte file holds"
-        )));
-    }
-    if footer_len + 8 > MAX_FOOTER_BYTES as u64 {
-        return Err(invalid(format!(
-            "its footer claims {footer_len} bytes, more than the {MAX_FOOTER_BYTES}-byte limit"
-        )));
-    }
-    if (tail.len() as u64) < footer_len + 8 {
-        tail = fetch_tail(store, stats, meta, footer_len + 8).await?;
-    }
-    let footer_bytes = &tail[tail.len() - 8 - footer_len as usize..tail.len() - 8];
-    checks::footer::check(footer_bytes).map_err(invalid)?;
-
-    let mut reader = ParquetMetaDataReader::new();
-    match reader.try_parse_sized(&tail, size) {
-        Ok(()) => {}
-        Err(e) => return Err(invalid(e.to_string())),
-    }
-    let footer = reader.finish().map_err(|e| invalid(e.to_string()))?;
-    check_rows(&footer).map_err(invalid)?;
 
     // Page indexes: whatever the tail already holds costs nothing; the rest is fetched only
     // when the query can use it.
     let attempt = |bytes: &Bytes, offset: PageIndexPolicy, column: PageIndexPolicy| {
-        let mut r = ParquetMetaDataReader::new_with_metadata(footer.clone())
-            .with_offset_index_policy(offset)
-            .with_column_index_policy(column);
-        r.read_page_indexes_sized(bytes, size)
-            .and_then(|()| r.finish())
+        with_page_indexes(&footer, bytes, size, offset, column)
     };
     use PageIndexPolicy::{Optional, Skip};
     // 1. Both indexes from the tail; 2. else the offset index alone, if the column index is
@@ -171,6 +130,87 @@ pub async fn load(
         Err(e) => return Err(invalid(e.to_string())),
     };
     Ok(mark_missing_column_index(metadata))
+}
+
+fn check_size(size: u64) -> std::result::Result<(), String> {
+    if size < 12 {
+        return Err(format!(
+            "it is {size} bytes, smaller than the smallest Parquet file"
+        ));
+    }
+    Ok(())
+}
+
+/// What the last bytes of a file say.
+#[derive(Debug)]
+pub enum Tail {
+    /// The decoded footer; page indexes are read apart ([`with_page_indexes`]).
+    Footer(ParquetMetaData),
+    /// The footer needs this many bytes from the end of the file.
+    Needs(u64),
+}
+
+/// Decodes the footer from `tail`, the last bytes of a `size`-byte file, after the checks of
+/// [`checks::footer`] and before trusting its row counts ([`check_rows`]). `Err` says why
+/// the file is not readable Parquet. No I/O: the fuzz target `parquet_footer` calls it.
+pub fn parse_tail(tail: &Bytes, size: u64) -> std::result::Result<Tail, String> {
+    check_size(size)?;
+    // The trailer: the footer's length and the magic, checked before anything is sized
+    // from them, with messages that say which of the two is wrong.
+    let Some(at) = tail.len().checked_sub(8) else {
+        return Err(format!("S3 returned {} bytes for its last 8", tail.len()));
+    };
+    let trailer = &tail[at..];
+    match &trailer[4..] {
+        b"PAR1" => {}
+        b"PARE" => return Err("it is encrypted (magic PARE), which xstage does not read".into()),
+        other => {
+            return Err(format!(
+                "it does not end with the Parquet magic PAR1 (it ends with {other:02x?}); is it \
+                 another format, or cut short?"
+            ));
+        }
+    }
+    let footer_len = u64::from(u32::from_le_bytes([
+        trailer[0], trailer[1], trailer[2], trailer[3],
+    ]));
+    if footer_len + 8 > size.saturating_sub(4) {
+        return Err(format!(
+            "its footer claims {footer_len} bytes, more than the {size}-byte file holds"
+        ));
+    }
+    if footer_len + 8 > MAX_FOOTER_BYTES as u64 {
+        return Err(format!(
+            "its footer claims {footer_len} bytes, more than the {MAX_FOOTER_BYTES}-byte limit"
+        ));
+    }
+    if (tail.len() as u64) < footer_len + 8 {
+        return Ok(Tail::Needs(footer_len + 8));
+    }
+    checks::footer::check(&tail[at - footer_len as usize..at])?;
+    let mut reader = ParquetMetaDataReader::new();
+    reader
+        .try_parse_sized(tail, size)
+        .map_err(|e| e.to_string())?;
+    let footer = reader.finish().map_err(|e| e.to_string())?;
+    check_rows(&footer)?;
+    Ok(Tail::Footer(footer))
+}
+
+/// `footer` with the page indexes found in `bytes`, the last bytes of a `size`-byte file.
+/// `NeedMoreData` says how many bytes from the end the wanted indexes need.
+pub fn with_page_indexes(
+    footer: &ParquetMetaData,
+    bytes: &Bytes,
+    size: u64,
+    offset: PageIndexPolicy,
+    column: PageIndexPolicy,
+) -> parquet::errors::Result<ParquetMetaData> {
+    let mut r = ParquetMetaDataReader::new_with_metadata(footer.clone())
+        .with_offset_index_policy(offset)
+        .with_column_index_policy(column);
+    r.read_page_indexes_sized(bytes, size)?;
+    r.finish()
 }
 
 async fn fetch_for_index(

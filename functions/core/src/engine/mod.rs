@@ -8,7 +8,7 @@
 
 mod error;
 mod files;
-mod footer;
+pub mod footer;
 mod serial;
 mod tables;
 

@@ -1,0 +1,100 @@
+//! A minimal Lambda Invoke API client (`POST /2015-03-31/functions/{name}/invocations`) for
+//! load and fault tests against `xstage serve`: blocking, one agent per caller, no proxy.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+/// One invocation's answer as the Invoke API gave it.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    pub status: u16,
+    /// `X-Amz-Function-Error`, set when the function failed.
+    pub function_error: Option<String>,
+    /// `x-amzn-ErrorType`, set when the Invoke API itself refused (e.g. 429's
+    /// `TooManyRequestsException`).
+    pub error_type: Option<String>,
+    pub body: String,
+    pub elapsed: Duration,
+}
+
+impl Invoked {
+    /// A 200 without a function error.
+    pub fn succeeded(&self) -> bool {
+        self.status == 200 && self.function_error.is_none()
+    }
+
+    /// The body as JSON (`Null` if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_default()
+    }
+}
+
+/// An agent for `invoke`: no proxy, statuses as values, `timeout` per request.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .proxy(None)
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// Invokes `function` at the emulator `url` with `payload` (RequestResponse).
+pub fn invoke(agent: &ureq::Agent, url: &str, function: &str, payload: &[u8]) -> Result<Invoked> {
+    let target = format!("{url}/2015-03-31/functions/{function}/invocations");
+    let started = Instant::now();
+    let mut response = agent
+        .post(&target)
+        .send(payload)
+        .with_context(|| format!("POST {target}"))?;
+    let status = response.status().as_u16();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let function_error = header("x-amz-function-error");
+    let error_type = header("x-amzn-errortype");
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(16 * 1024 * 1024)
+        .read_to_string()
+        .with_context(|| format!("reading the answer of {target}"))?;
+    Ok(Invoked {
+        status,
+        function_error,
+        error_type,
+        body,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The resident memory of every process in process group `pgid`, in bytes (Linux).
+pub fn group_rss(pgid: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                })
+                == Some(pgid)
+        })
+        .filter_map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024)
+        })
+        .sum()
+}

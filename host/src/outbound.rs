@@ -271,7 +271,12 @@ impl Body for CountedBody {
             Poll::Ready(Some(Err(e))) if e.is_timeout() => {
                 Poll::Ready(Some(Err(Error::HttpResponseTimeout)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Error::Hyper(e)))),
+            // The guest learns that the connection broke, not the host's error chain (which
+            // wasmtime would render with a host backtrace when RUST_BACKTRACE is set).
+            Poll::Ready(Some(Err(e))) => {
+                tracing::debug!(error = %e, "outbound response body failed");
+                Poll::Ready(Some(Err(Error::ConnectionTerminated)))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 ready!(this.idle.as_mut().poll(cx));

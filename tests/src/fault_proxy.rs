@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use futures::StreamExt;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -278,13 +279,16 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let head = bytes.slice(..after_bytes.min(bytes.len()));
-    let frames = futures::stream::iter(vec![
-        Ok(hyper::body::Frame::data(head)),
-        Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "fault: reset mid-body",
-        )),
-    ]);
+    // The pause lets hyper flush the headers and the first bytes before the abort.
+    let frames = futures::stream::iter([Ok(hyper::body::Frame::data(head))]).chain(
+        futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "fault: reset mid-body",
+            ))
+        }),
+    );
     let body = http_body_util::StreamBody::new(frames)
         .map_err(|e: std::io::Error| e)
         .boxed();

@@ -198,7 +198,7 @@ fn a_connection_reset_mid_body_is_endpoint_unreachable() {
             Service::S3,
             Fault::ResetMidBody { after_bytes: 100 },
             "EndpointUnreachable",
-            "S3 GetObject on s3://test-bucket-123/optional/prefix/test.parquet",
+            "the response body was cut off",
         )
         .await;
     });

@@ -131,13 +131,18 @@ impl AwsFailure {
     }
 }
 
-/// An error and its sources, `outer: inner: root`, each said once: a connector error alone
-/// says only "io" or "other"; its sources say "connection reset by peer".
+/// An error and its sources on one line, `outer: inner: root`, each said once: a connector
+/// error alone says only "io" or "other"; its sources say "connection reset by peer".
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next = Some(err);
     while let Some(e) = next {
+        // One line each: a wasi:http error rendered by the host may carry its backtrace.
         let text = e.to_string();
+        let text = text
+            .split_once("\nStack backtrace:")
+            .map_or(text.as_str(), |(head, _)| head)
+            .replace('\n', " ");
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
@@ -169,5 +174,34 @@ pub fn advice(kind: ErrorKind) -> &'static str {
             "the request signature did not verify: the secret key is wrong or the clock is skewed"
         }
         _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("streaming error")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn chains_are_one_line_without_backtraces() {
+        let inner = std::io::Error::other(
+            "reading incoming body stream: connection terminated\nStack backtrace:\n   0: capture\n at /src/x.rs:1",
+        );
+        assert_eq!(
+            chain(&Outer(inner)),
+            "streaming error: reading incoming body stream: connection terminated"
+        );
     }
 }

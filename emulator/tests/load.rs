@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use parquet::basic::Compression;
 use serde_json::{Value, json};
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Service};
-use xstage_tests::invoke::{agent, group_rss, invoke};
-use xstage_tests::process::{ServerCommand, ServerProcess, free_port, http_get, wait_ready};
+use xstage_tests::invoke::{agent, group_rss, invoke, serve};
+use xstage_tests::process::ServerProcess;
 use xstage_tests::{fixtures, localstack, seed, wasm};
 
 const XSTAGE: &str = env!("CARGO_BIN_EXE_xstage");
@@ -101,23 +101,13 @@ struct Server {
 static SERVER: LazyLock<Server> = LazyLock::new(|| {
     let world = &*WORLD;
     let dir = tempfile::tempdir().unwrap();
-    let template = template(dir.path());
-    let port = free_port().unwrap();
-    let command = ServerCommand::new("xstage-serve-load", XSTAGE)
-        .args(["serve", "--port", &port.to_string(), "--template"])
-        .args([&template])
-        .env("AWS_REGION", seed::REGION)
-        .env("AWS_ENDPOINT_URL", &world.endpoint);
-    let process = ServerProcess::spawn(&command).expect("start xstage serve");
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(
-        "xstage serve",
-        Duration::from_secs(600),
-        Some(&process),
-        Some(process.log_file()),
-        || http_get(&format!("{url}/")).map(|_| ()),
+    let (process, url) = serve(
+        XSTAGE,
+        "xstage-serve-load",
+        &template(dir.path()),
+        &world.endpoint,
     )
-    .expect("xstage serve ready");
+    .expect("start xstage serve");
     Server {
         url,
         process,

@@ -11,9 +11,8 @@ use base64::Engine as _;
 use parquet::basic::Compression;
 use serde_json::{Value, json};
 use xstage_tests::fixtures::{self, Person};
-use xstage_tests::process::{
-    ServerCommand, ServerProcess, free_port, http_get, log_tail, wait_ready,
-};
+use xstage_tests::invoke::serve;
+use xstage_tests::process::{ServerProcess, free_port, http_get, log_tail, wait_ready};
 use xstage_tests::{clients, localstack, seed, wasm};
 
 const XSTAGE: &str = env!("CARGO_BIN_EXE_xstage");
@@ -102,22 +101,8 @@ fn start() -> Server {
     let world = &*WORLD;
     let dir = tempfile::tempdir().unwrap();
     let template = template(dir.path());
-    let port = free_port().unwrap();
-    let command = ServerCommand::new("xstage-serve", XSTAGE)
-        .args(["serve", "--port", &port.to_string(), "--template"])
-        .args([&template])
-        .env("AWS_REGION", seed::REGION)
-        .env("AWS_ENDPOINT_URL", &world.endpoint);
-    let process = ServerProcess::spawn(&command).expect("start xstage serve");
-    let url = format!("http://127.0.0.1:{port}");
-    wait_ready(
-        "xstage serve",
-        Duration::from_secs(600),
-        Some(&process),
-        Some(process.log_file()),
-        || http_get(&format!("{url}/")).map(|_| ()),
-    )
-    .expect("xstage serve ready");
+    let (process, url) =
+        serve(XSTAGE, "xstage-serve", &template, &world.endpoint).expect("start xstage serve");
     Server {
         url,
         _process: process,

@@ -1,9 +1,41 @@
-//! A minimal Lambda Invoke API client (`POST /2015-03-31/functions/{name}/invocations`) for
-//! load and fault tests against `xstage serve`: blocking, one agent per caller, no proxy.
+//! `xstage serve` for tests: started on a free port with a template ([`serve`]), and called
+//! through a minimal Lambda Invoke API client (`POST /2015-03-31/functions/{name}/invocations`):
+//! blocking, one agent per caller, no proxy.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+
+use crate::process::{ServerCommand, ServerProcess, free_port, http_get, wait_ready};
+use crate::seed;
+
+/// Starts `xstage serve` (the binary at `xstage`) on a free loopback port with `template`,
+/// the AWS endpoint `endpoint`, and waits until it answers (compiling the components on a
+/// cold cache takes minutes). Returns the process and its base URL.
+pub fn serve(
+    xstage: &str,
+    name: &str,
+    template: &Path,
+    endpoint: &str,
+) -> Result<(ServerProcess, String)> {
+    let port = free_port()?;
+    let command = ServerCommand::new(name, xstage)
+        .args(["serve", "--port", &port.to_string(), "--template"])
+        .args([template])
+        .env("AWS_REGION", seed::REGION)
+        .env("AWS_ENDPOINT_URL", endpoint);
+    let process = ServerProcess::spawn(&command)?;
+    let url = format!("http://127.0.0.1:{port}");
+    wait_ready(
+        "xstage serve",
+        Duration::from_secs(600),
+        Some(&process),
+        Some(process.log_file()),
+        || http_get(&format!("{url}/")).map(|_| ()),
+    )?;
+    Ok((process, url))
+}
 
 /// One invocation's answer as the Invoke API gave it.
 #[derive(Debug, Clone)]

@@ -18,6 +18,7 @@ pub mod localstack;
 pub mod moto;
 pub mod process;
 pub mod query_cli;
+pub mod run;
 pub mod seed;
 pub mod table;
 pub mod wasm;

@@ -13,9 +13,10 @@ use bytes::Bytes;
 use parquet::basic::Compression;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
-use xstage_host::{Function, Outcome};
+use xstage_host::Function;
 use xstage_tests::forge::{self, Forge, codec};
-use xstage_tests::{fixtures, localstack, seed, wasm};
+use xstage_tests::run::{self, Reply};
+use xstage_tests::{fixtures, localstack, seed};
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(xstage_tests::runtime);
 
@@ -200,44 +201,23 @@ async fn world() -> &'static World {
 
 async fn function() -> &'static Function {
     static FUNCTION: OnceCell<Function> = OnceCell::const_new();
-    FUNCTION
-        .get_or_init(|| async {
-            let mut config = wasm::stage_query_config();
-            config.memory_size_mb = MEMORY_MB;
-            config.timeout = TIMEOUT;
-            wasm::host()
-                .load(&wasm::stage_query_component(), config)
-                .await
-                .expect("load the stage query component")
-        })
-        .await
+    run::stage_query(&FUNCTION, |config| {
+        config.memory_size_mb = MEMORY_MB;
+        config.timeout = TIMEOUT;
+    })
+    .await
 }
 
-type Reply = Result<Value, (String, String)>;
-
 async fn native(event: &Value) -> Reply {
-    match tokio::time::timeout(TIMEOUT, xstage_core::handle(event.clone())).await {
-        Err(_) => Err(("Timeout".into(), "the native run took too long".into())),
-        Ok(Ok(r)) => Ok(serde_json::to_value(&r).expect("json")),
-        Ok(Err(e)) => Err((e.kind().as_str().into(), e.message().into())),
-    }
+    tokio::time::timeout(TIMEOUT, run::native(event.clone()))
+        .await
+        .unwrap_or_else(|_| Err(("Timeout".into(), "the native run took too long".into())))
 }
 
 /// The WASI run, and the environment's peak memory.
 async fn wasi(event: &Value) -> (Reply, u64) {
-    let invocation = function()
-        .await
-        .invoke(&serde_json::to_vec(event).expect("event"))
-        .await
-        .expect("the invocation starts");
-    let reply = match invocation.outcome {
-        Outcome::Response(body) => Ok(serde_json::from_slice(&body).expect("json")),
-        Outcome::Error {
-            error_type,
-            error_message,
-        } => Err((error_type, error_message)),
-    };
-    (reply, invocation.stats.peak_memory_bytes)
+    let (reply, stats) = run::wasi(function().await, event).await;
+    (reply, stats.peak_memory_bytes)
 }
 
 #[track_caller]

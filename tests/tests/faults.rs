@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use parquet::basic::Compression;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
-use xstage_host::{Function, Outcome};
+use xstage_host::Function;
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Service};
 use xstage_tests::fixtures::{self, Person};
-use xstage_tests::{localstack, seed, wasm};
+use xstage_tests::run::{self, Reply};
+use xstage_tests::{localstack, seed};
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(xstage_tests::runtime);
 
@@ -62,42 +63,17 @@ fn expected(people: &[Person]) -> Value {
 
 async fn function() -> &'static Function {
     static FUNCTION: OnceCell<Function> = OnceCell::const_new();
-    FUNCTION
-        .get_or_init(|| async {
-            let mut config = wasm::stage_query_config();
-            config.timeout = WASI_TIMEOUT;
-            wasm::host()
-                .load(&wasm::stage_query_component(), config)
-                .await
-                .expect("load the stage query component")
-        })
-        .await
+    run::stage_query(&FUNCTION, |config| config.timeout = WASI_TIMEOUT).await
 }
 
-type Reply = Result<Value, (String, String)>;
-
 async fn native(endpoint: &str) -> Reply {
-    let event = seed::seed_event(endpoint, QUERY);
-    match xstage_core::handle(event).await {
-        Ok(r) => Ok(serde_json::to_value(&r).expect("json")),
-        Err(e) => Err((e.kind().as_str().into(), e.message().into())),
-    }
+    run::native(seed::seed_event(endpoint, QUERY)).await
 }
 
 async fn wasi(endpoint: &str) -> Reply {
-    let event = seed::seed_event(endpoint, QUERY);
-    let invocation = function()
+    run::wasi(function().await, &seed::seed_event(endpoint, QUERY))
         .await
-        .invoke(&serde_json::to_vec(&event).expect("event"))
-        .await
-        .expect("the invocation starts");
-    match invocation.outcome {
-        Outcome::Response(body) => Ok(serde_json::from_slice(&body).expect("json")),
-        Outcome::Error {
-            error_type,
-            error_message,
-        } => Err((error_type, error_message)),
-    }
+        .0
 }
 
 #[track_caller]

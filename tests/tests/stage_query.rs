@@ -13,8 +13,9 @@ use bytes::Bytes;
 use parquet::basic::Compression;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
-use xstage_host::{Function, Outcome};
+use xstage_host::Function;
 use xstage_tests::fixtures::{self, Person, Sale};
+use xstage_tests::run::{self, Reply};
 use xstage_tests::seed::{self, Admin};
 use xstage_tests::{localstack, moto, wasm};
 
@@ -111,8 +112,6 @@ async fn world() -> &'static World {
         .await
 }
 
-type Reply = Result<Value, (String, String)>;
-
 /// Runs the event natively (the core as a library) and as the WASI component on the wasmtime
 /// host, asserts both give the same result, and returns the native one. Only the timing and
 /// the STS call count (each side has its own credential cache) may differ.
@@ -128,43 +127,17 @@ async fn run(event: Value) -> Reply {
 }
 
 async fn run_native(event: Value) -> Reply {
-    match xstage_core::handle(event).await {
-        Ok(r) => Ok(serde_json::to_value(&r).expect("response json")),
-        Err(e) => Err((e.kind().as_str().to_string(), e.message().to_string())),
-    }
+    run::native(event).await
 }
 
 /// The stage query component, loaded once on a host configured like this process.
 async fn function() -> &'static Function {
     static FUNCTION: OnceCell<Function> = OnceCell::const_new();
-    FUNCTION
-        .get_or_init(|| async {
-            wasm::host()
-                .load(&wasm::stage_query_component(), wasm::stage_query_config())
-                .await
-                .expect("load the stage query component")
-        })
-        .await
+    run::stage_query(&FUNCTION, |_| {}).await
 }
 
 async fn run_wasm(event: &Value) -> Reply {
-    let invocation = function()
-        .await
-        .invoke(&serde_json::to_vec(event).expect("event"))
-        .await
-        .expect("the invocation starts");
-    assert!(
-        invocation.stats.denied_requests.is_empty(),
-        "the guest tried origins outside its allowlist: {:?}",
-        invocation.stats.denied_requests
-    );
-    match invocation.outcome {
-        Outcome::Response(body) => Ok(serde_json::from_slice(&body).expect("response json")),
-        Outcome::Error {
-            error_type,
-            error_message,
-        } => Err((error_type, error_message)),
-    }
+    run::wasi(function().await, event).await.0
 }
 
 fn comparable(outcome: &Reply) -> Reply {

@@ -1,0 +1,59 @@
+//! One event run the two ways the tests compare: natively (`xstage_core::handle`, the
+//! library the Lambda bootstrap calls) and as the WASI component under the host, each reduced
+//! to a [`Reply`]: the response JSON, or `(errorType, errorMessage)`.
+
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use xstage_host::{Function, FunctionConfig, InvocationStats, Outcome};
+
+use crate::wasm;
+
+/// The response, or the error's type and message.
+pub type Reply = Result<Value, (String, String)>;
+
+/// The event through `xstage_core::handle`.
+pub async fn native(event: Value) -> Reply {
+    match xstage_core::handle(event).await {
+        Ok(r) => Ok(serde_json::to_value(&r).expect("the response serializes")),
+        Err(e) => Err((e.kind().as_str().to_string(), e.message().to_string())),
+    }
+}
+
+/// The event through the component, with the invocation's counters. Asserts the guest
+/// tried no origin outside its allowlist.
+pub async fn wasi(function: &Function, event: &Value) -> (Reply, InvocationStats) {
+    let invocation = function
+        .invoke(&serde_json::to_vec(event).expect("the event serializes"))
+        .await
+        .expect("the invocation starts");
+    assert!(
+        invocation.stats.denied_requests.is_empty(),
+        "the guest tried origins outside its allowlist: {:?}",
+        invocation.stats.denied_requests
+    );
+    let reply = match invocation.outcome {
+        Outcome::Response(body) => Ok(serde_json::from_slice(&body).expect("response JSON")),
+        Outcome::Error {
+            error_type,
+            error_message,
+        } => Err((error_type, error_message)),
+    };
+    (reply, invocation.stats)
+}
+
+/// The stage query component loaded once into `cell` with `configure` applied to
+/// [`wasm::stage_query_config`].
+pub async fn stage_query(
+    cell: &OnceCell<Function>,
+    configure: impl FnOnce(&mut FunctionConfig),
+) -> &Function {
+    cell.get_or_init(|| async {
+        let mut config = wasm::stage_query_config();
+        configure(&mut config);
+        wasm::host()
+            .load(&wasm::stage_query_component(), config)
+            .await
+            .expect("load the stage query component")
+    })
+    .await
+}

@@ -2,7 +2,7 @@
 //! the seed scenario's events, the queries the tests and the README run, and the tails of
 //! Parquet files written here (every codec, page indexes, nested types, a hand-forged file).
 //!
-//! `cargo run -p xstage-tests --bin fuzz-seeds -- fuzz/corpus`
+//! `scripts/fuzz` runs it: `cargo build --workspace --bins && $CARGO_TARGET_DIR/debug/fuzz-seeds fuzz/corpus`
 
 use std::path::{Path, PathBuf};
 

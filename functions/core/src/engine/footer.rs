@@ -194,6 +194,7 @@ pub fn parse_tail(tail: &Bytes, size: u64) -> std::result::Result<Tail, String> 
         .map_err(|e| e.to_string())?;
     let footer = reader.finish().map_err(|e| e.to_string())?;
     check_rows(&footer)?;
+    check_chunks(&footer, size - 8 - footer_len)?;
     Ok(Tail::Footer(footer))
 }
 
@@ -271,6 +272,27 @@ fn check_rows(metadata: &ParquetMetaData) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Every column chunk lies between the leading magic and the footer (`data_end`), with
+/// offsets and sizes that are not negative (parquet-rs panics on those when asked for a
+/// chunk's byte range).
+fn check_chunks(metadata: &ParquetMetaData, data_end: u64) -> std::result::Result<(), String> {
+    for column in metadata.row_groups().iter().flat_map(|rg| rg.columns()) {
+        let start = column
+            .dictionary_page_offset()
+            .unwrap_or(column.data_page_offset());
+        let (data, len) = (column.data_page_offset(), column.compressed_size());
+        let end = start.checked_add(len).unwrap_or(i64::MAX);
+        if start < 0 || data < 0 || len < 0 || end as u64 > data_end {
+            return Err(format!(
+                "column {} claims bytes {start}..{end}, outside the data of a file whose footer \
+                 starts at {data_end}",
+                column.column_path()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The footer with its page index locations removed, so nothing downstream fetches them:
 /// the query reads whole column chunks, which it would anyway.
 fn without_page_index(metadata: ParquetMetaData) -> parquet::errors::Result<ParquetMetaData> {
@@ -307,4 +329,79 @@ fn mark_missing_column_index(metadata: ParquetMetaData) -> ParquetMetaData {
         .map(|rg| vec![ColumnIndexMetaData::NONE; rg.num_columns()])
         .collect();
     metadata.into_builder().set_column_index(Some(none)).build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::thrift::{Writer, ty};
+
+    /// A file of one INT32 column whose only chunk starts at `offset`: magic, 20 bytes of
+    /// "data", the footer, its length and the magic.
+    fn file_with_chunk_at(offset: i64) -> Bytes {
+        let mut m = Writer::default();
+        m.begin().field(1, ty::I32).int(2);
+        m.field(2, ty::LIST).list(ty::STRUCT, 2);
+        m.begin().field(4, ty::BINARY).binary(b"schema");
+        m.field(5, ty::I32).int(1).end();
+        m.begin().field(1, ty::I32).int(1).field(3, ty::I32).int(0);
+        m.field(4, ty::BINARY).binary(b"v").end();
+        m.field(3, ty::I64).int(1);
+        m.field(4, ty::LIST).list(ty::STRUCT, 1);
+        m.begin().field(1, ty::LIST).list(ty::STRUCT, 1);
+        m.begin()
+            .field(2, ty::I64)
+            .int(offset)
+            .field(3, ty::STRUCT)
+            .begin();
+        m.field(1, ty::I32)
+            .int(1)
+            .field(2, ty::LIST)
+            .list(ty::I32, 1)
+            .int(0);
+        m.field(3, ty::LIST).list(ty::BINARY, 1).binary(b"v");
+        m.field(4, ty::I32).int(0).field(5, ty::I64).int(1);
+        m.field(6, ty::I64).int(10).field(7, ty::I64).int(10);
+        m.field(9, ty::I64).int(offset).end().end();
+        m.field(2, ty::I64).int(10).field(3, ty::I64).int(1).end();
+        m.end();
+        let mut file = b"PAR1".to_vec();
+        file.extend([0u8; 20]);
+        file.extend(&m.bytes);
+        file.extend((m.bytes.len() as u32).to_le_bytes());
+        file.extend(b"PAR1");
+        Bytes::from(file)
+    }
+
+    #[test]
+    fn chunks_inside_the_data_are_accepted() {
+        let file = file_with_chunk_at(4);
+        assert!(matches!(
+            parse_tail(&file, file.len() as u64),
+            Ok(Tail::Footer(_))
+        ));
+    }
+
+    #[test]
+    fn chunks_outside_the_data_are_refused_before_parquet_rs_panics_on_them() {
+        for offset in [-5, 1 << 40] {
+            let file = file_with_chunk_at(offset);
+            let err = parse_tail(&file, file.len() as u64).unwrap_err();
+            assert!(err.contains("outside the data"), "{offset}: {err}");
+            // The fuzz target's path over the same bytes returns without panicking.
+            let mut input = 0u64.to_le_bytes().to_vec();
+            input.extend_from_slice(&file);
+            crate::fuzz::parquet_footer(&input);
+        }
+    }
+
+    #[test]
+    fn a_tail_shorter_than_the_footer_asks_for_more() {
+        let file = file_with_chunk_at(4);
+        let tail = file.slice(file.len() - 16..);
+        assert!(matches!(
+            parse_tail(&tail, file.len() as u64),
+            Ok(Tail::Needs(n)) if n as usize == file.len() - 24
+        ));
+    }
 }

@@ -48,8 +48,9 @@ pub fn sql_stage(data: &[u8]) {
 }
 
 /// The last bytes of a Parquet file through our footer reader: the trailer and footer
-/// checks, parquet-rs's decoding, the row count checks, the page indexes, then the page
-/// header checks over the same bytes. The first 8 bytes of `data` give the file's size.
+/// checks, parquet-rs's decoding, the row count checks, the page indexes, the page header
+/// checks over the same bytes, then the statistics DataFusion plans with. The first 8 bytes
+/// of `data` give the file's size.
 pub fn parquet_footer(data: &[u8]) {
     let Some((size, tail)) = data.split_first_chunk::<8>() else {
         return;
@@ -71,6 +72,38 @@ pub fn parquet_footer(data: &[u8]) {
     let pages = crate::checks::PageMap::new(&metadata, 64 << 20);
     let _ = pages.check(size - tail.len() as u64, &tail);
     let _ = pages.check(0, &tail);
+    statistics(&metadata);
+}
+
+/// What DataFusion derives from a footer while planning: the Arrow schema, and per column
+/// the row group and page statistics it prunes with.
+fn statistics(metadata: &parquet::file::metadata::ParquetMetaData) {
+    use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+    let parquet_schema = metadata.file_metadata().schema_descr();
+    let Ok(schema) = parquet::arrow::parquet_to_arrow_schema(
+        parquet_schema,
+        metadata.file_metadata().key_value_metadata(),
+    ) else {
+        return;
+    };
+    let row_groups = metadata.row_groups();
+    let all: Vec<usize> = (0..row_groups.len()).collect();
+    for field in schema.fields() {
+        let Ok(converter) = StatisticsConverter::try_new(field.name(), &schema, parquet_schema)
+        else {
+            continue;
+        };
+        let _ = converter.row_group_mins(row_groups);
+        let _ = converter.row_group_maxes(row_groups);
+        let _ = converter.row_group_null_counts(row_groups);
+        let _ = converter.row_group_row_counts(row_groups);
+        if let (Some(columns), Some(offsets)) = (metadata.column_index(), metadata.offset_index()) {
+            let _ = converter.data_page_mins(columns, offsets, &all);
+            let _ = converter.data_page_maxes(columns, offsets, &all);
+            let _ = converter.data_page_null_counts(columns, offsets, &all);
+            let _ = converter.data_page_row_counts(offsets, row_groups, &all);
+        }
+    }
 }
 
 fn refs(statement: &Statement) -> Vec<&StageRef> {

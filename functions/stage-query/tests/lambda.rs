@@ -9,6 +9,8 @@
 //! event, and a function error must come back as Lambda's `{errorType, errorMessage}`.
 //!
 //! It also prints the bootstrap's Init: from `exec` to its first request for an event.
+//! `XSTAGE_BOOTSTRAP=target/lambda/xstage-query/bootstrap` runs it on cargo-lambda's release
+//! build instead of this build's binary.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -19,7 +21,14 @@ use xstage_tests::process::{ServerCommand, ServerProcess, free_port, log_tail, w
 use xstage_tests::{clients, localstack, query_cli, seed};
 
 const ROWS: usize = 5;
-const BOOTSTRAP: &str = env!("CARGO_BIN_EXE_xstage-query");
+/// The bootstrap under test: this build's `xstage-query`, or `XSTAGE_BOOTSTRAP` (for
+/// instance cargo-lambda's release build, `target/lambda/xstage-query/bootstrap`).
+fn bootstrap_path() -> String {
+    std::env::var("XSTAGE_BOOTSTRAP")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_xstage-query").to_string())
+}
 
 fn invoke(port: u16, event: &Value, dir: &Path) -> Output {
     let file = dir.join("event.json");
@@ -78,7 +87,7 @@ fn the_bootstrap_answers_cargo_lambda_like_the_command() {
     .unwrap();
 
     // The bootstrap, as Lambda starts it.
-    let mut bootstrap = ServerCommand::new("bootstrap", BOOTSTRAP)
+    let mut bootstrap = ServerCommand::new("bootstrap", bootstrap_path())
         .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
         .env("AWS_LAMBDA_FUNCTION_NAME", "_")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
@@ -104,7 +113,10 @@ fn the_bootstrap_answers_cargo_lambda_like_the_command() {
     let said = String::from_utf8_lossy(&invalid.stderr);
     assert!(said.contains("InvalidEvent"), "{said}");
     assert!(said.contains("`connection`"), "{said}");
-    eprintln!("bootstrap Init + first invocation (debug build, validation error): {first:?}");
+    eprintln!(
+        "bootstrap Init + first invocation ({}, validation error): {first:?}",
+        bootstrap_path()
+    );
 
     // The seed event: the same answer as the command gives.
     let event = seed::seed_event(
@@ -119,7 +131,11 @@ fn the_bootstrap_answers_cargo_lambda_like_the_command() {
         log_tail(function.log_file(), 30)
     );
     let lambda: Value = serde_json::from_slice(&out.stdout).expect("the response JSON");
-    let native = query_cli::run(Path::new(BOOTSTRAP), &seed::platform_env(), &event);
+    let native = query_cli::run(
+        Path::new(env!("CARGO_BIN_EXE_xstage-query")),
+        &seed::platform_env(),
+        &event,
+    );
     assert_eq!(native.code, Some(0), "{native:?}");
     for field in ["schema", "rows", "row_count", "truncated"] {
         assert_eq!(lambda[field], native.body[field], "{field}: {lambda}");

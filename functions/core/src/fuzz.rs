@@ -167,10 +167,21 @@ mod tests {
             b"SELECT * FROM @s/a/../../b",
             b"LIST @s/./x PATTERN => '.*'",
             b"SELECT * FROM @s/ (FILES => ('../x'))",
+            // 2026-11-24, sql_stage: DataFusion's parser took minutes on this dotted chain.
+            b"SELECT OMst.parqOMOMst.parqOMsv.uOMt.sst.qu.queOMstst.parqOMsv.uOMst.stOMstst.parqOMsv.uOMst.st.qu.queOMst.uOMst.st.queOMs.qu.queOMst.uOMst.st.queOMst.uOMst.st.que[~",
         ];
         for input in inputs {
             sql_stage(input);
         }
+    }
+
+    #[test]
+    fn long_dotted_names_are_refused_before_datafusion_parses_them() {
+        let chain = vec!["a"; crate::sql::MAX_NAME_PARTS + 1].join(".");
+        let err = rewrite(&format!("SELECT {chain}[1] FROM @s/x.parquet")).unwrap_err();
+        assert!(err.message().contains("parts"), "{}", err.message());
+        let ok = vec!["a"; crate::sql::MAX_NAME_PARTS].join(".");
+        rewrite(&format!("SELECT {ok} FROM @s/x.parquet")).unwrap();
     }
 
     #[test]
@@ -179,5 +190,58 @@ mod tests {
         for input in inputs {
             parquet_footer(input);
         }
+        // 2026-11-24, parquet_footer: an embedded Arrow schema with an Int 0 bits wide made
+        // arrow-ipc panic. The same hint in a file written here:
+        parquet_footer(
+            &[0u8; 8]
+                .iter()
+                .chain(&file_with_broken_arrow_hint())
+                .copied()
+                .collect::<Vec<u8>>(),
+        );
+    }
+
+    fn file_with_broken_arrow_hint() -> Vec<u8> {
+        use std::sync::Arc;
+
+        use arrow::array::Int32Array;
+        use arrow::datatypes::{DataType, Field, Schema};
+        use arrow::record_batch::RecordBatch;
+        use parquet::arrow::ArrowWriter;
+        use parquet::arrow::arrow_writer::ArrowWriterOptions;
+        use parquet::file::metadata::KeyValue;
+        use parquet::file::properties::WriterProperties;
+
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int32, false)]));
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int32Array::from(vec![1, 2]))])
+                .unwrap();
+        let props = WriterProperties::builder()
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                crate::checks::arrow_hint::KEY.to_string(),
+                crate::checks::arrow_hint::broken::hint(),
+            )]))
+            .build();
+        let options = ArrowWriterOptions::new()
+            .with_properties(props)
+            .with_skip_arrow_metadata(true);
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new_with_options(&mut out, schema, options).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        out
+    }
+
+    #[test]
+    fn a_file_with_a_broken_arrow_hint_is_read_without_it() {
+        let file = Bytes::from(file_with_broken_arrow_hint());
+        let Ok(Tail::Footer(footer)) = parse_tail(&file, file.len() as u64) else {
+            panic!("the footer decodes");
+        };
+        let kv = footer.file_metadata().key_value_metadata();
+        assert!(
+            kv.is_none_or(|kv| kv.iter().all(|e| e.key != crate::checks::arrow_hint::KEY)),
+            "{kv:?}"
+        );
     }
 }

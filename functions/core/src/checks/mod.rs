@@ -11,11 +11,14 @@
 //! - [`pages`]: every page header as its bytes arrive: declared sizes against the
 //!   function's memory, pages inside their chunk, and streams that would inflate past what
 //!   they declare;
+//! - [`arrow_hint`]: the Arrow schema a writer embedded, kept only if arrow-ipc can convert
+//!   it without panicking;
 //! - [`thrift`]: the allocation-free walker of Thrift's compact protocol both use.
 //!
 //! Their neighbours: `engine::footer` runs the footer check before decoding, and
 //! `s3::S3Store` runs the page check on every ranged read of a file whose footer it knows.
 
+pub mod arrow_hint;
 pub mod footer;
 pub mod pages;
 pub mod thrift;

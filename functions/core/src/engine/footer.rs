@@ -192,7 +192,7 @@ pub fn parse_tail(tail: &Bytes, size: u64) -> std::result::Result<Tail, String> 
     reader
         .try_parse_sized(tail, size)
         .map_err(|e| e.to_string())?;
-    let footer = reader.finish().map_err(|e| e.to_string())?;
+    let footer = without_unsafe_arrow_hint(reader.finish().map_err(|e| e.to_string())?);
     check_rows(&footer)?;
     check_chunks(&footer, size - 8 - footer_len)?;
     Ok(Tail::Footer(footer))
@@ -270,6 +270,39 @@ fn check_rows(metadata: &ParquetMetaData) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The footer without its embedded Arrow schema when arrow-ipc would panic converting it
+/// ([`checks::arrow_hint`]): the file is then read by its Parquet schema alone.
+fn without_unsafe_arrow_hint(metadata: ParquetMetaData) -> ParquetMetaData {
+    let file = metadata.file_metadata();
+    let Some(kv) = file.key_value_metadata() else {
+        return metadata;
+    };
+    let unsafe_hint = |e: &parquet::file::metadata::KeyValue| {
+        e.key == checks::arrow_hint::KEY
+            && e.value
+                .as_deref()
+                .is_some_and(|v| !checks::arrow_hint::is_safe(v))
+    };
+    if !kv.iter().any(unsafe_hint) {
+        return metadata;
+    }
+    tracing::warn!("ignoring an embedded Arrow schema that cannot be converted");
+    let kept: Vec<_> = kv.iter().filter(|e| !unsafe_hint(e)).cloned().collect();
+    let file = parquet::file::metadata::FileMetaData::new(
+        file.version(),
+        file.num_rows(),
+        file.created_by().map(str::to_string),
+        Some(kept),
+        file.schema_descr_ptr(),
+        file.column_orders().cloned(),
+    );
+    // Decoded before any page index, so the row groups are all there is besides.
+    let row_groups = metadata.into_builder().take_row_groups();
+    parquet::file::metadata::ParquetMetaDataBuilder::new(file)
+        .set_row_groups(row_groups)
+        .build()
 }
 
 /// Every column chunk lies between the leading magic and the footer (`data_end`), with

@@ -211,7 +211,45 @@ pub fn with_page_indexes(
         .with_offset_index_policy(offset)
         .with_column_index_policy(column);
     r.read_page_indexes_sized(bytes, size)?;
-    r.finish()
+    let metadata = r.finish()?;
+    check_offset_index(&metadata).map_err(ParquetError::General)?;
+    Ok(metadata)
+}
+
+/// Page locations inside their column chunk, first rows increasing from 0 and below the row
+/// group's count (DataFusion subtracts them to count rows per page).
+fn check_offset_index(metadata: &ParquetMetaData) -> std::result::Result<(), String> {
+    let Some(index) = metadata.offset_index() else {
+        return Ok(());
+    };
+    for (rg, columns) in metadata.row_groups().iter().zip(index) {
+        for (column, pages) in rg.columns().iter().zip(columns) {
+            let (start, len) = column.byte_range();
+            let mut previous: Option<i64> = None;
+            for page in pages.page_locations() {
+                let end = page
+                    .offset
+                    .saturating_add(i64::from(page.compressed_page_size));
+                let inside = page.offset >= start as i64
+                    && page.compressed_page_size >= 0
+                    && end <= start.saturating_add(len) as i64;
+                let ordered = match previous {
+                    None => page.first_row_index == 0,
+                    Some(p) => page.first_row_index > p,
+                } && page.first_row_index < rg.num_rows().max(1);
+                if !inside || !ordered {
+                    return Err(format!(
+                        "the offset index of column {} is inconsistent (a page at {} with first row {})",
+                        column.column_path(),
+                        page.offset,
+                        page.first_row_index
+                    ));
+                }
+                previous = Some(page.first_row_index);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn fetch_for_index(

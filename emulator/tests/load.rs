@@ -6,8 +6,9 @@
 //! `TooManyRequestsException`; the run prints p50/p99 latency and the server's peak resident
 //! memory, which must stay within what its configuration allows.
 //!
-//! Faults: with S3 behind the fault proxy, failing invocations get the core's typed error as
-//! Lambda's function error, and the same server answers the next one once the fault is gone.
+//! Faults: with S3 behind the fault proxy (a 500, a reset mid-body, a stall past the
+//! function's timeout), failing invocations get a typed error as Lambda's function error, and
+//! the same server answers the next one once the fault is gone.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,7 +80,7 @@ Resources:
     Properties:
       FunctionName: {FAULTS}
       MemorySize: {MEMORY_MB}
-      Timeout: 30
+      Timeout: 5
       Environment:
         Variables:
           XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
@@ -115,6 +116,9 @@ static SERVER: LazyLock<Server> = LazyLock::new(|| {
     }
 });
 
+/// The two tests share one server; the fault test's 5 s timeout must not meet the load.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 fn event(endpoint: &str) -> Vec<u8> {
     serde_json::to_vec(&seed::seed_event(endpoint, QUERY)).unwrap()
 }
@@ -128,6 +132,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[test]
 fn sixty_four_clients_get_answers_or_429s_and_memory_stays_bounded() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let world = &*WORLD;
     let server = &*SERVER;
     let seconds: u64 = std::env::var("XSTAGE_LOAD_SECONDS")
@@ -241,6 +246,7 @@ fn sixty_four_clients_get_answers_or_429s_and_memory_stays_bounded() {
 
 #[test]
 fn the_emulator_answers_through_s3_faults_and_after_them() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let world = &*WORLD;
     let server = &*SERVER;
     let proxy = FaultProxy::start(&world.endpoint).unwrap();
@@ -261,6 +267,8 @@ fn the_emulator_answers_through_s3_faults_and_after_them() {
             Fault::ResetMidBody { after_bytes: 10 },
             "EndpointUnreachable",
         ),
+        // Past the function's 5 s timeout: the host's Timeout.
+        (Fault::Stall(Duration::from_secs(60)), "Timeout"),
     ];
     for (fault, kind) in faults {
         proxy.inject(Service::S3, fault.clone());

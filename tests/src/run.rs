@@ -2,11 +2,25 @@
 //! library the Lambda bootstrap calls) and as the WASI component under the host, each reduced
 //! to a [`Reply`]: the response JSON, or `(errorType, errorMessage)`.
 
+use std::future::Future;
+use std::time::Duration;
+
 use serde_json::Value;
 use tokio::sync::OnceCell;
 use xstage_host::{Function, FunctionConfig, InvocationStats, Outcome};
 
 use crate::wasm;
+
+/// Runs `f` on `runtime` with the platform identity's credentials in the environment
+/// ([`crate::seed::platform_identity`]), failing the test instead of hanging past `limit`.
+pub fn block_on<F: Future>(runtime: &tokio::runtime::Runtime, limit: Duration, f: F) -> F::Output {
+    crate::seed::platform_identity();
+    runtime.block_on(async {
+        tokio::time::timeout(limit, f)
+            .await
+            .unwrap_or_else(|_| panic!("the test did not finish in {limit:?}"))
+    })
+}
 
 /// The response, or the error's type and message.
 pub type Reply = Result<Value, (String, String)>;

@@ -21,12 +21,7 @@ use xstage_tests::{localstack, seed};
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(xstage_tests::runtime);
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    seed::platform_identity();
-    RUNTIME.block_on(async {
-        tokio::time::timeout(Duration::from_secs(600), f)
-            .await
-            .expect("the test did not finish in 10 minutes")
-    })
+    run::block_on(&RUNTIME, Duration::from_secs(600), f)
 }
 
 /// Enough rows that the data pages are bodies worth cutting.

@@ -8,7 +8,8 @@
 //!
 //! Faults: with S3 behind the fault proxy (a 500, a reset mid-body, a stall past the
 //! function's timeout), failing invocations get a typed error as Lambda's function error, and
-//! the same server answers the next one once the fault is gone.
+//! the same server answers the next one once the fault is gone. The same holds when the
+//! LocalStack behind the proxy is killed in the middle of a query and another one started.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -35,6 +36,8 @@ const QUERY: &str = "SELECT count(*) AS n, sum(id) AS s FROM @databend_test/test
 
 struct World {
     endpoint: String,
+    /// The Parquet file the query reads, to seed another LocalStack with.
+    body: bytes::Bytes,
     expected: Value,
 }
 
@@ -48,11 +51,15 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         250,
     );
     xstage_tests::runtime()
-        .block_on(seed::seed(&endpoint, body))
+        .block_on(seed::seed(&endpoint, body.clone()))
         .expect("seed LocalStack");
     let older: Vec<_> = people.iter().filter(|p| p.age >= 30).collect();
     let expected = json!([[older.len(), older.iter().map(|p| p.id).sum::<i64>()]]);
-    World { endpoint, expected }
+    World {
+        endpoint,
+        body,
+        expected,
+    }
 });
 
 fn template(dir: &Path) -> PathBuf {
@@ -285,4 +292,61 @@ fn the_emulator_answers_through_s3_faults_and_after_them() {
         assert!(ok.succeeded(), "after {fault:?}: {ok:?}");
         assert_eq!(ok.json()["rows"], world.expected);
     }
+}
+
+#[test]
+fn the_emulator_answers_after_localstack_is_killed_mid_query() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let world = &*WORLD;
+    let server = &*SERVER;
+    let runtime = xstage_tests::runtime();
+    let private = || {
+        let (process, endpoint) = localstack::spawn_private().expect("a private LocalStack");
+        runtime
+            .block_on(seed::seed(&endpoint, world.body.clone()))
+            .expect("seed the private LocalStack");
+        (process, endpoint)
+    };
+    let (doomed, endpoint) = private();
+    let proxy = FaultProxy::start(&endpoint).unwrap();
+    let payload = event(proxy.url());
+    let agent = agent(Duration::from_secs(120));
+    let call = || invoke(&agent, &server.url, FAULTS, &payload).unwrap();
+    assert!(
+        call().succeeded(),
+        "the private LocalStack serves the query"
+    );
+
+    // Every S3 read held a little, so the kill lands inside the query.
+    proxy.inject(Service::S3, Fault::Stall(Duration::from_millis(300)));
+    let before = proxy.requests(Service::S3);
+    let killed = std::thread::scope(|s| {
+        let query = s.spawn(call);
+        while proxy.requests(Service::S3) < before + 2 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        doomed.stop();
+        query.join().unwrap()
+    });
+    assert_eq!(
+        killed.function_error.as_deref(),
+        Some("Unhandled"),
+        "{killed:?}"
+    );
+    let kind = killed.json()["errorType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        ["EndpointUnreachable", "ServiceUnavailable"].contains(&kind.as_str()),
+        "{killed:?}"
+    );
+
+    // Another LocalStack behind the same proxy: the same server answers.
+    let (_again, endpoint) = private();
+    proxy.set_upstream(&endpoint);
+    proxy.clear();
+    let ok = call();
+    assert!(ok.succeeded(), "after the restart: {ok:?}");
+    assert_eq!(ok.json()["rows"], world.expected);
 }

@@ -15,6 +15,10 @@ MOTO_SPEC="moto[server]==5.2.5"
 CLIENTS_SPEC=("awscli==1.46.3" "boto3==1.44.5" "cfn-lint==1.58.0" "cargo-lambda==1.9.2")
 # The emulator that enforces IAM (trust policies, ExternalId, session policies, SigV4). AGPL:
 # only ever run as a separate test server, never linked into xstage.
+# The read benchmark's peers (tests/peers/peers.py) and its charts. DuckDB's httpfs comes as a
+# wheel, so DuckDB loads it offline from the wheel's extension directory.
+PEERS_SPEC=("duckdb==1.4.4" "duckdb-ext-httpfs==1.4.4.20260205" "pyarrow==26.0.1"
+  "polars==2.1.0" "boto3==1.44.5" "matplotlib==3.11.2")
 FAKECLOUD_VERSION="0.51.0"
 FAKECLOUD_ROOT="$XSTAGE_CACHE/tools/fakecloud-$FAKECLOUD_VERSION"
 

@@ -1,6 +1,7 @@
-//! A fault-injecting HTTP proxy in front of an emulator: it forwards every request as is
-//! (method, path, headers including `Host`, so SigV4 signatures stay valid) and, while a
-//! fault is set for a service, applies it to that service's requests.
+//! A fault-injecting, counting HTTP proxy in front of an emulator: it forwards every request
+//! as is (method, path, headers including `Host`, so SigV4 signatures stay valid), counts
+//! what it forwards by kind with the response body bytes ([`Traffic`]), and, while a fault is set for a
+//! service, applies it to that service's requests.
 //!
 //! Error faults are AWS's own wire formats ([`Fault::sts_error`], [`Fault::s3_error`]), so
 //! the SDK under test parses, classifies and retries them exactly as it would AWS's. This is
@@ -14,7 +15,7 @@
 //! child process while it serves.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,6 +87,73 @@ impl Fault {
     }
 }
 
+/// What passed through the proxy: requests by kind and response body bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// STS calls (`POST /`).
+    pub sts: u64,
+    pub head: u64,
+    /// Object GETs, ranged or not.
+    pub get: u64,
+    /// Bucket listings (a GET of the bucket itself).
+    pub list: u64,
+    /// Anything else (PUTs, …).
+    pub other: u64,
+    /// Response body bytes, as forwarded to the client.
+    pub bytes: u64,
+}
+
+impl Traffic {
+    /// Requests to S3: HEAD, GET and LIST.
+    pub fn s3_requests(&self) -> u64 {
+        self.head + self.get + self.list
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    sts: AtomicU64,
+    head: AtomicU64,
+    get: AtomicU64,
+    list: AtomicU64,
+    other: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counters {
+    fn count(&self, method: &hyper::Method, path: &str) {
+        let counter = match *method {
+            hyper::Method::POST if path == "/" => &self.sts,
+            hyper::Method::HEAD => &self.head,
+            // Path-style: `/bucket` or `/bucket/` (with a query) is the bucket, anything
+            // longer an object.
+            hyper::Method::GET
+                if path
+                    .trim_start_matches('/')
+                    .trim_end_matches('/')
+                    .contains('/') =>
+            {
+                &self.get
+            }
+            hyper::Method::GET => &self.list,
+            _ => &self.other,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn take(&self) -> Traffic {
+        let take = |c: &AtomicU64| c.swap(0, Ordering::SeqCst);
+        Traffic {
+            sts: take(&self.sts),
+            head: take(&self.head),
+            get: take(&self.get),
+            list: take(&self.list),
+            other: take(&self.other),
+            bytes: take(&self.bytes),
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     upstream: Mutex<String>,
@@ -93,6 +161,7 @@ struct State {
     sts_requests: AtomicUsize,
     s3_requests: AtomicUsize,
     faulted: AtomicUsize,
+    traffic: Arc<Counters>,
 }
 
 /// A running proxy; it stops when dropped.
@@ -160,6 +229,11 @@ impl FaultProxy {
             Service::Sts => self.state.sts_requests.load(Ordering::SeqCst),
             Service::S3 => self.state.s3_requests.load(Ordering::SeqCst),
         }
+    }
+
+    /// The traffic since the last call (or the start), and the counters back to zero.
+    pub fn take_traffic(&self) -> Traffic {
+        self.state.traffic.take()
     }
 
     /// Requests answered with a fault.
@@ -252,6 +326,7 @@ async fn handle(
         Some(Fault::ResetMidBody { after_bytes }) => Some(after_bytes),
         None => None,
     };
+    state.traffic.count(request.method(), request.uri().path());
     let upstream = state.upstream.lock().unwrap().clone();
     let path = request
         .uri()
@@ -268,7 +343,17 @@ async fn handle(
         Err(_) => return Ok(status(StatusCode::BAD_GATEWAY)),
     };
     let Some(after_bytes) = cut else {
-        return Ok(response.map(|b| b.map_err(std::io::Error::other).boxed()));
+        let traffic = Arc::clone(&state.traffic);
+        return Ok(response.map(|b| {
+            b.map_frame(move |frame| {
+                if let Some(data) = frame.data_ref() {
+                    traffic.bytes.fetch_add(data.len() as u64, Ordering::SeqCst);
+                }
+                frame
+            })
+            .map_err(std::io::Error::other)
+            .boxed()
+        }));
     };
     // The headers as they came (Content-Length included), then part of the body, then an
     // I/O error: hyper aborts the connection mid-body, as a reset peer would.

@@ -4,8 +4,8 @@
 //! S3/STS/IAM, moto for its record of AssumeRole calls, fakecloud for IAM that is enforced),
 //! started once per test process as child processes or containers; a fault-injecting proxy
 //! that answers with AWS's own error responses; generates Parquet fixtures with independently computed
-//! expectations; and sets up the seed scenario. Its binaries are the README's `demo` and the
-//! S3 `bench`. Neighbours: it drives `xstage-core` (`functions/core`) as a library.
+//! expectations; and sets up the seed scenario. Its binaries are the README's `demo`, the read
+//! `bench` (with `minimum`, a query's physical minimum, and the Python peers in `peers/`). Neighbours: it drives `xstage-core` (`functions/core`) as a library.
 
 pub mod bench_data;
 pub mod clients;
@@ -15,6 +15,7 @@ pub mod fixtures;
 pub mod forge;
 pub mod invoke;
 pub mod localstack;
+pub mod minimum;
 pub mod moto;
 pub mod process;
 pub mod query_cli;

@@ -1,105 +1,545 @@
-//! Benchmark of what the stage query function asks of S3: requests and bytes per query
-//! over a 2,000,000-row, 20-row-group Parquet file (~190 MB, page index) in LocalStack.
+//! The read benchmark: xstage (native, under the WASI host, through the emulator) beside
+//! DuckDB, pyarrow and polars, on the same Parquet files in LocalStack, all traffic through
+//! one counting proxy.
 //!
-//! Prints figures; asserts nothing about time. Bytes and requests are stable across runs,
-//! wall time is not. Usage: `scripts/bench` (or `cargo run -p xstage-tests --bin bench`).
+//! Per query and path it prints requests (STS / HEAD / GET / LIST), response bytes, their
+//! ratio to the query's physical minimum (`xstage_tests::minimum`) and the median wall time,
+//! and checks that every path got the same answer. Every run of every path assumes the role
+//! with the ExternalId: the peers before each run, xstage whenever its warm environment holds
+//! no credentials. Bytes and requests are stable; wall time on these machines is not, so
+//! compare paths within one run. Results also go to `$XSTAGE_BENCH_OUT/results.json` for
+//! `tests/peers/chart.py`.
+//!
+//! Usage: `scripts/bench` (release build, Python peers in their own venv). Environment:
+//! `XSTAGE_BENCH_RUNS` (5), `XSTAGE_BENCH_PATHS` (all: native,wasi,emulator,duckdb,pyarrow,
+//! polars), `XSTAGE_BENCH_QUERIES` (all: limit1,range,count,group,small,parts).
 
-use std::time::Instant;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use parquet::basic::Compression;
-use parquet::file::metadata::ParquetMetaDataReader;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use xstage_tests::bench_data;
-use xstage_tests::{localstack, seed};
+use serde_json::{Value, json};
+use xstage_host::Function;
+use xstage_tests::fault_proxy::{FaultProxy, Traffic};
+use xstage_tests::invoke::{agent, invoke, serve};
+use xstage_tests::minimum::Layout;
+use xstage_tests::{bench_data, localstack, run, seed, wasm};
 
-const ROWS: usize = 2_000_000;
+const WIDE_ROWS: usize = 2_000_000;
 const ROW_GROUP: usize = 100_000;
-const KEY: &str = "bench/wide.parquet";
+const SMALL_ROWS: usize = 1_000;
+const PARTS: usize = 10;
+const PART_ROWS: usize = 100_000;
+/// About 100 rows of the sorted id.
+const RANGE: (i64, i64) = (1_234_500, 1_234_599);
+const FUNCTION: &str = "xstage-bench";
+const MEMORY_MB: u32 = 1024;
 
-fn write_file() -> Result<Bytes> {
-    let props = WriterProperties::builder()
+fn props() -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP))
         .set_statistics_enabled(EnabledStatistics::Page)
-        // Plain encoding except for one dictionary-encoded column, as in the benchmark spec.
+        // Plain encoding except for one dictionary-encoded column.
         .set_dictionary_enabled(false)
         .set_column_dictionary_enabled(ColumnPath::from("category"), true)
-        // ~100 KB pages, so a LIMIT's physical minimum (footer + first pages) is ~1.2 MB.
         .set_data_page_size_limit(96 * 1024)
-        .build();
-    Ok(bench_data::write(ROWS, 42, props)?)
+        .build()
+}
+
+struct Query {
+    id: &'static str,
+    label: &'static str,
+    sql: String,
+    /// Footer plus the pages the query must read.
+    minimum: u64,
+}
+
+struct Dataset {
+    queries: Vec<Query>,
+    files: Vec<(String, Bytes)>,
+}
+
+fn dataset() -> Result<Dataset> {
+    let key = |name: &str| format!("bench/{name}");
+    let wide = bench_data::write(WIDE_ROWS, 42, props())?;
+    let small = bench_data::write(SMALL_ROWS, 7, props())?;
+    let parts: Vec<Bytes> = (0..PARTS)
+        .map(|i| bench_data::write(PART_ROWS, 100 + i as u64, props()))
+        .collect::<parquet::errors::Result<_>>()?;
+    let w = Layout::parse(&wide)?;
+    let s = Layout::parse(&small)?;
+    let part_footers: u64 = parts
+        .iter()
+        .map(|p| Layout::parse(p).map(|l| l.footer()))
+        .sum::<Result<u64>>()?;
+    let at = |name: &str| format!("@{}/{}", seed::STAGE, key(name));
+    let queries = vec![
+        Query {
+            id: "limit1",
+            label: "SELECT * … LIMIT 1",
+            sql: format!("SELECT * FROM {} LIMIT 1", at("wide.parquet")),
+            minimum: w.first_row()?,
+        },
+        Query {
+            id: "range",
+            label: "id BETWEEN (100 rows)",
+            sql: format!(
+                "SELECT * FROM {} WHERE id BETWEEN {} AND {}",
+                at("wide.parquet"),
+                RANGE.0,
+                RANGE.1
+            ),
+            // The id is the row number (`bench_data`).
+            minimum: w.int64_range("id", RANGE.0, RANGE.1, RANGE.0..RANGE.1 + 1)?,
+        },
+        Query {
+            id: "count",
+            label: "count(*)",
+            sql: format!("SELECT count(*) FROM {}", at("wide.parquet")),
+            minimum: w.footer(),
+        },
+        Query {
+            id: "group",
+            label: "GROUP BY category, flag",
+            sql: format!(
+                "SELECT category, flag, count(*) FROM {} GROUP BY category, flag \
+                 ORDER BY category, flag",
+                at("wide.parquet")
+            ),
+            minimum: w.whole_columns(&["category", "flag"])?,
+        },
+        Query {
+            id: "small",
+            label: "all of a 1,000-row file",
+            sql: format!("SELECT * FROM {}", at("small.parquet")),
+            minimum: s.whole_columns(&[])?,
+        },
+        Query {
+            id: "parts",
+            label: "count(*) over 10 files",
+            sql: format!("SELECT count(*) FROM {}", at("parts/")),
+            minimum: part_footers,
+        },
+    ];
+    let mut files = vec![(key("wide.parquet"), wide), (key("small.parquet"), small)];
+    for (i, p) in parts.into_iter().enumerate() {
+        files.push((key(&format!("parts/part-{i:02}.parquet")), p));
+    }
+    Ok(Dataset { queries, files })
+}
+
+/// One path's runs of one query.
+#[derive(Default)]
+struct Measured {
+    /// Traffic of every run.
+    traffic: Vec<Traffic>,
+    ms: Vec<f64>,
+    /// The answer: row count, and the values of small answers.
+    rows: Option<u64>,
+    values: Option<Value>,
+    error: Option<String>,
+    /// Peak guest memory (the WASI path).
+    peak_memory: Option<u64>,
+}
+
+impl Measured {
+    fn median_ms(&self) -> f64 {
+        let mut v = self.ms.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+
+    fn sts(&self) -> u64 {
+        self.traffic.iter().map(|t| t.sts).sum()
+    }
+
+    /// The last run: a warm one for xstage.
+    fn last(&self) -> Traffic {
+        self.traffic.last().copied().unwrap_or_default()
+    }
+
+    fn answer(&mut self, rows: u64, values: Option<Value>) {
+        self.rows = Some(rows);
+        self.values = values;
+    }
+}
+
+/// The answer in xstage's response: its row count, and its rows when there are few.
+fn xstage_answer(response: &Value) -> (u64, Option<Value>) {
+    let rows = response["rows"].as_array().map_or(0, Vec::len) as u64;
+    let values = (rows <= 64).then(|| response["rows"].clone());
+    (rows, values)
+}
+
+fn fail(m: &mut Measured, what: impl std::fmt::Display) {
+    m.error.get_or_insert_with(|| what.to_string());
+}
+
+async fn native(proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
+    let mut m = Measured::default();
+    for _ in 0..runs {
+        proxy.take_traffic();
+        let start = Instant::now();
+        let reply = run::native(seed::seed_event(proxy.url(), &q.sql)).await;
+        m.ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        m.traffic.push(proxy.take_traffic());
+        match reply {
+            Ok(v) => {
+                let (rows, values) = xstage_answer(&v);
+                m.answer(rows, values);
+            }
+            Err((kind, message)) => fail(&mut m, format!("{kind}: {message}")),
+        }
+    }
+    m
+}
+
+/// Each query in a new environment, so its peak memory is its own.
+async fn wasi(proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
+    let mut m = Measured::default();
+    let mut config = wasm::stage_query_config();
+    config.memory_size_mb = MEMORY_MB;
+    let function: Function = match wasm::host()
+        .load(&wasm::stage_query_component(), config)
+        .await
+    {
+        Ok(f) => f,
+        Err(e) => {
+            fail(&mut m, format!("loading the component: {e:#}"));
+            return m;
+        }
+    };
+    for _ in 0..runs {
+        proxy.take_traffic();
+        let start = Instant::now();
+        let (reply, stats) = run::wasi(&function, &seed::seed_event(proxy.url(), &q.sql)).await;
+        m.ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        m.traffic.push(proxy.take_traffic());
+        m.peak_memory = Some(stats.peak_memory_bytes);
+        match reply {
+            Ok(v) => {
+                let (rows, values) = xstage_answer(&v);
+                m.answer(rows, values);
+            }
+            Err((kind, message)) => fail(&mut m, format!("{kind}: {message}")),
+        }
+    }
+    m
+}
+
+fn emulator(server: &str, proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
+    let mut m = Measured::default();
+    let agent = agent(Duration::from_secs(300));
+    let payload = serde_json::to_vec(&seed::seed_event(proxy.url(), &q.sql)).unwrap();
+    for _ in 0..runs {
+        proxy.take_traffic();
+        let start = Instant::now();
+        let invoked = invoke(&agent, server, FUNCTION, &payload);
+        m.ms.push(start.elapsed().as_secs_f64() * 1000.0);
+        m.traffic.push(proxy.take_traffic());
+        match invoked {
+            Ok(i) if i.succeeded() => {
+                let (rows, values) = xstage_answer(&i.json());
+                m.answer(rows, values);
+            }
+            Ok(i) => fail(&mut m, format!("{}: {}", i.status, i.body)),
+            Err(e) => fail(&mut m, format!("{e:#}")),
+        }
+    }
+    m
+}
+
+/// The Python worker running the peers (`tests/peers/peers.py`).
+struct Peers {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Peers {
+    fn start(python: &Path, proxy: &str) -> Result<Self> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/peers.py");
+        let mut child = Command::new(python)
+            .arg(&script)
+            // pyarrow's AWS SDK for C++ finds STS here; the others are given the endpoint.
+            .env("AWS_ENDPOINT_URL_STS", proxy)
+            .env("AWS_REGION", seed::REGION)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} {}", python.display(), script.display()))?;
+        let stdin = child.stdin.take().context("worker stdin")?;
+        let stdout = BufReader::new(child.stdout.take().context("worker stdout")?);
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    fn call(&mut self, request: &Value) -> Result<Value> {
+        writeln!(self.stdin, "{request}")?;
+        self.stdin.flush()?;
+        let mut line = String::new();
+        if self.stdout.read_line(&mut line)? == 0 {
+            bail!("the Python worker exited");
+        }
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    fn run(&mut self, tool: &str, proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
+        let mut m = Measured::default();
+        let request = json!({
+            "tool": tool,
+            "query": q.id,
+            "endpoint": proxy.url(),
+            "region": seed::REGION,
+            "bucket": seed::BUCKET,
+            "prefix": seed::PREFIX,
+            "role_arn": seed::role_arn(),
+            "external_id": seed::EXTERNAL_ID,
+            "lo": RANGE.0,
+            "hi": RANGE.1,
+        });
+        for _ in 0..runs {
+            proxy.take_traffic();
+            let answer = self.call(&request);
+            m.traffic.push(proxy.take_traffic());
+            match answer {
+                Ok(a) if a.get("error").is_none() => {
+                    m.ms.push(a["ms"].as_f64().unwrap_or(f64::NAN));
+                    let values = a.get("values").filter(|v| !v.is_null()).cloned();
+                    m.answer(a["rows"].as_u64().unwrap_or(0), values);
+                }
+                Ok(a) => fail(&mut m, a["error"].as_str().unwrap_or("?")),
+                Err(e) => fail(&mut m, format!("{e:#}")),
+            }
+        }
+        m
+    }
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn template(dir: &Path) -> Result<PathBuf> {
+    let text = format!(
+        r#"AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  Bench:
+    Type: AWS::Serverless::Function
+    Metadata:
+      XstageComponent: {component}
+    Properties:
+      FunctionName: {FUNCTION}
+      MemorySize: {MEMORY_MB}
+      Timeout: 300
+      Environment:
+        Variables:
+          XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
+"#,
+        component = wasm::stage_query_component().display(),
+        allowed = seed::allowed_roles(),
+    );
+    let path = dir.join("template.yaml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// The paths' answers agree with the first path's, and with what the data holds.
+fn check(q: &Query, results: &mut [(String, Measured)]) {
+    let expected_rows = match q.id {
+        "limit1" => Some(1),
+        "range" => Some((RANGE.1 - RANGE.0 + 1) as u64),
+        "small" => Some(SMALL_ROWS as u64),
+        _ => None,
+    };
+    let expected_count = match q.id {
+        "count" => Some(WIDE_ROWS as u64),
+        "parts" => Some((PARTS * PART_ROWS) as u64),
+        _ => None,
+    };
+    let reference = results
+        .iter()
+        .find(|(_, m)| m.error.is_none())
+        .and_then(|(_, m)| m.values.clone());
+    for (_, m) in results.iter_mut() {
+        if m.error.is_some() {
+            continue;
+        }
+        if let Some(rows) = expected_rows.filter(|&r| Some(r) != m.rows) {
+            m.error = Some(format!("{:?} rows, expected {rows}", m.rows));
+        } else if let Some(count) =
+            expected_count.filter(|&c| m.values.as_ref().and_then(|v| v[0][0].as_u64()) != Some(c))
+        {
+            m.error = Some(format!("answered {:?}, expected {count}", m.values));
+        } else if q.id == "group" && m.values != reference {
+            m.error = Some(format!("answered {:?}, others {reference:?}", m.values));
+        }
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.2} MB", bytes as f64 / 1e6)
 }
 
 fn main() -> Result<()> {
     seed::platform_identity();
-    xstage_tests::runtime().block_on(async {
-        eprintln!("==> starting LocalStack ...");
-        let endpoint = localstack::localstack().endpoint().to_string();
-        eprintln!("==> writing {ROWS} rows in row groups of {ROW_GROUP} ...");
-        let t = Instant::now();
-        let file = write_file()?;
-        let meta = ParquetMetaDataReader::new()
-            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required)
-            .parse_and_finish(&file)
-            .context("reading back the footer")?;
-        let footer_len = u32::from_le_bytes(file[file.len() - 8..file.len() - 4].try_into()?) as u64 + 8;
-        // From the start of every column chunk of row group 0 (its dictionary page, if any)
-        // to the end of its first data page, by the offset index.
-        let first_pages: i64 = meta
-            .offset_index()
-            .map(|oi| {
-                oi[0].iter()
-                    .zip(meta.row_group(0).columns())
-                    .map(|(c, chunk)| {
-                        let first = &c.page_locations()[0];
-                        first.offset + first.compressed_page_size as i64 - chunk.byte_range().0 as i64
-                    })
-                    .sum()
-            })
-            .unwrap_or(0);
-        eprintln!(
-            "    {:.1} MB, {} row groups, footer {} B, dictionary + first data pages of row group 0: {} B ({:.1}s)",
-            file.len() as f64 / 1e6,
-            meta.num_row_groups(),
-            footer_len,
-            first_pages,
-            t.elapsed().as_secs_f64()
-        );
-        let admin = seed::seed(&endpoint, Bytes::from_static(b"PAR1")).await?;
-        let t = Instant::now();
-        admin.put(seed::BUCKET, &format!("{}{KEY}", seed::PREFIX), file.clone()).await?;
-        eprintln!("    uploaded in {:.1}s", t.elapsed().as_secs_f64());
+    let runs: usize = std::env::var("XSTAGE_BENCH_RUNS")
+        .ok()
+        .map(|v| v.parse())
+        .transpose()
+        .context("XSTAGE_BENCH_RUNS")?
+        .unwrap_or(5);
+    let list = |var: &str, all: &str| -> Vec<String> {
+        std::env::var(var)
+            .unwrap_or_else(|_| all.to_string())
+            .split(',')
+            .map(str::to_string)
+            .collect()
+    };
+    let paths = list(
+        "XSTAGE_BENCH_PATHS",
+        "native,wasi,emulator,duckdb,pyarrow,polars",
+    );
+    let only = list(
+        "XSTAGE_BENCH_QUERIES",
+        "limit1,range,count,group,small,parts",
+    );
+    let out =
+        PathBuf::from(std::env::var("XSTAGE_BENCH_OUT").unwrap_or_else(|_| "bench-out".into()));
+    std::fs::create_dir_all(&out)?;
 
-        println!("| query | S3 requests | bytes read | target | elapsed ms |");
-        println!("| --- | ---: | ---: | --- | ---: |");
-        let queries = [
-            ("SELECT * ... LIMIT 1", format!("SELECT * FROM @databend_test/{KEY} LIMIT 1"), "≤ 1.5 MB"),
-            ("SELECT count(*)", format!("SELECT count(*) FROM @databend_test/{KEY}"), "≤ 64 KB"),
-            (
-                "id range (~100 rows)",
-                format!("SELECT * FROM @databend_test/{KEY} WHERE id BETWEEN 1234500 AND 1234599"),
-                "-",
-            ),
-        ];
-        for (label, sql, target) in queries {
-            let response = xstage_core::handle(seed::seed_event(&endpoint, &sql))
-                .await
-                .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
-            let s = &response.stats;
+    let runtime = xstage_tests::runtime();
+    eprintln!("==> starting LocalStack ...");
+    let endpoint = localstack::localstack().endpoint().to_string();
+    eprintln!("==> writing the dataset ...");
+    let t = Instant::now();
+    let mut data = dataset()?;
+    data.queries.retain(|q| only.iter().any(|o| o == q.id));
+    eprintln!("    {:.1}s", t.elapsed().as_secs_f64());
+    runtime.block_on(async {
+        let admin = seed::seed(&endpoint, Bytes::from_static(b"PAR1")).await?;
+        for (key, body) in &data.files {
+            eprintln!("    uploading {key} ({})", mb(body.len() as u64));
+            admin
+                .put(
+                    seed::BUCKET,
+                    &format!("{}{key}", seed::PREFIX),
+                    body.clone(),
+                )
+                .await?;
+        }
+        anyhow::Ok(())
+    })?;
+    let proxy = FaultProxy::start(&endpoint)?;
+
+    let server = if paths.iter().any(|p| p == "emulator") {
+        let xstage = std::env::current_exe()?.with_file_name("xstage");
+        eprintln!("==> starting {} serve ...", xstage.display());
+        Some(serve(
+            xstage.to_str().context("path")?,
+            "xstage-serve-bench",
+            &template(&out)?,
+            proxy.url(),
+        )?)
+    } else {
+        None
+    };
+    let python = std::env::var("XSTAGE_PEERS_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut peers = if paths
+        .iter()
+        .any(|p| ["duckdb", "pyarrow", "polars"].contains(&p.as_str()))
+    {
+        Some(Peers::start(Path::new(&python), proxy.url())?)
+    } else {
+        None
+    };
+    let versions = match peers.as_mut() {
+        Some(p) => p.call(&json!({"tool": "versions"}))?["versions"].clone(),
+        None => Value::Null,
+    };
+
+    let mut report = Vec::new();
+    println!(
+        "| query | path | STS ({runs} runs) | HEAD | GET | LIST | bytes | × minimum | median ms | answer |"
+    );
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    for q in &data.queries {
+        let mut results: Vec<(String, Measured)> = Vec::new();
+        for path in &paths {
+            eprintln!("==> {} · {path}", q.id);
+            let m = match path.as_str() {
+                "native" => runtime.block_on(native(&proxy, q, runs)),
+                "wasi" => runtime.block_on(wasi(&proxy, q, runs)),
+                "emulator" => emulator(&server.as_ref().unwrap().1, &proxy, q, runs),
+                tool => match peers.as_mut() {
+                    Some(p) => p.run(tool, &proxy, q, runs),
+                    None => bail!("unknown path {tool}"),
+                },
+            };
+            results.push((path.clone(), m));
+        }
+        check(q, &mut results);
+        for (path, m) in &results {
+            let t = m.last();
             println!(
-                "| {label} | {} | {} | {target} | {} |",
-                s.s3_requests, s.bytes_read, s.elapsed_ms
+                "| {} | {path} | {} | {} | {} | {} | {} | {:.2}× | {:.0} | {} |",
+                q.label,
+                m.sts(),
+                t.head,
+                t.get,
+                t.list,
+                t.bytes,
+                t.bytes as f64 / q.minimum as f64,
+                m.median_ms(),
+                m.error.as_deref().map_or("ok".to_string(), |e| {
+                    format!("**failed**: {}", e.chars().take(160).collect::<String>())
+                })
             );
+            report.push(json!({
+                "query": q.id, "label": q.label, "path": path, "minimum": q.minimum,
+                "sts": m.sts(), "head": t.head, "get": t.get, "list": t.list, "bytes": t.bytes,
+                "first_run_bytes": m.traffic.first().map(|t| t.bytes),
+                "median_ms": m.median_ms(), "ms": m.ms, "error": m.error,
+                "peak_memory": m.peak_memory,
+            }));
         }
         println!(
-            "\nfile: {} bytes; footer {} bytes; physical minimum of LIMIT 1 (footer + dictionary and first data page of every column) = {} bytes",
-            file.len(),
-            footer_len,
-            footer_len as i64 + first_pages
+            "| {} | **physical minimum** | | | | | {} | 1.00× | | |",
+            q.label, q.minimum
         );
-        Ok(())
-    })
+    }
+    for (path, m) in report.iter().map(|r| (r["path"].clone(), r)) {
+        if let (Some(peak), "group") =
+            (m["peak_memory"].as_u64(), m["query"].as_str().unwrap_or(""))
+        {
+            println!("\npeak guest memory, GROUP BY, {path}: {}", mb(peak));
+        }
+    }
+    let results = json!({
+        "runs": runs,
+        "versions": {
+            "xstage": env!("CARGO_PKG_VERSION"),
+            "peers": versions,
+        },
+        "results": report,
+    });
+    let file = out.join("results.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&results)?)?;
+    eprintln!("==> wrote {}", file.display());
+    drop(server);
+    Ok(())
 }

@@ -80,18 +80,18 @@ impl Layout {
             .context("the file has no column index")?;
         let mut total = self.footer;
         let mut first_row = 0;
-        for rg in 0..self.meta.num_row_groups() {
+        for (rg, rg_index) in column_index.iter().enumerate() {
             let rg_rows = self.meta.row_group(rg).num_rows();
-            let ColumnIndexMetaData::INT64(index) = &column_index[rg][col] else {
+            let ColumnIndexMetaData::INT64(index) = &rg_index[col] else {
                 bail!("{column} has no INT64 column index in row group {rg}");
             };
             let locations = self.locations(rg, col)?;
-            for page in 0..locations.len() {
+            for (page, location) in locations.iter().enumerate() {
                 let (Some(min), Some(max)) = (index.min_value(page), index.max_value(page)) else {
                     continue;
                 };
                 if *max >= lo && *min <= hi {
-                    total += locations[page].compressed_page_size as u64;
+                    total += location.compressed_page_size as u64;
                 }
             }
             let rows = matching.start.max(first_row) - first_row

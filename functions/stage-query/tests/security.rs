@@ -12,7 +12,7 @@
 //! written for AWS allows a listing there, and the `s3:prefix` condition on listings cannot be
 //! shown under it; the documents' listing statements are checked by unit tests and accepted by
 //! LocalStack's IAM (`emulator/tests/serve.rs`). (It also authorizes HEAD as
-//! `s3:HeadObject`; xstage sends no HEAD: it learns an object's size from a 1-byte GET. And it
+//! `s3:HeadObject`; xstage sends no HEAD: it learns an object's size from a suffix GET. And it
 //! answers `NoSuchKey` for a bucket that does not exist, so `NoSuchBucket` is provoked
 //! against LocalStack, in `diagnostics.rs`.)
 

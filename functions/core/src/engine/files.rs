@@ -1,9 +1,12 @@
-//! Which objects a [`Location`] selects: one 1-byte GET (its size) for a plain path, ListObjectsV2 for a
-//! directory, a glob or a pattern, concurrent 1-byte GETs for `FILES => (...)`.
+//! Which objects a [`Location`] selects: one suffix GET (its size, and the footer the query
+//! reads next) for a plain path, ListObjectsV2 for a directory, a glob or a pattern,
+//! concurrent suffix GETs for `FILES => (...)`.
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 
+use super::footer::PageIndexes;
+use super::hints;
 use crate::error::{ErrorKind, FunctionError, Result};
 use crate::s3::{IoStats, S3Store, key_of};
 use crate::stage::{Location, Selection, StageUrl};
@@ -19,10 +22,16 @@ pub async fn resolve(
     stage: &StageUrl,
     location: &Location,
     listing_only: bool,
+    want: PageIndexes,
 ) -> Result<Vec<ObjectMeta>> {
+    // The first read of a file: as much of its end as its footer (and the page indexes the
+    // query wants) took last time, else the default.
+    let first_read =
+        |key: &str| hints::learned(store.bucket(), key).map_or(hints::DEFAULT, |l| l.wanted(want));
     let list_prefix = match &location.selection {
         Selection::Path(p) if !listing_only && location.pattern.is_none() => {
-            match store.head_key(&stage.key(p)).await {
+            let key = stage.key(p);
+            match store.probe(&key, first_read(&key)).await {
                 Ok(meta) => return Ok(vec![meta]),
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(store_error(e, stats)),
@@ -35,7 +44,8 @@ pub async fn resolve(
         Selection::Files(files) => {
             let metas: Vec<ObjectMeta> = futures::stream::iter(files.iter().map(|f| {
                 let key = stage.key(f);
-                async move { store.head_key(&key).await }
+                let tail = first_read(&key);
+                async move { store.probe(&key, tail).await }
             }))
             .buffered(8)
             .try_collect()

@@ -20,6 +20,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
+use super::hints;
 use crate::checks;
 use crate::error::{ErrorKind, FunctionError, Result};
 use crate::s3::{IoStats, S3Store, key_of};
@@ -40,24 +41,48 @@ const CONCURRENCY: usize = 8;
 
 /// Loads the footers of `files`, primes DataFusion's metadata cache with them and tells the
 /// store where their pages are, so it checks every page header it fetches.
+///
+/// Each file's first read is its learned length ([`hints`]); when the first file is new to
+/// this environment it is read alone, with `hint`, and the others are read like it.
 pub async fn prime(
     ctx: &SessionContext,
     store: &S3Store,
     stats: &IoStats,
     files: &[ObjectMeta],
-    hint: usize,
+    hint: u64,
     want: PageIndexes,
     max_page: u64,
 ) -> Result<()> {
     let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
-    let loaded: Vec<(ObjectMeta, ParquetMetaData)> = futures::stream::iter(files.iter().cloned())
-        .map(|meta| async move {
-            let metadata = load(store, stats, &meta, hint, want).await?;
-            Ok::<_, FunctionError>((meta, metadata))
+    let learned = |meta: &ObjectMeta| {
+        key_of(&meta.location)
+            .ok()
+            .and_then(|key| hints::learned(store.bucket(), &key))
+            .map(|l| l.wanted(want))
+    };
+    let mut loaded: Vec<(ObjectMeta, ParquetMetaData)> = Vec::with_capacity(files.len());
+    let mut rest = files;
+    let mut sibling = None;
+    if let [first, others @ ..] = files
+        && !others.is_empty()
+        && learned(first).is_none()
+    {
+        loaded.push((first.clone(), load(store, stats, first, hint, want).await?));
+        sibling = learned(first).map(hints::from_sibling);
+        rest = others;
+    }
+    let more: Vec<(ObjectMeta, ParquetMetaData)> = futures::stream::iter(rest.iter().cloned())
+        .map(|meta| {
+            let first_read = learned(&meta).or(sibling).unwrap_or(hint);
+            async move {
+                let metadata = load(store, stats, &meta, first_read, want).await?;
+                Ok::<_, FunctionError>((meta, metadata))
+            }
         })
         .buffered(CONCURRENCY)
         .try_collect()
         .await?;
+    loaded.extend(more);
     for (meta, metadata) in loaded {
         store.expect_pages(&meta.location, checks::PageMap::new(&metadata, max_page));
         let entry = CachedFileMetadataEntry::new(
@@ -74,7 +99,7 @@ pub async fn load(
     store: &S3Store,
     stats: &IoStats,
     meta: &ObjectMeta,
-    hint: usize,
+    hint: u64,
     want: PageIndexes,
 ) -> Result<ParquetMetaData> {
     let key = key_of(&meta.location).unwrap_or_default();
@@ -87,7 +112,7 @@ pub async fn load(
     };
     let size = meta.size;
     check_size(size).map_err(invalid)?;
-    let mut tail = fetch_tail(store, stats, meta, hint as u64).await?;
+    let mut tail = fetch_tail(store, stats, meta, hint).await?;
     let footer = match parse_tail(&tail, size).map_err(invalid)? {
         Tail::Footer(footer) => footer,
         Tail::Needs(len) => {
@@ -129,6 +154,16 @@ pub async fn load(
         }
         Err(e) => return Err(invalid(e.to_string())),
     };
+    let footer_len = u64::from(u32::from_le_bytes(
+        tail[tail.len() - 8..tail.len() - 4]
+            .try_into()
+            .unwrap_or_default(),
+    )) + 8;
+    hints::learn(
+        store.bucket(),
+        &key,
+        hints::Lengths::of(&metadata, size, footer_len),
+    );
     Ok(mark_missing_column_index(metadata))
 }
 

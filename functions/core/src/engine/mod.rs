@@ -9,6 +9,7 @@
 mod error;
 mod files;
 pub mod footer;
+mod hints;
 mod serial;
 mod tables;
 
@@ -30,10 +31,8 @@ use crate::stage::Location;
 
 pub use files::store_error;
 
-/// Bytes read from the end of a file in the first footer request. Large enough for the
-/// footer of a wide file with many row groups; far below DataFusion's 512 KiB default,
-/// which a `count(*)` would pay per file.
-pub const METADATA_SIZE_HINT: usize = 64 * 1024;
+/// Bytes read from the end of a file nothing is known about ([`hints`] for the others).
+pub const METADATA_SIZE_HINT: usize = hints::DEFAULT as usize;
 
 /// A statement checked against the stage, before any I/O.
 #[derive(Debug)]
@@ -160,8 +159,15 @@ pub async fn run(
     for (name, source) in &plan.tables {
         let location = source.location();
         let listing_only = matches!(source, Source::List(_));
-        let metas: Vec<ObjectMeta> =
-            files::resolve(&store, stats, &stage.url, location, listing_only).await?;
+        let metas: Vec<ObjectMeta> = files::resolve(
+            &store,
+            stats,
+            &stage.url,
+            location,
+            listing_only,
+            plan.page_indexes,
+        )
+        .await?;
         let names: Vec<String> = metas
             .iter()
             .filter_map(|m| key_of(&m.location).ok())
@@ -173,7 +179,7 @@ pub async fn run(
                 &store,
                 stats,
                 &metas,
-                METADATA_SIZE_HINT,
+                hints::DEFAULT,
                 plan.page_indexes,
                 crate::checks::max_page_bytes(memory_limit),
             )

@@ -4,6 +4,7 @@
 mod error;
 mod stats;
 mod store;
+mod tails;
 
 pub use error::map as map_error;
 pub use stats::{IoCounts, IoStats};

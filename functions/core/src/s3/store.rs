@@ -1,9 +1,11 @@
 //! An [`ObjectStore`] over `aws-sdk-s3`, confined to one stage and read-only.
 //!
 //! DataFusion reads Parquet through it: `GetObject` with byte ranges (close ranges coalesced,
-//! far ones fetched concurrently), a 1-byte `GetObject` for an object's size, and `ListObjectsV2`. Object metadata already
-//! learnt from a listing is served without another request. Every key is checked to lie under
-//! the stage prefix, so even a bug upstream cannot read outside the stage.
+//! far ones fetched concurrently), a suffix `GetObject` for an object's size and last bytes
+//! ([`S3Store::probe`]), and `ListObjectsV2`. Object metadata already learnt from a listing is
+//! served without another request, and reads inside an object's fetched tail without one
+//! either ([`super::tails`]). Every key is checked to lie under the stage prefix, so even a
+//! bug upstream cannot read outside the stage.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +25,7 @@ use object_store::{
 
 use super::error::map as map_s3_error;
 use super::stats::{IoStats, Request};
+use super::tails::{Split, Tails, join};
 use crate::aws_error::{AwsFailure, Transport, chain};
 use crate::checks::PageMap;
 use crate::error::{ErrorKind, FunctionError};
@@ -40,6 +43,7 @@ pub struct S3Store {
     stats: Arc<IoStats>,
     known: Arc<Mutex<HashMap<String, ObjectMeta>>>,
     pages: Arc<Mutex<HashMap<String, Arc<PageMap>>>>,
+    tails: Arc<Tails>,
 }
 
 impl S3Store {
@@ -52,6 +56,7 @@ impl S3Store {
             stats,
             known: Arc::default(),
             pages: Arc::default(),
+            tails: Arc::default(),
         }
     }
 
@@ -114,12 +119,13 @@ impl S3Store {
         to_store_error(err, key)
     }
 
-    /// An object's metadata, from a GET of its first byte rather than a `HeadObject`: the
-    /// same one request and the same permission (`s3:GetObject`), but a failure comes with
-    /// S3's error code in the body (a HEAD response has none, so an expired token, a bad
-    /// signature and a denied read would all be a bare 403), and `Content-Range` carries
-    /// the size. An empty object answers 416, which is size 0.
-    pub async fn head_key(&self, key: &str) -> object_store::Result<ObjectMeta> {
+    /// An object's metadata and its last `tail` bytes, from one suffix `GetObject` rather
+    /// than a `HeadObject`: `Content-Range` carries the size, and the bytes are the footer a
+    /// Parquet read needs next (kept, so that read costs no request). The same permission
+    /// (`s3:GetObject`), and a failure comes with S3's error code in the body (a HEAD response
+    /// has none, so an expired token, a bad signature and a denied read would all be a bare
+    /// 403). An empty object answers 416, which is size 0.
+    pub async fn probe(&self, key: &str, tail: u64) -> object_store::Result<ObjectMeta> {
         if let Some(meta) = self.known_map().get(key) {
             return Ok(meta.clone());
         }
@@ -129,16 +135,16 @@ impl S3Store {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
-            .range("bytes=0-0")
+            .range(format!("bytes=-{}", tail.max(1)))
             .send()
             .await;
         let meta = match result {
             Ok(out) => {
-                let size = out
-                    .content_range()
-                    .and_then(parse_content_range)
-                    .map(|(_, total)| total)
-                    .unwrap_or_else(|| out.content_length().unwrap_or(0).max(0) as u64);
+                let announced = out.content_range().and_then(parse_content_range);
+                let size = announced.as_ref().map_or_else(
+                    || out.content_length().unwrap_or(0).max(0) as u64,
+                    |(_, total)| *total,
+                );
                 let meta = ObjectMeta {
                     location: Self::path(key),
                     last_modified: to_chrono(out.last_modified()),
@@ -146,8 +152,13 @@ impl S3Store {
                     e_tag: out.e_tag().map(str::to_string),
                     version: out.version_id().map(str::to_string),
                 };
-                let body = out.body.collect().await.map(|b| b.into_bytes().len());
-                self.stats.bytes(body.unwrap_or(0) as u64);
+                // A body cut short is not kept: the read that needs it fetches it again.
+                if let Ok(body) = out.body.collect().await {
+                    let bytes = body.into_bytes();
+                    self.stats.bytes(bytes.len() as u64);
+                    let start = announced.map_or(0, |(range, _)| range.start);
+                    self.tails.keep(key, start, bytes, size);
+                }
                 meta
             }
             Err(e) => {
@@ -245,7 +256,80 @@ impl S3Store {
         .boxed()
     }
 
+    /// A read, answered from the object's kept tail where it can be, its page headers
+    /// checked when the file's pages are known.
     async fn get_key(&self, key: &str, options: &GetOptions) -> object_store::Result<GetResult> {
+        let plain = options.if_match.is_none()
+            && options.if_none_match.is_none()
+            && options.if_modified_since.is_none()
+            && options.if_unmodified_since.is_none()
+            && options.version.is_none();
+        let wanted = match (&options.range, self.tails.size(key)) {
+            (Some(range), Some(size)) if plain => absolute(range, size),
+            _ => None,
+        };
+        let split = wanted
+            .as_ref()
+            .map_or(Split::Miss, |r| self.tails.split(key, r));
+        let (bytes, range, meta) = match (split, wanted) {
+            (Split::Cached(bytes), Some(range)) => (bytes, range, self.known(key)),
+            (Split::Partly { fetch, cached }, Some(range)) => {
+                let before = GetOptions {
+                    range: Some(GetRange::Bounded(fetch)),
+                    ..GetOptions::default()
+                };
+                let (head, _, meta) = self.fetch(key, &before).await?;
+                let bytes = join(&head, &cached);
+                self.tails.keep(key, range.start, bytes.clone(), meta.size);
+                (bytes, range, meta)
+            }
+            _ => {
+                let (bytes, range, meta) = self.fetch(key, options).await?;
+                self.tails.keep(key, range.start, bytes.clone(), meta.size);
+                (bytes, range, meta)
+            }
+        };
+        if let Some(map) = self.page_map(key)
+            && let Err(why) = map.check(range.start, &bytes)
+        {
+            let err = FunctionError::new(
+                ErrorKind::InvalidParquet,
+                format!(
+                    "s3://{}/{key} is not a readable Parquet file: {why}",
+                    self.bucket
+                ),
+            );
+            self.stats.failed(&err);
+            return Err(to_store_error(err, key));
+        }
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(stream::once(async move { Ok(bytes) }).boxed()),
+            meta,
+            range,
+            attributes: Default::default(),
+        })
+    }
+
+    /// What is known of an object without a request.
+    fn known(&self, key: &str) -> ObjectMeta {
+        self.known_map()
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| ObjectMeta {
+                location: Self::path(key),
+                last_modified: DateTime::<Utc>::default(),
+                size: self.tails.size(key).unwrap_or(0),
+                e_tag: None,
+                version: None,
+            })
+    }
+
+    /// One `GetObject`: the bytes, the range they cover and the object's metadata.
+    async fn fetch(
+        &self,
+        key: &str,
+        options: &GetOptions,
+    ) -> object_store::Result<(Bytes, Range<u64>, ObjectMeta)> {
         let range = options.range.as_ref().map(http_range).transpose()?;
         tracing::debug!(bucket = %self.bucket, key, range = range.as_deref().unwrap_or("all"), "GetObject");
         self.stats.request(Request::Get);
@@ -309,25 +393,7 @@ impl S3Store {
             self.stats.failed(&err);
             return Err(to_store_error(err, key));
         }
-        if let Some(map) = self.page_map(key)
-            && let Err(why) = map.check(range.start, &bytes)
-        {
-            let err = FunctionError::new(
-                ErrorKind::InvalidParquet,
-                format!(
-                    "s3://{}/{key} is not a readable Parquet file: {why}",
-                    self.bucket
-                ),
-            );
-            self.stats.failed(&err);
-            return Err(to_store_error(err, key));
-        }
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(stream::once(async move { Ok(bytes) }).boxed()),
-            meta,
-            range,
-            attributes: Default::default(),
-        })
+        Ok((bytes, range, meta))
     }
 }
 
@@ -368,7 +434,7 @@ impl ObjectStore for S3Store {
     async fn get_opts(&self, path: &Path, options: GetOptions) -> object_store::Result<GetResult> {
         let key = self.key(path)?;
         if options.head {
-            let meta = self.head_key(&key).await?;
+            let meta = self.probe(&key, 1).await?;
             return Ok(GetResult {
                 payload: GetResultPayload::Stream(stream::empty().boxed()),
                 range: 0..meta.size,
@@ -500,6 +566,16 @@ fn http_range(range: &GetRange) -> object_store::Result<String> {
         GetRange::Offset(o) => format!("bytes={o}-"),
         GetRange::Suffix(n) => format!("bytes=-{n}"),
     })
+}
+
+/// `range` of an object of `size` bytes as offsets; `None` when it asks for nothing.
+fn absolute(range: &GetRange, size: u64) -> Option<Range<u64>> {
+    let r = match range {
+        GetRange::Bounded(r) => r.start..r.end.min(size),
+        GetRange::Offset(o) => *o..size,
+        GetRange::Suffix(n) => size.saturating_sub(*n)..size,
+    };
+    (r.start < r.end).then_some(r)
 }
 
 /// `bytes 0-99/1234` into `(0..100, 1234)`.

@@ -1,0 +1,142 @@
+//! The metadata size hint per file: how many bytes from its end a file's first request
+//! should fetch.
+//!
+//! A warm execution environment remembers, per object, how long its footer is and where its
+//! page indexes start, so the next query's first request fetches exactly the metadata it
+//! needs: the footer alone for `count(*)`, down to the offset index for a LIMIT, down to the
+//! column index for a filter. A file never read before gets the length its siblings in the
+//! same query needed (files of one dataset come from one writer), and the first of all
+//! [`DEFAULT`]. A hint is only ever a guess: the footer says how long it really is, and a
+//! short read is completed by a second request.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use parquet::file::metadata::ParquetMetaData;
+
+use super::footer::PageIndexes;
+
+/// Bytes read from the end of a file nothing is known about. Large enough for the footer of
+/// a wide file with many row groups; far below DataFusion's 512 KiB default.
+pub const DEFAULT: u64 = 64 * 1024;
+/// Objects remembered per execution environment.
+const MAX_ENTRIES: usize = 16_384;
+
+/// The lengths from the end of a file that its metadata takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lengths {
+    /// The footer, its length field and the magic.
+    pub footer: u64,
+    /// Down to the first offset index (the footer's length if the file has none).
+    pub offset_index: u64,
+    /// Down to the first column or offset index.
+    pub page_index: u64,
+}
+
+impl Lengths {
+    /// From a file's decoded footer: `footer_len` is its Thrift length plus 8.
+    pub fn of(metadata: &ParquetMetaData, size: u64, footer_len: u64) -> Self {
+        let mut offset_start = u64::MAX;
+        let mut index_start = u64::MAX;
+        for chunk in metadata.row_groups().iter().flat_map(|rg| rg.columns()) {
+            if let Some(o) = chunk
+                .offset_index_offset()
+                .and_then(|o| u64::try_from(o).ok())
+            {
+                offset_start = offset_start.min(o);
+            }
+            if let Some(c) = chunk
+                .column_index_offset()
+                .and_then(|c| u64::try_from(c).ok())
+            {
+                index_start = index_start.min(c);
+            }
+        }
+        let from_end = |start: u64| {
+            if start < size {
+                (size - start).max(footer_len)
+            } else {
+                footer_len
+            }
+        };
+        let offset_index = from_end(offset_start);
+        Self {
+            footer: footer_len,
+            offset_index,
+            page_index: from_end(index_start.min(offset_start)).max(offset_index),
+        }
+    }
+
+    /// The bytes a query wanting `want` should read first.
+    pub fn wanted(&self, want: PageIndexes) -> u64 {
+        if want.column_index {
+            self.page_index
+        } else if want.offset_index {
+            self.offset_index
+        } else {
+            self.footer
+        }
+    }
+}
+
+static LEARNED: LazyLock<Mutex<HashMap<String, Lengths>>> = LazyLock::new(Mutex::default);
+
+fn id(bucket: &str, key: &str) -> String {
+    format!("{bucket}/{key}")
+}
+
+/// What this environment learned about `bucket/key`.
+pub fn learned(bucket: &str, key: &str) -> Option<Lengths> {
+    let map = LEARNED.lock().unwrap_or_else(|p| p.into_inner());
+    map.get(&id(bucket, key)).copied()
+}
+
+/// Remembers `lengths` for `bucket/key`.
+pub fn learn(bucket: &str, key: &str, lengths: Lengths) {
+    let mut map = LEARNED.lock().unwrap_or_else(|p| p.into_inner());
+    if map.len() >= MAX_ENTRIES && !map.contains_key(&id(bucket, key)) {
+        map.clear();
+    }
+    map.insert(id(bucket, key), lengths);
+}
+
+/// The first read of a file like `sibling`: its length and a sixteenth more, for footers
+/// whose statistics differ in length.
+pub fn from_sibling(sibling: u64) -> u64 {
+    sibling + sibling / 16 + 64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wanted_length_grows_with_the_indexes() {
+        let l = Lengths {
+            footer: 100,
+            offset_index: 300,
+            page_index: 700,
+        };
+        let want = |offset_index, column_index| PageIndexes {
+            offset_index,
+            column_index,
+        };
+        assert_eq!(l.wanted(want(false, false)), 100);
+        assert_eq!(l.wanted(want(true, false)), 300);
+        assert_eq!(l.wanted(want(true, true)), 700);
+        assert!((1001..1200).contains(&from_sibling(1000)));
+    }
+
+    #[test]
+    fn learned_lengths_are_per_object() {
+        let l = Lengths {
+            footer: 10,
+            offset_index: 10,
+            page_index: 10,
+        };
+        learn("b", "hints-test/a", l);
+        assert_eq!(learned("b", "hints-test/a"), Some(l));
+        assert_eq!(learned("b", "hints-test/b"), None);
+        assert_eq!(learned("other", "hints-test/a"), None);
+    }
+}

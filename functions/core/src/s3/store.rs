@@ -275,10 +275,22 @@ impl S3Store {
             (Split::Cached(bytes), Some(range)) => (bytes, range, self.known(key)),
             (Split::Partly { fetch, cached }, Some(range)) => {
                 let before = GetOptions {
-                    range: Some(GetRange::Bounded(fetch)),
+                    range: Some(GetRange::Bounded(fetch.clone())),
                     ..GetOptions::default()
                 };
-                let (head, _, meta) = self.fetch(key, &before).await?;
+                let (head, got, meta) = self.fetch(key, &before).await?;
+                if got != fetch {
+                    let err = FunctionError::new(
+                        ErrorKind::EndpointUnreachable,
+                        format!(
+                            "S3 GetObject on s3://{}/{key} returned bytes {got:?} where {fetch:?} \
+                             were asked for; does the endpoint honour Range requests?",
+                            self.bucket
+                        ),
+                    );
+                    self.stats.failed(&err);
+                    return Err(to_store_error(err, key));
+                }
                 let bytes = join(&head, &cached);
                 self.tails.keep(key, range.start, bytes.clone(), meta.size);
                 (bytes, range, meta)

@@ -27,7 +27,7 @@ pub async fn resolve(
     // The first read of a file: as much of its end as its footer (and the page indexes the
     // query wants) took last time, else the default.
     let first_read =
-        |key: &str| hints::learned(store.bucket(), key).map_or(hints::DEFAULT, |l| l.wanted(want));
+        |key: &str| hints::first_read(store.bucket(), key, want).unwrap_or(hints::DEFAULT);
     let list_prefix = match &location.selection {
         Selection::Path(p) if !listing_only && location.pattern.is_none() => {
             let key = stage.key(p);

@@ -57,8 +57,7 @@ pub async fn prime(
     let learned = |meta: &ObjectMeta| {
         key_of(&meta.location)
             .ok()
-            .and_then(|key| hints::learned(store.bucket(), &key))
-            .map(|l| l.wanted(want))
+            .and_then(|key| hints::first_read(store.bucket(), &key, want))
     };
     let mut loaded: Vec<(ObjectMeta, ParquetMetaData)> = Vec::with_capacity(files.len());
     let mut rest = files;
@@ -154,15 +153,12 @@ pub async fn load(
         }
         Err(e) => return Err(invalid(e.to_string())),
     };
-    let footer_len = u64::from(u32::from_le_bytes(
-        tail[tail.len() - 8..tail.len() - 4]
-            .try_into()
-            .unwrap_or_default(),
-    )) + 8;
+    // `parse_tail` found the trailer in these bytes.
+    let footer = footer_len(&tail[tail.len() - 8..]) + 8;
     hints::learn(
         store.bucket(),
         &key,
-        hints::Lengths::of(&metadata, size, footer_len),
+        hints::Lengths::of(&metadata, size, footer),
     );
     Ok(mark_missing_column_index(metadata))
 }
@@ -174,6 +170,13 @@ fn check_size(size: u64) -> std::result::Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The footer length a file's 8-byte trailer (length, then magic) declares.
+fn footer_len(trailer: &[u8]) -> u64 {
+    u64::from(u32::from_le_bytes([
+        trailer[0], trailer[1], trailer[2], trailer[3],
+    ]))
 }
 
 /// What the last bytes of a file say.
@@ -206,9 +209,7 @@ pub fn parse_tail(tail: &Bytes, size: u64) -> std::result::Result<Tail, String> 
             ));
         }
     }
-    let footer_len = u64::from(u32::from_le_bytes([
-        trailer[0], trailer[1], trailer[2], trailer[3],
-    ]));
+    let footer_len = footer_len(trailer);
     if footer_len + 8 > size.saturating_sub(4) {
         return Err(format!(
             "its footer claims {footer_len} bytes, more than the {size}-byte file holds"

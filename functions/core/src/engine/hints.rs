@@ -91,6 +91,11 @@ pub fn learned(bucket: &str, key: &str) -> Option<Lengths> {
     map.get(&id(bucket, key)).copied()
 }
 
+/// The learned first read of `bucket/key` for a query wanting `want`.
+pub fn first_read(bucket: &str, key: &str, want: PageIndexes) -> Option<u64> {
+    learned(bucket, key).map(|l| l.wanted(want))
+}
+
 /// Remembers `lengths` for `bucket/key`.
 pub fn learn(bucket: &str, key: &str, lengths: Lengths) {
     let mut map = LEARNED.lock().unwrap_or_else(|p| p.into_inner());

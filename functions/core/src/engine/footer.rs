@@ -3,10 +3,12 @@
 //!
 //! DataFusion alone loads the whole page index while planning (a second GET per file), which
 //! a `count(*)` answered from the footer does not need. Here the offset index (for reading
-//! just the pages a LIMIT needs) and the column index (for page pruning) are decoded when
-//! they already lie in the bytes fetched, and fetched otherwise only when the query can use
-//! them ([`PageIndexes`]). An index left out is recorded as absent, which DataFusion reads as
-//! "no page statistics", never as a reason to fetch.
+//! just the pages a LIMIT or a filter needs) is decoded when it already lies in the bytes
+//! fetched, and fetched otherwise only when the query can use it ([`PageIndexes`]). The
+//! column index (for page pruning) is decoded when it lies in those bytes too; otherwise a
+//! filter's entries are read after planning ([`column_index`](super::column_index)). An
+//! index left out is recorded as absent, which DataFusion reads as "no page statistics",
+//! never as a reason to fetch.
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
+use super::column_index::Deferred;
 use super::hints;
 use crate::checks;
 use crate::error::{ErrorKind, FunctionError, Result};
@@ -40,10 +43,12 @@ pub const MAX_FOOTER_BYTES: usize = 64 * 1024 * 1024;
 const CONCURRENCY: usize = 8;
 
 /// Loads the footers of `files`, primes DataFusion's metadata cache with them and tells the
-/// store where their pages are, so it checks every page header it fetches.
+/// store where their pages are, so it checks every page header it fetches. The files whose
+/// column index the query wants and was not in the bytes read go to `deferred`.
 ///
 /// Each file's first read is its learned length ([`hints`]); when the first file is new to
 /// this environment it is read alone, with `hint`, and the others are read like it.
+#[allow(clippy::too_many_arguments)]
 pub async fn prime(
     ctx: &SessionContext,
     store: &S3Store,
@@ -52,6 +57,7 @@ pub async fn prime(
     hint: u64,
     want: PageIndexes,
     max_page: u64,
+    deferred: &mut Deferred,
 ) -> Result<()> {
     let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
     let learned = |meta: &ObjectMeta| {
@@ -84,16 +90,33 @@ pub async fn prime(
     loaded.extend(more);
     for (meta, metadata) in loaded {
         store.expect_pages(&meta.location, checks::PageMap::new(&metadata, max_page));
+        let defer = want.column_index && lacks_column_index(&metadata);
+        let metadata = Arc::new(mark_missing_column_index(metadata));
+        if defer {
+            deferred.insert(meta.clone(), Arc::clone(&metadata));
+        }
         let entry = CachedFileMetadataEntry::new(
             meta.clone(),
-            Arc::new(CachedParquetMetaData::new(Arc::new(metadata))),
+            Arc::new(CachedParquetMetaData::new(metadata)),
         );
         cache.put(&meta.location, entry);
     }
     Ok(())
 }
 
-/// One file's metadata: footer, offset index, and the column index when wanted or free.
+/// The file has a column index and it is not decoded; the offset index is.
+fn lacks_column_index(metadata: &ParquetMetaData) -> bool {
+    metadata.column_index().is_none()
+        && metadata.offset_index().is_some()
+        && metadata
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns())
+            .any(|c| c.column_index_offset().is_some())
+}
+
+/// One file's metadata: footer, the offset index when wanted or free, the column index when
+/// free (in the bytes read for the others).
 pub async fn load(
     store: &S3Store,
     stats: &IoStats,
@@ -128,25 +151,24 @@ pub async fn load(
         }
     };
 
-    // Page indexes: whatever the tail already holds costs nothing; the rest is fetched only
-    // when the query can use it.
+    // Page indexes: whatever the tail already holds costs nothing; the offset index is
+    // fetched only when the query can use it, the column index only after planning.
     let attempt = |bytes: &Bytes, offset: PageIndexPolicy, column: PageIndexPolicy| {
         with_page_indexes(&footer, bytes, size, offset, column)
     };
     use PageIndexPolicy::{Optional, Skip};
-    // 1. Both indexes from the tail; 2. else the offset index alone, if the column index is
-    // not wanted. A NeedMoreData left over says how much the wanted indexes need.
+    // 1. Both indexes from the tail; 2. else the offset index alone. A NeedMoreData left
+    // over says how much the offset index needs.
     let mut parsed = attempt(&tail, Optional, Optional);
-    if !want.column_index && matches!(parsed, Err(ParquetError::NeedMoreData(_))) {
+    if matches!(parsed, Err(ParquetError::NeedMoreData(_))) {
         parsed = attempt(&tail, Optional, Skip);
     }
-    // 3. Fetch what is wanted; if nothing is, do without page indexes.
+    // 3. Fetch it if wanted; if not, do without page indexes.
     let metadata = match parsed {
         Ok(m) => m,
-        Err(ParquetError::NeedMoreData(needed)) if want.offset_index || want.column_index => {
-            let column = if want.column_index { Optional } else { Skip };
+        Err(ParquetError::NeedMoreData(needed)) if want.offset_index => {
             let more = fetch_for_index(store, stats, meta, needed, &invalid).await?;
-            attempt(&more, Optional, column).map_err(|e| invalid(e.to_string()))?
+            attempt(&more, Optional, Skip).map_err(|e| invalid(e.to_string()))?
         }
         Err(ParquetError::NeedMoreData(_)) => {
             without_page_index(footer).map_err(|e| invalid(e.to_string()))?
@@ -160,7 +182,7 @@ pub async fn load(
         &key,
         hints::Lengths::of(&metadata, size, footer),
     );
-    Ok(mark_missing_column_index(metadata))
+    Ok(metadata)
 }
 
 fn check_size(size: u64) -> std::result::Result<(), String> {

@@ -3,8 +3,8 @@
 //!
 //! A warm execution environment remembers, per object, how long its footer is and where its
 //! page indexes start, so the next query's first request fetches exactly the metadata it
-//! needs: the footer alone for `count(*)`, down to the offset index for a LIMIT, down to the
-//! column index for a filter. A file never read before gets the length its siblings in the
+//! needs: the footer alone for `count(*)`, down to the offset index for a LIMIT or a filter
+//! (whose column index entries are read after planning, [`super::column_index`]). A file never read before gets the length its siblings in the
 //! same query needed (files of one dataset come from one writer), and the first of all
 //! [`DEFAULT`]. A hint is only ever a guess: the footer says how long it really is, and a
 //! short read is completed by a second request.
@@ -29,49 +29,31 @@ pub struct Lengths {
     pub footer: u64,
     /// Down to the first offset index (the footer's length if the file has none).
     pub offset_index: u64,
-    /// Down to the first column or offset index.
-    pub page_index: u64,
 }
 
 impl Lengths {
     /// From a file's decoded footer: `footer_len` is its Thrift length plus 8.
     pub fn of(metadata: &ParquetMetaData, size: u64, footer_len: u64) -> Self {
-        let mut offset_start = u64::MAX;
-        let mut index_start = u64::MAX;
-        for chunk in metadata.row_groups().iter().flat_map(|rg| rg.columns()) {
-            if let Some(o) = chunk
-                .offset_index_offset()
-                .and_then(|o| u64::try_from(o).ok())
-            {
-                offset_start = offset_start.min(o);
-            }
-            if let Some(c) = chunk
-                .column_index_offset()
-                .and_then(|c| u64::try_from(c).ok())
-            {
-                index_start = index_start.min(c);
-            }
-        }
-        let from_end = |start: u64| {
-            if start < size {
-                (size - start).max(footer_len)
-            } else {
-                footer_len
-            }
-        };
-        let offset_index = from_end(offset_start);
+        let offset_start = metadata
+            .row_groups()
+            .iter()
+            .flat_map(|rg| rg.columns())
+            .filter_map(|chunk| u64::try_from(chunk.offset_index_offset()?).ok())
+            .min()
+            .unwrap_or(u64::MAX);
         Self {
             footer: footer_len,
-            offset_index,
-            page_index: from_end(index_start.min(offset_start)).max(offset_index),
+            offset_index: if offset_start < size {
+                (size - offset_start).max(footer_len)
+            } else {
+                footer_len
+            },
         }
     }
 
     /// The bytes a query wanting `want` should read first.
     pub fn wanted(&self, want: PageIndexes) -> u64 {
-        if want.column_index {
-            self.page_index
-        } else if want.offset_index {
+        if want.offset_index {
             self.offset_index
         } else {
             self.footer
@@ -120,7 +102,6 @@ mod tests {
         let l = Lengths {
             footer: 100,
             offset_index: 300,
-            page_index: 700,
         };
         let want = |offset_index, column_index| PageIndexes {
             offset_index,
@@ -128,7 +109,8 @@ mod tests {
         };
         assert_eq!(l.wanted(want(false, false)), 100);
         assert_eq!(l.wanted(want(true, false)), 300);
-        assert_eq!(l.wanted(want(true, true)), 700);
+        // The column index is read after planning, for the row groups a filter may read.
+        assert_eq!(l.wanted(want(true, true)), 300);
         assert!((1001..1200).contains(&from_sibling(1000)));
     }
 
@@ -137,7 +119,6 @@ mod tests {
         let l = Lengths {
             footer: 10,
             offset_index: 10,
-            page_index: 10,
         };
         learn("b", "hints-test/a", l);
         assert_eq!(learned("b", "hints-test/a"), Some(l));

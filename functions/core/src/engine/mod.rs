@@ -6,6 +6,7 @@
 //! target partition: deterministic output, and no `tokio::spawn`, so the same code runs
 //! under a WASI executor. I/O concurrency lives in the store instead.
 
+mod column_index;
 mod error;
 mod files;
 pub mod footer;
@@ -156,6 +157,7 @@ pub async fn run(
         .map(|(name, source)| (name.clone(), source.location().written.clone()))
         .collect();
     let mut read: BTreeSet<String> = BTreeSet::new();
+    let mut deferred = column_index::Deferred::default();
     for (name, source) in &plan.tables {
         let location = source.location();
         let listing_only = matches!(source, Source::List(_));
@@ -182,6 +184,7 @@ pub async fn run(
                 hints::DEFAULT,
                 plan.page_indexes,
                 crate::checks::max_page_bytes(memory_limit),
+                &mut deferred,
             )
             .await?;
         }
@@ -218,7 +221,11 @@ pub async fn run(
     let fetch = usize::try_from(max_rows.saturating_add(1)).unwrap_or(usize::MAX);
     let df = df.limit(0, Some(fetch)).map_err(fail)?;
     let mut writer = RowWriter::new(df.schema().as_arrow(), max_rows);
-    let mut stream = df.execute_stream().await.map_err(fail)?;
+    let task = df.task_ctx();
+    let physical = df.create_physical_plan().await.map_err(fail)?;
+    column_index::fetch(&ctx, &physical, &store, stats, deferred).await?;
+    let mut stream =
+        datafusion::physical_plan::execute_stream(physical, Arc::new(task)).map_err(fail)?;
     while let Some(batch) = stream.next().await {
         if !writer.push(&batch.map_err(fail)?)? {
             break;

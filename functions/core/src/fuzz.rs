@@ -68,11 +68,46 @@ pub fn parquet_footer(data: &[u8]) {
         PageIndexPolicy::Optional,
         PageIndexPolicy::Optional,
     )
-    .unwrap_or(footer);
+    .unwrap_or_else(|_| footer.clone());
+    column_indexes_read_after_planning(&footer, &tail, size);
     let pages = crate::checks::PageMap::new(&metadata, 64 << 20);
     let _ = pages.check(size - tail.len() as u64, &tail);
     let _ = pages.check(0, &tail);
     statistics(&metadata);
+}
+
+/// The column index entries a filter reads after planning, decoded from the tail beside the
+/// offset index, as [`crate::engine::column_index`] does.
+fn column_indexes_read_after_planning(
+    footer: &parquet::file::metadata::ParquetMetaData,
+    tail: &Bytes,
+    size: u64,
+) {
+    use crate::engine::column_index::{covering, merge};
+    let Ok(metadata) = with_page_indexes(
+        footer,
+        tail,
+        size,
+        PageIndexPolicy::Optional,
+        PageIndexPolicy::Skip,
+    ) else {
+        return;
+    };
+    let entries: std::collections::BTreeSet<(usize, usize)> = metadata
+        .row_groups()
+        .iter()
+        .enumerate()
+        .flat_map(|(rg, g)| (0..g.num_columns()).map(move |leaf| (rg, leaf)))
+        .collect();
+    let start = size - tail.len() as u64;
+    let Some(range) = covering(&metadata, &entries) else {
+        return;
+    };
+    if range.start < start || range.end > size {
+        return;
+    }
+    let bytes = tail.slice((range.start - start) as usize..(range.end - start) as usize);
+    let _ = merge(&metadata, &entries, range, bytes, size);
 }
 
 /// What DataFusion derives from a footer while planning: the Arrow schema, and per column

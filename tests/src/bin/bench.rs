@@ -391,6 +391,42 @@ fn check(q: &Query, results: &mut [(String, Measured)]) {
     }
 }
 
+/// Per query, in this one run: xstage's median time against the fastest peer's, and the WASI
+/// host's and the emulator's against native.
+fn print_ratios(queries: &[Query], report: &[Value]) {
+    let median = |query: &str, path: &str| {
+        report
+            .iter()
+            .find(|r| r["query"] == query && r["path"] == path && r["error"].is_null())
+            .and_then(|r| r["median_ms"].as_f64())
+    };
+    println!(
+        "\n| query | xstage native ms | fastest peer | its ms | native / peer | wasi / native | emulator / native |"
+    );
+    println!("| --- | ---: | --- | ---: | ---: | ---: | ---: |");
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "–".into(),
+    };
+    for q in queries {
+        let native = median(q.id, "native");
+        let peer = ["duckdb", "pyarrow", "polars"]
+            .into_iter()
+            .filter_map(|p| Some((p, median(q.id, p)?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            q.label,
+            native.map_or("–".into(), |n| format!("{n:.0}")),
+            peer.map_or("–", |p| p.0),
+            peer.map_or("–".into(), |p| format!("{:.0}", p.1)),
+            ratio(native, peer.map(|p| p.1)),
+            ratio(median(q.id, "wasi"), native),
+            ratio(median(q.id, "emulator"), native),
+        );
+    }
+}
+
 fn mb(bytes: u64) -> String {
     format!("{:.2} MB", bytes as f64 / 1e6)
 }
@@ -522,6 +558,7 @@ fn main() -> Result<()> {
             q.label, q.minimum
         );
     }
+    print_ratios(&data.queries, &report);
     for (path, m) in report.iter().map(|r| (r["path"].clone(), r)) {
         if let (Some(peak), "group") =
             (m["peak_memory"].as_u64(), m["query"].as_str().unwrap_or(""))

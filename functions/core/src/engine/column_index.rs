@@ -193,7 +193,10 @@ fn entry_range(metadata: &ParquetMetaData, rg: usize, leaf: usize) -> Option<Ran
 /// One range covering the entries: they lie close together when the surviving row groups
 /// do, and a filter that keeps far-apart row groups reads at most the whole column index, as
 /// it would have without this module.
-fn covering(metadata: &ParquetMetaData, entries: &BTreeSet<(usize, usize)>) -> Option<Range<u64>> {
+pub(crate) fn covering(
+    metadata: &ParquetMetaData,
+    entries: &BTreeSet<(usize, usize)>,
+) -> Option<Range<u64>> {
     entries
         .iter()
         .filter_map(|&(rg, leaf)| entry_range(metadata, rg, leaf))
@@ -202,7 +205,7 @@ fn covering(metadata: &ParquetMetaData, entries: &BTreeSet<(usize, usize)>) -> O
 
 /// `metadata` with the column index decoded from `bytes` (the file's `range`) for `entries`
 /// and absent everywhere else.
-fn merge(
+pub(crate) fn merge(
     metadata: &ParquetMetaData,
     entries: &BTreeSet<(usize, usize)>,
     range: Range<u64>,

@@ -6,11 +6,12 @@
 //! target partition: deterministic output, and no `tokio::spawn`, so the same code runs
 //! under a WASI executor. I/O concurrency lives in the store instead.
 
-mod column_index;
+pub(crate) mod column_index;
 mod error;
 mod files;
 pub mod footer;
 mod hints;
+mod prefetch;
 mod serial;
 mod tables;
 
@@ -224,6 +225,14 @@ pub async fn run(
     let task = df.task_ctx();
     let physical = df.create_physical_plan().await.map_err(fail)?;
     column_index::fetch(&ctx, &physical, &store, stats, deferred).await?;
+    prefetch::fetch(
+        &ctx,
+        &physical,
+        &store,
+        stats,
+        prefetch_budget(memory_limit),
+    )
+    .await?;
     let mut stream =
         datafusion::physical_plan::execute_stream(physical, Arc::new(task)).map_err(fail)?;
     while let Some(batch) = stream.next().await {
@@ -232,6 +241,12 @@ pub async fn run(
         }
     }
     Ok((writer, files.len() as u64))
+}
+
+/// The most bytes a query fetches ahead of DataFusion's reads ([`prefetch`]): an eighth of
+/// its memory, at most 64 MiB.
+fn prefetch_budget(memory_limit: usize) -> usize {
+    (memory_limit / 8).min(64 << 20)
 }
 
 /// Stats of a finished run.

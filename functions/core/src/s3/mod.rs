@@ -2,6 +2,7 @@
 //! stage-confined [`S3Store`], counters and error mapping.
 
 mod error;
+mod prefetched;
 mod stats;
 mod store;
 mod tails;

@@ -24,6 +24,7 @@ use object_store::{
 };
 
 use super::error::map as map_s3_error;
+use super::prefetched::Prefetched;
 use super::stats::{IoStats, Request};
 use super::tails::{Split, Tails, join};
 use crate::aws_error::{AwsFailure, Transport, chain};
@@ -33,6 +34,23 @@ use crate::error::{ErrorKind, FunctionError};
 /// Ranges closer than this are fetched with one GET. Small, because Parquet pages of one
 /// column sit a column chunk apart and reading the gap costs more than a request.
 pub const COALESCE_GAP: u64 = 64 * 1024;
+
+/// `ranges` sorted, with those less than [`COALESCE_GAP`] apart merged: the requests a
+/// coalesced read of them sends.
+fn merge_close(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut sorted: Vec<Range<u64>> = ranges.iter().filter(|r| r.start < r.end).cloned().collect();
+    sorted.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
+    for r in sorted {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end.saturating_add(COALESCE_GAP) => {
+                last.end = last.end.max(r.end);
+            }
+            _ => merged.push(r),
+        }
+    }
+    merged
+}
 
 /// A read-only view of `s3://bucket/root`. Clones share counters and known metadata.
 #[derive(Clone)]
@@ -44,6 +62,7 @@ pub struct S3Store {
     known: Arc<Mutex<HashMap<String, ObjectMeta>>>,
     pages: Arc<Mutex<HashMap<String, Arc<PageMap>>>>,
     tails: Arc<Tails>,
+    prefetched: Arc<Prefetched>,
 }
 
 impl S3Store {
@@ -57,6 +76,7 @@ impl S3Store {
             known: Arc::default(),
             pages: Arc::default(),
             tails: Arc::default(),
+            prefetched: Arc::default(),
         }
     }
 
@@ -67,6 +87,34 @@ impl S3Store {
     /// The object_store path of a key.
     pub fn path(key: &str) -> Path {
         Path::from_iter(key.split('/'))
+    }
+
+    /// Fetches `ranges` of the object at `path` now, concurrently and coalesced like any
+    /// read, and keeps them for the reads to come, up to `budget` bytes kept in all.
+    pub async fn prefetch(
+        &self,
+        path: &Path,
+        ranges: &[Range<u64>],
+        budget: usize,
+    ) -> object_store::Result<()> {
+        let key = self.key(path)?;
+        let requests = merge_close(ranges);
+        let fetched = object_store::coalesce_ranges(
+            &requests,
+            |range| async move {
+                let options = GetOptions {
+                    range: Some(GetRange::Bounded(range)),
+                    ..GetOptions::default()
+                };
+                self.get_opts(path, options).await?.bytes().await
+            },
+            0,
+        )
+        .await?;
+        for (range, bytes) in requests.into_iter().zip(fetched) {
+            self.prefetched.keep(&key, range.start, bytes, budget);
+        }
+        Ok(())
     }
 
     /// Remembers metadata so `head` needs no request.
@@ -268,9 +316,12 @@ impl S3Store {
             (Some(range), Some(size)) if plain => absolute(range, size),
             _ => None,
         };
-        let split = wanted
-            .as_ref()
-            .map_or(Split::Miss, |r| self.tails.split(key, r));
+        let prefetched = wanted.as_ref().and_then(|r| self.prefetched.get(key, r));
+        let split = match (prefetched, &wanted) {
+            (Some(bytes), _) => Split::Cached(bytes),
+            (None, Some(r)) => self.tails.split(key, r),
+            (None, None) => Split::Miss,
+        };
         let (bytes, range, meta) = match (split, wanted) {
             (Split::Cached(bytes), Some(range)) => (bytes, range, self.known(key)),
             (Split::Partly { fetch, cached }, Some(range)) => {

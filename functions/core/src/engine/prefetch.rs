@@ -1,0 +1,217 @@
+//! Whole-scan prefetch: a scan that will read every row group of its columns to the end has
+//! those column chunks fetched at once, concurrently, before execution starts.
+//!
+//! DataFusion (one partition) reads a file row group by row group, each a round trip of its
+//! own: a GROUP BY over two columns of a 20-row-group file waited for 20 round trips one
+//! after another. The chunks it will read are known once the plan is: every row group (no
+//! filter to prune them), the columns of its projection, whole (no LIMIT to stop early, no
+//! row selection to read pages of). They are fetched here, coalesced like any read, and kept
+//! in the store ([`S3Store::prefetch`]) for the reads to come; not one byte more is read.
+//! Bounded by a budget from the memory limit: a scan larger than it is read as before.
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::sync::Arc;
+
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
+use datafusion::datasource::physical_plan::{FileScanConfig, FileSource, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use parquet::file::metadata::ParquetMetaData;
+
+use crate::error::Result;
+use crate::s3::{IoStats, S3Store};
+
+/// Files prefetched at once.
+const CONCURRENCY: usize = 4;
+
+/// Fetches, within `budget` bytes, the column chunks the whole scans of `plan` will read.
+pub async fn fetch(
+    ctx: &SessionContext,
+    plan: &Arc<dyn ExecutionPlan>,
+    store: &S3Store,
+    stats: &IoStats,
+    budget: usize,
+) -> Result<()> {
+    let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
+    let mut planned: Vec<(Path, Vec<Range<u64>>)> = Vec::new();
+    let mut total = 0u64;
+    for scan in whole_scans(plan) {
+        for location in scan.files {
+            let Some(entry) = cache.get(&location) else {
+                continue;
+            };
+            let Some(metadata) = entry
+                .file_metadata
+                .as_any()
+                .downcast_ref::<CachedParquetMetaData>()
+                .map(|m| Arc::clone(m.parquet_metadata()))
+            else {
+                continue;
+            };
+            if scan
+                .limit
+                .is_some_and(|l| (l as i64) < metadata.file_metadata().num_rows())
+            {
+                continue; // the scan may stop early
+            }
+            let ranges = chunks(&metadata, scan.columns.as_ref());
+            let size: u64 = ranges.iter().map(|r| r.end - r.start).sum();
+            if size == 0 || total + size > budget as u64 {
+                continue;
+            }
+            total += size;
+            planned.push((location, ranges));
+        }
+    }
+    futures::stream::iter(planned)
+        .map(|(location, ranges)| async move {
+            store
+                .prefetch(&location, &ranges, budget)
+                .await
+                .map_err(|e| super::files::store_error(e, stats))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+/// A Parquet scan that reads whole column chunks of every row group.
+struct Scan {
+    /// The names of the columns it reads; `None`: all.
+    columns: Option<BTreeSet<String>>,
+    /// The most rows it produces.
+    limit: Option<usize>,
+    files: Vec<Path>,
+}
+
+fn whole_scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<Scan> {
+    let mut scans = Vec::new();
+    let _ = plan.apply(|node| {
+        let config = node
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>());
+        if let Some(config) = config
+            && let Some(source) = config.file_source().downcast_ref::<ParquetSource>()
+            && source.filter().is_none()
+        {
+            scans.push(Scan {
+                columns: source.projection().map(|p| {
+                    p.expr_iter()
+                        .flat_map(|e| collect_columns(&e))
+                        .map(|c| c.name().to_string())
+                        .collect()
+                }),
+                limit: config.limit,
+                files: config
+                    .file_groups
+                    .iter()
+                    .flat_map(|g| g.files())
+                    .map(|f| f.object_meta.location.clone())
+                    .collect(),
+            });
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    scans
+}
+
+/// The byte ranges of the column chunks of `columns` (top-level names) in every row group.
+fn chunks(metadata: &ParquetMetaData, columns: Option<&BTreeSet<String>>) -> Vec<Range<u64>> {
+    let schema = metadata.file_metadata().schema_descr();
+    let roots = schema.root_schema().get_fields();
+    let leaves: Vec<usize> = (0..schema.num_columns())
+        .filter(|&leaf| {
+            let root = schema.get_column_root_idx(leaf);
+            columns.is_none_or(|c| roots.get(root).is_some_and(|f| c.contains(f.name())))
+        })
+        .collect();
+    metadata
+        .row_groups()
+        .iter()
+        .flat_map(|rg| {
+            leaves
+                .iter()
+                .filter_map(move |&leaf| rg.columns().get(leaf))
+        })
+        .map(|chunk| {
+            let (start, len) = chunk.byte_range();
+            start..start.saturating_add(len)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::metadata::ParquetMetaDataReader;
+    use parquet::file::properties::WriterProperties;
+
+    #[test]
+    fn the_chunks_of_the_projected_columns_in_every_row_group() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, false),
+            Field::new("flag", DataType::Boolean, false),
+        ]));
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(100))
+            .build();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, Arc::clone(&schema), Some(props)).unwrap();
+        let ids: Vec<i64> = (0..300).collect();
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(Int64Array::from(ids.clone())),
+                Arc::new(StringArray::from_iter_values(
+                    ids.iter().map(|i| format!("n{i}")),
+                )),
+                Arc::new(BooleanArray::from_iter(
+                    ids.iter().map(|i| Some(i % 2 == 0)),
+                )),
+            ],
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let file = bytes::Bytes::from(buf);
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&file)
+            .unwrap();
+        let want = |rg: usize, leaf: usize| {
+            let (start, len) = metadata.row_group(rg).column(leaf).byte_range();
+            start..start + len
+        };
+        let columns = BTreeSet::from(["name".to_string(), "flag".to_string()]);
+        assert_eq!(
+            chunks(&metadata, Some(&columns)),
+            vec![
+                want(0, 1),
+                want(0, 2),
+                want(1, 1),
+                want(1, 2),
+                want(2, 1),
+                want(2, 2)
+            ]
+        );
+        assert_eq!(chunks(&metadata, None).len(), 9);
+        assert!(chunks(&metadata, Some(&BTreeSet::new())).is_empty());
+        // The chunks lie in the data, before the footer.
+        let data_end = file.len() as u64 - 8;
+        assert!(
+            chunks(&metadata, None)
+                .iter()
+                .all(|r| r.start >= 4 && r.end <= data_end)
+        );
+    }
+}

@@ -12,10 +12,13 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+/// Per key, the kept ranges with where they start.
+type Ranges = HashMap<String, Vec<(u64, Bytes)>>;
+
 #[derive(Default)]
 pub struct Prefetched {
-    /// Per key, the kept ranges by start; and the bytes kept in all.
-    kept: Mutex<(HashMap<String, Vec<(u64, Bytes)>>, usize)>,
+    /// The kept ranges, and the bytes kept in all.
+    kept: Mutex<(Ranges, usize)>,
 }
 
 impl Prefetched {

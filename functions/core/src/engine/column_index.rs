@@ -18,13 +18,10 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
 use datafusion::datasource::physical_plan::parquet::{
     ParquetAccessPlan, ParquetFileMetrics, RowGroupAccessPlanFilter,
 };
-use datafusion::datasource::physical_plan::{FileScanConfig, ParquetSource};
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
@@ -77,10 +74,13 @@ pub async fn fetch(
     }
     // (row group, leaf column) entries wanted, per file, over every scan of it.
     let mut wanted: HashMap<Path, BTreeSet<(usize, usize)>> = HashMap::new();
-    for scan in filtered_scans(plan) {
+    for scan in super::scans::of(plan) {
+        let Some(filter) = &scan.filter else {
+            continue;
+        };
         for location in &scan.files {
             if let Some((_, metadata)) = deferred.0.get(location) {
-                let entries = entries_for(metadata, &scan.schema, &scan.filter, location);
+                let entries = entries_for(metadata, &scan.schema, filter, location);
                 wanted.entry(location.clone()).or_default().extend(entries);
             }
         }
@@ -111,39 +111,6 @@ pub async fn fetch(
         cache.put(&meta.location, entry);
     }
     Ok(())
-}
-
-/// A Parquet scan with a pushed-down filter.
-struct Scan {
-    filter: Arc<dyn PhysicalExpr>,
-    schema: SchemaRef,
-    files: Vec<Path>,
-}
-
-fn filtered_scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<Scan> {
-    let mut scans = Vec::new();
-    let _ = plan.apply(|node| {
-        let config = node
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>());
-        if let Some(config) = config
-            && let Some(source) = config.file_source().downcast_ref::<ParquetSource>()
-            && let Some(filter) = datafusion::datasource::physical_plan::FileSource::filter(source)
-        {
-            scans.push(Scan {
-                filter,
-                schema: Arc::clone(config.file_schema()),
-                files: config
-                    .file_groups
-                    .iter()
-                    .flat_map(|g| g.files())
-                    .map(|f| f.object_meta.location.clone())
-                    .collect(),
-            });
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    scans
 }
 
 /// The (row group, leaf column) entries `filter` can use in a file: its columns, in the row

@@ -12,6 +12,7 @@ mod files;
 pub mod footer;
 mod hints;
 mod prefetch;
+mod scans;
 mod serial;
 mod tables;
 

@@ -13,11 +13,7 @@ use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
-use datafusion::datasource::physical_plan::{FileScanConfig, FileSource, ParquetSource};
-use datafusion::datasource::source::DataSourceExec;
-use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
@@ -41,7 +37,10 @@ pub async fn fetch(
     let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
     let mut planned: Vec<(Path, Vec<Range<u64>>)> = Vec::new();
     let mut total = 0u64;
-    for scan in whole_scans(plan) {
+    for scan in super::scans::of(plan) {
+        if scan.filter.is_some() {
+            continue; // it reads what the filter selects
+        }
         for location in scan.files {
             let Some(entry) = cache.get(&location) else {
                 continue;
@@ -80,46 +79,6 @@ pub async fn fetch(
         .try_collect::<Vec<()>>()
         .await?;
     Ok(())
-}
-
-/// A Parquet scan that reads whole column chunks of every row group.
-struct Scan {
-    /// The names of the columns it reads; `None`: all.
-    columns: Option<BTreeSet<String>>,
-    /// The most rows it produces.
-    limit: Option<usize>,
-    files: Vec<Path>,
-}
-
-fn whole_scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<Scan> {
-    let mut scans = Vec::new();
-    let _ = plan.apply(|node| {
-        let config = node
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>());
-        if let Some(config) = config
-            && let Some(source) = config.file_source().downcast_ref::<ParquetSource>()
-            && source.filter().is_none()
-        {
-            scans.push(Scan {
-                columns: source.projection().map(|p| {
-                    p.expr_iter()
-                        .flat_map(|e| collect_columns(&e))
-                        .map(|c| c.name().to_string())
-                        .collect()
-                }),
-                limit: config.limit,
-                files: config
-                    .file_groups
-                    .iter()
-                    .flat_map(|g| g.files())
-                    .map(|f| f.object_meta.location.clone())
-                    .collect(),
-            });
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    scans
 }
 
 /// The byte ranges of the column chunks of `columns` (top-level names) in every row group.

@@ -12,7 +12,8 @@
 //!
 //! Usage: `scripts/bench` (release build, Python peers in their own venv). Environment:
 //! `XSTAGE_BENCH_RUNS` (5), `XSTAGE_BENCH_PATHS` (all: native,wasi,emulator,duckdb,pyarrow,
-//! polars), `XSTAGE_BENCH_QUERIES` (all: limit1,range,count,group,small,parts).
+//! polars), `XSTAGE_BENCH_QUERIES` (all: limit1,range,count,group,small,parts),
+//! `XSTAGE_BENCH_S3_LATENCY_MS` (0: every S3 request held this long in the proxy).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -26,7 +27,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use serde_json::{Value, json};
 use xstage_host::Function;
-use xstage_tests::fault_proxy::{FaultProxy, Traffic};
+use xstage_tests::fault_proxy::{Fault, FaultProxy, Service, Traffic};
 use xstage_tests::invoke::{agent, invoke, serve};
 use xstage_tests::minimum::Layout;
 use xstage_tests::{bench_data, localstack, run, seed, wasm};
@@ -481,6 +482,16 @@ fn main() -> Result<()> {
         anyhow::Ok(())
     })?;
     let proxy = FaultProxy::start(&endpoint)?;
+    // S3's first-byte latency, which LocalStack on loopback lacks: every S3 request held this
+    // long in the proxy, concurrently.
+    let latency: u64 = match std::env::var("XSTAGE_BENCH_S3_LATENCY_MS") {
+        Ok(v) => v.parse().context("XSTAGE_BENCH_S3_LATENCY_MS: milliseconds")?,
+        Err(_) => 0,
+    };
+    if latency > 0 {
+        eprintln!("==> holding every S3 request {latency} ms");
+        proxy.inject(Service::S3, Fault::Stall(Duration::from_millis(latency)));
+    }
 
     let server = if paths.iter().any(|p| p == "emulator") {
         let xstage = std::env::current_exe()?.with_file_name("xstage");

@@ -485,7 +485,9 @@ fn main() -> Result<()> {
     // S3's first-byte latency, which LocalStack on loopback lacks: every S3 request held this
     // long in the proxy, concurrently.
     let latency: u64 = match std::env::var("XSTAGE_BENCH_S3_LATENCY_MS") {
-        Ok(v) => v.parse().context("XSTAGE_BENCH_S3_LATENCY_MS: milliseconds")?,
+        Ok(v) => v
+            .parse()
+            .context("XSTAGE_BENCH_S3_LATENCY_MS: milliseconds")?,
         Err(_) => 0,
     };
     if latency > 0 {

@@ -6,17 +6,21 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::{FileScanConfig, FileSource, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_expr_common::physical_expr::snapshot_physical_expr;
 use datafusion::physical_plan::ExecutionPlan;
 use object_store::path::Path;
 
 /// One Parquet scan.
 pub struct Scan {
-    /// The filter pushed into it.
+    /// The filter pushed into it, as it stands once planned: a dynamic filter (a TopK's, a
+    /// join's, filled in while the query runs) that holds nothing yet counts as none.
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     /// The names of the columns it reads; `None`: all.
     pub columns: Option<BTreeSet<String>>,
@@ -25,6 +29,15 @@ pub struct Scan {
     /// The schema its filter and columns refer to.
     pub schema: SchemaRef,
     pub files: Vec<Path>,
+}
+
+/// `filter` with its dynamic parts as they stand; `None` if that is `true`.
+fn planned(filter: Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
+    let now = snapshot_physical_expr(Arc::clone(&filter)).unwrap_or(filter);
+    let always = now
+        .downcast_ref::<Literal>()
+        .is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(true)));
+    (!always).then_some(now)
 }
 
 /// Every Parquet scan in `plan`.
@@ -38,7 +51,7 @@ pub fn of(plan: &Arc<dyn ExecutionPlan>) -> Vec<Scan> {
             && let Some(source) = config.file_source().downcast_ref::<ParquetSource>()
         {
             scans.push(Scan {
-                filter: source.filter(),
+                filter: source.filter().and_then(planned),
                 columns: source.projection().map(|p| {
                     p.expr_iter()
                         .flat_map(|e| collect_columns(&e))

@@ -18,11 +18,9 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
 use datafusion::datasource::physical_plan::parquet::{
     ParquetAccessPlan, ParquetFileMetrics, RowGroupAccessPlanFilter,
 };
-use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
@@ -38,9 +36,9 @@ use parquet::file::metadata::{
 };
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
-use super::footer::MAX_FOOTER_BYTES;
-use crate::error::{ErrorKind, FunctionError, Result};
-use crate::s3::{IoStats, S3Store, key_of};
+use super::footer::{MAX_FOOTER_BYTES, cache_metadata, not_parquet};
+use crate::error::{FunctionError, Result};
+use crate::s3::{IoStats, S3Store};
 
 /// Files read at once.
 const CONCURRENCY: usize = 8;
@@ -85,7 +83,6 @@ pub async fn fetch(
             }
         }
     }
-    let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
     let reads = wanted.into_iter().filter_map(|(location, entries)| {
         let (meta, metadata) = deferred.0.get(&location)?;
         let range = covering(metadata, &entries)?;
@@ -95,7 +92,7 @@ pub async fn fetch(
                 .await
                 .map_err(|e| super::files::store_error(e, stats))?;
             let merged = merge(metadata, &entries, range, bytes, meta.size)
-                .map_err(|why| invalid(store, meta, why))?;
+                .map_err(|why| not_parquet(store, meta, why))?;
             Ok::<_, FunctionError>((meta.clone(), merged))
         })
     });
@@ -104,11 +101,7 @@ pub async fn fetch(
         .try_collect()
         .await?;
     for (meta, metadata) in merged {
-        let entry = CachedFileMetadataEntry::new(
-            meta.clone(),
-            Arc::new(CachedParquetMetaData::new(Arc::new(metadata))),
-        );
-        cache.put(&meta.location, entry);
+        cache_metadata(ctx, &meta, Arc::new(metadata));
     }
     Ok(())
 }
@@ -255,17 +248,6 @@ pub(crate) fn merge(
         .into_builder()
         .set_column_index(Some(column_index))
         .build())
-}
-
-fn invalid(store: &S3Store, meta: &ObjectMeta, why: String) -> FunctionError {
-    let key = key_of(&meta.location).unwrap_or_default();
-    FunctionError::new(
-        ErrorKind::InvalidParquet,
-        format!(
-            "s3://{}/{key} is not a readable Parquet file: {why}",
-            store.bucket()
-        ),
-    )
 }
 
 #[cfg(test)]

@@ -59,7 +59,6 @@ pub async fn prime(
     max_page: u64,
     deferred: &mut Deferred,
 ) -> Result<()> {
-    let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
     let learned = |meta: &ObjectMeta| {
         key_of(&meta.location)
             .ok()
@@ -95,13 +94,32 @@ pub async fn prime(
         if defer {
             deferred.insert(meta.clone(), Arc::clone(&metadata));
         }
-        let entry = CachedFileMetadataEntry::new(
-            meta.clone(),
-            Arc::new(CachedParquetMetaData::new(metadata)),
-        );
-        cache.put(&meta.location, entry);
+        cache_metadata(ctx, &meta, metadata);
     }
     Ok(())
+}
+
+/// Puts a file's metadata in DataFusion's metadata cache, where planning and execution read
+/// it instead of the file.
+pub fn cache_metadata(ctx: &SessionContext, meta: &ObjectMeta, metadata: Arc<ParquetMetaData>) {
+    let entry =
+        CachedFileMetadataEntry::new(meta.clone(), Arc::new(CachedParquetMetaData::new(metadata)));
+    ctx.runtime_env()
+        .cache_manager
+        .get_file_metadata_cache()
+        .put(&meta.location, entry);
+}
+
+/// The error for an object that is not readable Parquet, and why.
+pub fn not_parquet(store: &S3Store, meta: &ObjectMeta, why: String) -> FunctionError {
+    let key = key_of(&meta.location).unwrap_or_default();
+    FunctionError::new(
+        ErrorKind::InvalidParquet,
+        format!(
+            "s3://{}/{key} is not a readable Parquet file: {why}",
+            store.bucket()
+        ),
+    )
 }
 
 /// The file has a column index and it is not decoded; the offset index is.
@@ -125,13 +143,7 @@ pub async fn load(
     want: PageIndexes,
 ) -> Result<ParquetMetaData> {
     let key = key_of(&meta.location).unwrap_or_default();
-    let name = format!("s3://{}/{key}", store.bucket());
-    let invalid = |why: String| {
-        FunctionError::new(
-            ErrorKind::InvalidParquet,
-            format!("{name} is not a readable Parquet file: {why}"),
-        )
-    };
+    let invalid = |why: String| not_parquet(store, meta, why);
     let size = meta.size;
     check_size(size).map_err(invalid)?;
     let mut tail = fetch_tail(store, stats, meta, hint).await?;

@@ -98,19 +98,9 @@ impl S3Store {
         budget: usize,
     ) -> object_store::Result<()> {
         let key = self.key(path)?;
+        // Already merged: `get_ranges` sends each as one GET, concurrently.
         let requests = merge_close(ranges);
-        let fetched = object_store::coalesce_ranges(
-            &requests,
-            |range| async move {
-                let options = GetOptions {
-                    range: Some(GetRange::Bounded(range)),
-                    ..GetOptions::default()
-                };
-                self.get_opts(path, options).await?.bytes().await
-            },
-            0,
-        )
-        .await?;
+        let fetched = self.get_ranges(path, &requests).await?;
         for (range, bytes) in requests.into_iter().zip(fetched) {
             self.prefetched.keep(&key, range.start, bytes, budget);
         }

@@ -23,6 +23,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
+use futures::future::Either;
 use object_store::ObjectMeta;
 
 use crate::error::{FunctionError, Result};
@@ -226,20 +227,29 @@ pub async fn run(
     let task = df.task_ctx();
     let physical = df.create_physical_plan().await.map_err(fail)?;
     column_index::fetch(&ctx, &physical, &store, stats, deferred).await?;
-    prefetch::fetch(
+    prefetch::start(
         &ctx,
         &physical,
         &store,
         stats,
         prefetch_budget(memory_limit),
-    )
-    .await?;
+    )?;
     let mut stream =
         datafusion::physical_plan::execute_stream(physical, Arc::new(task)).map_err(fail)?;
-    while let Some(batch) = stream.next().await {
-        if !writer.push(&batch.map_err(fail)?)? {
-            break;
+    let execute = async {
+        while let Some(batch) = stream.next().await {
+            if !writer.push(&batch.map_err(fail)?)? {
+                break;
+            }
         }
+        Ok::<_, FunctionError>(())
+    };
+    // The prefetched GETs go out while the plan runs (one task: no spawn, as under WASI),
+    // and stop once it is done.
+    futures::pin_mut!(execute);
+    match futures::future::select(execute, store.drive_prefetch()).await {
+        Either::Left((done, _)) => done?,
+        Either::Right(((), execute)) => execute.await?,
     }
     Ok((writer, files.len() as u64))
 }

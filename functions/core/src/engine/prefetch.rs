@@ -6,11 +6,11 @@
 //! 20-row-group file waited for 40 round trips one after another. The chunks it will read
 //! are known once the plan is: every row group (no filter to prune them), the columns of its
 //! projection, whole (no LIMIT to stop early, no row selection to read pages of, no join
-//! whose dynamic filter could skip row groups). They are fetched here, concurrently and
-//! coalesced like any read (ranges less than 64 KiB apart in one GET, so chunks of
-//! neighbouring small row groups share a request), and kept in the store
-//! ([`S3Store::prefetch`]) for the reads to come. Bounded by a budget from the memory limit:
-//! a scan larger than it is read as before.
+//! whose dynamic filter could skip row groups). They are registered here with the store
+//! ([`S3Store::prefetch`]), coalesced like any read (ranges less than 64 KiB apart in one
+//! GET, so chunks of neighbouring small row groups share a request), and sent all at once
+//! while the plan runs, so DataFusion decodes the first row group while the others arrive.
+//! Bounded by a budget from the memory limit: a scan larger than it is read as before.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -20,18 +20,14 @@ use datafusion::common::tree_node::TreeNode;
 use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
 use parquet::file::metadata::ParquetMetaData;
 
 use crate::error::Result;
 use crate::s3::{IoStats, S3Store};
 
-/// Files prefetched at once.
-const CONCURRENCY: usize = 4;
-
-/// Fetches, within `budget` bytes, the column chunks the whole scans of `plan` will read.
-pub async fn fetch(
+/// Registers with `store`, within `budget` bytes, GETs for the column chunks the whole scans
+/// of `plan` will read. [`S3Store::drive_prefetch`] sends them while the plan runs.
+pub fn start(
     ctx: &SessionContext,
     plan: &Arc<dyn ExecutionPlan>,
     store: &S3Store,
@@ -47,7 +43,6 @@ pub async fn fetch(
         return Ok(());
     }
     let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
-    let mut planned: Vec<(Path, Vec<Range<u64>>)> = Vec::new();
     let mut total = 0u64;
     for scan in super::scans::of(plan) {
         if scan.filter.is_some() {
@@ -77,19 +72,11 @@ pub async fn fetch(
                 continue;
             }
             total += size;
-            planned.push((location, ranges));
+            store
+                .prefetch(&location, &ranges)
+                .map_err(|e| super::files::store_error(e, stats))?;
         }
     }
-    futures::stream::iter(planned)
-        .map(|(location, ranges)| async move {
-            store
-                .prefetch(&location, &ranges, budget)
-                .await
-                .map_err(|e| super::files::store_error(e, stats))
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
     Ok(())
 }
 

@@ -1,66 +1,140 @@
 //! Ranges of objects fetched ahead of the reads that need them, during one invocation: a
-//! scan that will read whole column chunks of every row group has them fetched at once,
-//! concurrently, instead of one row group's round trip after another
-//! ([`crate::engine`]'s prefetch). A later read inside a kept range is answered from it.
+//! scan that will read whole column chunks of every row group has them all requested at
+//! once ([`crate::engine`]'s prefetch) while DataFusion decodes the first, instead of one
+//! row group's round trip after another.
 //!
-//! Bounded by the budget the caller gives [`Prefetched::keep`]: past it, ranges are not
-//! kept and reads go to S3 as they would have.
+//! A fetch is kept as a shared future, started by the driver ([`Prefetched::drive`]) or by
+//! the first read inside it, whichever polls it first. A later read inside a kept range waits for that fetch rather
+//! than sending its own; a fetch that failed answers nothing, and the read goes to S3 as it
+//! would have (and reports the failure as its own). What is kept is bounded by the caller,
+//! which registers no more than its budget.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 
 use bytes::Bytes;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt};
 
-/// Per key, the kept ranges with where they start.
-type Ranges = HashMap<String, Vec<(u64, Bytes)>>;
+/// One GET under way or done: its bytes, or `None` if it failed.
+pub type Fetch = Shared<BoxFuture<'static, Option<Bytes>>>;
+
+/// Per key, the kept ranges with their fetches.
+type Ranges = HashMap<String, Vec<(Range<u64>, Fetch)>>;
 
 #[derive(Default)]
 pub struct Prefetched {
-    /// The kept ranges, and the bytes kept in all.
-    kept: Mutex<(Ranges, usize)>,
+    kept: Mutex<Ranges>,
 }
 
 impl Prefetched {
-    /// Keeps `bytes`, which start at `start` in the object, if `budget` allows.
-    pub fn keep(&self, key: &str, start: u64, bytes: Bytes, budget: usize) -> bool {
+    /// Keeps `fetch`, which will yield the bytes of `range` of `key`.
+    pub fn keep(&self, key: &str, range: Range<u64>, fetch: Fetch) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, total) = &mut *kept;
-        if *total + bytes.len() > budget {
-            return false;
-        }
-        *total += bytes.len();
-        map.entry(key.to_string()).or_default().push((start, bytes));
-        true
+        kept.entry(key.to_string())
+            .or_default()
+            .push((range, fetch));
     }
 
-    /// The bytes of `range`, if one kept range holds all of it.
-    pub fn get(&self, key: &str, range: &Range<u64>) -> Option<Bytes> {
-        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let (start, bytes) = kept.0.get(key)?.iter().find(|(start, bytes)| {
-            *start <= range.start && range.end <= start + bytes.len() as u64
-        })?;
+    /// The bytes of `range`, if one kept fetch covers all of it and succeeds; waits for it.
+    pub async fn get(&self, key: &str, range: &Range<u64>) -> Option<Bytes> {
+        let (start, fetch) = {
+            let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+            let (kept, fetch) = kept
+                .get(key)?
+                .iter()
+                .find(|(kept, _)| kept.start <= range.start && range.end <= kept.end)?;
+            (kept.start, fetch.clone())
+        };
+        let bytes = fetch.await?;
         let from = usize::try_from(range.start - start).ok()?;
         let to = usize::try_from(range.end - start).ok()?;
-        Some(bytes.slice(from..to))
+        (to <= bytes.len()).then(|| bytes.slice(from..to))
+    }
+
+    /// Drives every kept fetch, `parallel` at a time, in the order they were kept (the order
+    /// the reads will want them), until all are done. Dropping it stops the ones not started.
+    pub fn drive(&self, parallel: usize) -> BoxFuture<'static, ()> {
+        let fetches: Vec<Fetch> = {
+            let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+            let mut all: Vec<&(Range<u64>, Fetch)> = kept.values().flatten().collect();
+            all.sort_by_key(|(range, _)| range.start);
+            all.into_iter().map(|(_, fetch)| fetch.clone()).collect()
+        };
+        futures::stream::iter(fetches)
+            .buffer_unordered(parallel.max(1))
+            .for_each(|_| async {})
+            .boxed()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn fetch(bytes: Option<&'static [u8]>, polls: &Arc<AtomicUsize>) -> Fetch {
+        let polls = Arc::clone(polls);
+        async move {
+            polls.fetch_add(1, Ordering::SeqCst);
+            bytes.map(Bytes::from_static)
+        }
+        .boxed()
+        .shared()
+    }
 
     #[test]
-    fn reads_inside_a_kept_range_are_answered_and_others_are_not() {
+    fn reads_inside_a_kept_range_are_answered_by_its_one_fetch() {
+        let runs = Arc::new(AtomicUsize::new(0));
         let p = Prefetched::default();
-        assert!(p.keep("k", 100, Bytes::from_static(b"abcdefghij"), 15));
-        assert_eq!(p.get("k", &(102..105)).as_deref(), Some(&b"cde"[..]));
-        assert_eq!(p.get("k", &(100..110)).as_deref(), Some(&b"abcdefghij"[..]));
-        assert_eq!(p.get("k", &(95..105)), None);
-        assert_eq!(p.get("k", &(105..111)), None);
-        assert_eq!(p.get("other", &(102..105)), None);
-        // Past the budget nothing more is kept.
-        assert!(!p.keep("k", 200, Bytes::from_static(b"0123456789"), 15));
-        assert_eq!(p.get("k", &(200..201)), None);
+        p.keep("k", 100..110, fetch(Some(b"abcdefghij"), &runs));
+        futures::executor::block_on(async {
+            assert_eq!(p.get("k", &(102..105)).await.as_deref(), Some(&b"cde"[..]));
+            assert_eq!(
+                p.get("k", &(100..110)).await.as_deref(),
+                Some(&b"abcdefghij"[..])
+            );
+            assert_eq!(p.get("k", &(95..105)).await, None);
+            assert_eq!(p.get("k", &(105..111)).await, None);
+            assert_eq!(p.get("other", &(102..105)).await, None);
+        });
+        // One GET, however many reads it answered.
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_failed_or_short_fetch_answers_nothing() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let p = Prefetched::default();
+        p.keep("failed", 0..10, fetch(None, &runs));
+        // An object shorter than the range asked for.
+        p.keep("short", 0..10, fetch(Some(b"abc"), &runs));
+        futures::executor::block_on(async {
+            assert_eq!(p.get("failed", &(0..5)).await, None);
+            assert_eq!(p.get("short", &(0..2)).await.as_deref(), Some(&b"ab"[..]));
+            assert_eq!(p.get("short", &(2..8)).await, None);
+        });
+    }
+
+    #[test]
+    fn the_driver_runs_every_fetch_once() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let p = Prefetched::default();
+        for (i, key) in ["a", "b", "c"].iter().enumerate() {
+            p.keep(
+                key,
+                (i as u64 * 10)..(i as u64 * 10 + 3),
+                fetch(Some(b"xyz"), &runs),
+            );
+        }
+        futures::executor::block_on(p.drive(2));
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        // Done fetches answer without running again.
+        futures::executor::block_on(async {
+            assert_eq!(p.get("b", &(10..13)).await.as_deref(), Some(&b"xyz"[..]));
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
 }

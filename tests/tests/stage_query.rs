@@ -30,6 +30,8 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 const SEED_ROWS: usize = 50;
 const SALES_PARTS: usize = 4;
 const SALES_ROWS: usize = 250;
+/// People in `whole/people.parquet`: a file many times the metadata size hint.
+const WHOLE_ROWS: usize = 20_000;
 
 /// What was uploaded to LocalStack, for the expectations.
 struct World {
@@ -40,6 +42,8 @@ struct World {
     sales_footers: u64,
     types_expected: Vec<Value>,
     test_parquet: Bytes,
+    /// The size of `whole/people.parquet`, [`WHOLE_ROWS`] people in row groups of 2,000.
+    whole_len: u64,
 }
 
 static WORLD: OnceCell<World> = OnceCell::const_new();
@@ -99,6 +103,13 @@ async fn world() -> &'static World {
                 Bytes::from_static(b"hello, this is CSV,1,2,3\n"),
             )
             .await;
+            let whole = fixtures::write_parquet(
+                &[fixtures::people_batch(&fixtures::people(WHOLE_ROWS))],
+                Compression::UNCOMPRESSED,
+                2_000,
+            );
+            let whole_len = whole.len() as u64;
+            put("whole/people.parquet".into(), whole).await;
             let half = test_parquet.slice(0..test_parquet.len() / 2);
             put("bad/truncated.parquet".into(), half).await;
             // Outside the stage prefix: must never be readable through the stage.
@@ -113,6 +124,7 @@ async fn world() -> &'static World {
                 sales_footers,
                 types_expected,
                 test_parquet,
+                whole_len,
             }
         })
         .await
@@ -781,6 +793,39 @@ fn invalid_events_fail_before_any_network_call() {
 
 // ---------------------------------------------------------------------------------------
 // What reaches S3: counted, not timed.
+
+#[test]
+fn a_whole_scan_reads_each_byte_at_most_once() {
+    block_on(async {
+        let w = world().await;
+        // Every column, every row group, no filter and no LIMIT: the column chunks are
+        // fetched ahead, at once, on a file this environment has never read.
+        let v = query(
+            "SELECT sum(id), sum(age), sum(score), count(DISTINCT name), \
+             sum(CASE WHEN active THEN 1 ELSE 0 END) FROM @databend_test/whole/people.parquet",
+        )
+        .await;
+        let people = fixtures::people(WHOLE_ROWS);
+        let expected = json!([[
+            people.iter().map(|p| p.id).sum::<i64>(),
+            people.iter().map(|p| i64::from(p.age)).sum::<i64>(),
+            people.iter().map(|p| p.score).sum::<f64>(),
+            WHOLE_ROWS,
+            people.iter().filter(|p| p.active).count(),
+        ]]);
+        assert_eq!(&json!(rows(&v)), &expected);
+        // The first read (the file's last 64 KiB) and the chunks before it: what the first
+        // read holds is not fetched again.
+        let bytes = v["stats"]["bytes_read"].as_u64().unwrap();
+        assert!(
+            bytes <= w.whole_len,
+            "{} for a {}-byte file",
+            v["stats"],
+            w.whole_len
+        );
+        assert!(bytes > w.whole_len / 2, "{}", v["stats"]);
+    })
+}
 
 #[test]
 fn count_star_reads_each_footer_once() {

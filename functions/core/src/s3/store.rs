@@ -129,6 +129,12 @@ impl S3Store {
     pub fn prefetch(&self, path: &Path, ranges: &[Range<u64>]) -> object_store::Result<()> {
         let key = self.key(path)?;
         for range in merge_close(ranges) {
+            // What the object's kept tail holds is read from it, not fetched again.
+            let range = match self.tails.split(&key, &range) {
+                Split::Cached(_) => continue,
+                Split::Partly { fetch, .. } => fetch,
+                Split::Miss => range,
+            };
             let this = self.clone();
             let key_ = key.clone();
             let asked = range.clone();
@@ -350,44 +356,26 @@ impl S3Store {
             (Some(range), Some(size)) if plain => absolute(range, size),
             _ => None,
         };
-        let prefetched = match &wanted {
-            Some(range) => self.prefetched.get(key, range).await,
-            None => None,
-        };
-        let split = match (prefetched, &wanted) {
-            (Some(bytes), _) => Split::Cached(bytes),
-            (None, Some(r)) => self.tails.split(key, r),
-            (None, None) => Split::Miss,
+        let split = match &wanted {
+            Some(range) => self.tails.split(key, range),
+            None => Split::Miss,
         };
         let (bytes, range, meta) = match (split, wanted) {
             (Split::Cached(bytes), Some(range)) => (bytes, range, self.known(key)),
             (Split::Partly { fetch, cached }, Some(range)) => {
-                let before = GetOptions {
-                    range: Some(GetRange::Bounded(fetch.clone())),
-                    ..GetOptions::default()
+                let (head, meta) = match self.prefetched.get(key, &fetch).await {
+                    Some(head) => (head, self.known(key)),
+                    None => self.fetch_exactly(key, fetch).await?,
                 };
-                let (head, got, meta) = self.fetch(key, &before).await?;
-                if got != fetch {
-                    let err = FunctionError::new(
-                        ErrorKind::EndpointUnreachable,
-                        format!(
-                            "S3 GetObject on s3://{}/{key} returned bytes {got:?} where {fetch:?} \
-                             were asked for; does the endpoint honour Range requests?",
-                            self.bucket
-                        ),
-                    );
-                    self.stats.failed(&err);
-                    return Err(to_store_error(err, key));
-                }
                 let bytes = join(&head, &cached);
                 self.tails.keep(key, range.start, bytes.clone(), meta.size);
                 (bytes, range, meta)
             }
-            _ => {
-                let (bytes, range, meta) = self.fetch(key, options).await?;
-                self.tails.keep(key, range.start, bytes.clone(), meta.size);
-                (bytes, range, meta)
-            }
+            (Split::Miss, Some(range)) => match self.prefetched.get(key, &range).await {
+                Some(bytes) => (bytes, range, self.known(key)),
+                None => self.fetch_and_keep(key, options).await?,
+            },
+            _ => self.fetch_and_keep(key, options).await?,
         };
         if let Some(map) = self.page_map(key)
             && let Err(why) = map.check(range.start, &bytes)
@@ -408,6 +396,43 @@ impl S3Store {
             range,
             attributes: Default::default(),
         })
+    }
+
+    /// One GET, its bytes kept as the object's tail when they reach its end.
+    async fn fetch_and_keep(
+        &self,
+        key: &str,
+        options: &GetOptions,
+    ) -> object_store::Result<(Bytes, Range<u64>, ObjectMeta)> {
+        let (bytes, range, meta) = self.fetch(key, options).await?;
+        self.tails.keep(key, range.start, bytes.clone(), meta.size);
+        Ok((bytes, range, meta))
+    }
+
+    /// One GET of exactly `range`: an endpoint that answers other bytes is an error.
+    async fn fetch_exactly(
+        &self,
+        key: &str,
+        range: Range<u64>,
+    ) -> object_store::Result<(Bytes, ObjectMeta)> {
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(range.clone())),
+            ..GetOptions::default()
+        };
+        let (bytes, got, meta) = self.fetch(key, &options).await?;
+        if got != range {
+            let err = FunctionError::new(
+                ErrorKind::EndpointUnreachable,
+                format!(
+                    "S3 GetObject on s3://{}/{key} returned bytes {got:?} where {range:?} \
+                     were asked for; does the endpoint honour Range requests?",
+                    self.bucket
+                ),
+            );
+            self.stats.failed(&err);
+            return Err(to_store_error(err, key));
+        }
+        Ok((bytes, meta))
     }
 
     /// What is known of an object without a request.

@@ -11,7 +11,8 @@
 //! row groups by statistics the way DataFusion will and reads, in one GET per file, the
 //! entries of the surviving row groups' filter columns. Every other entry stays absent,
 //! which DataFusion reads as "no page statistics": an entry left out costs bytes read later,
-//! never a wrong answer.
+//! never a wrong answer. The entries read are kept for the next query of the same object
+//! version in this environment ([`kept`](super::kept)), which then skips this round trip.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
@@ -37,8 +38,9 @@ use parquet::file::metadata::{
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
 use super::footer::{MAX_FOOTER_BYTES, cache_metadata, not_parquet};
+use super::kept;
 use crate::error::{FunctionError, Result};
-use crate::s3::{IoStats, S3Store};
+use crate::s3::{IoStats, S3Store, key_of};
 
 /// Files read at once.
 const CONCURRENCY: usize = 8;
@@ -85,15 +87,37 @@ pub async fn fetch(
     }
     let reads = wanted.into_iter().filter_map(|(location, entries)| {
         let (meta, metadata) = deferred.0.get(&location)?;
-        let range = covering(metadata, &entries)?;
+        let key = key_of(&meta.location).ok()?;
+        // Entries this environment read before from the same version of the object.
+        let known = store
+            .version_read(&meta.location)
+            .map(|e_tag| kept::get(store.bucket(), &key, &e_tag, meta.size, &entries))
+            .unwrap_or_default();
+        let missing: BTreeSet<(usize, usize)> = entries
+            .iter()
+            .filter(|e| !known.contains_key(e))
+            .copied()
+            .collect();
+        let metadata = with_entries(metadata, known);
         Some(async move {
+            let Some(range) = covering(&metadata, &missing) else {
+                return Ok::<_, FunctionError>((meta.clone(), metadata));
+            };
             let bytes = store
                 .get_range(&meta.location, range.clone())
                 .await
                 .map_err(|e| super::files::store_error(e, stats))?;
-            let merged = merge(metadata, &entries, range, bytes, meta.size)
+            let merged = merge(&metadata, &missing, range, bytes, meta.size)
                 .map_err(|why| not_parquet(store, meta, why))?;
-            Ok::<_, FunctionError>((meta.clone(), merged))
+            if let (Some(e_tag), Some(index)) =
+                (store.version_read(&meta.location), merged.column_index())
+            {
+                let read = missing.iter().filter_map(|&(rg, leaf)| {
+                    Some(((rg, leaf), index.get(rg)?.get(leaf)?.clone()))
+                });
+                kept::add(store.bucket(), &key, &e_tag, meta.size, read);
+            }
+            Ok((meta.clone(), merged))
         })
     });
     let merged: Vec<(ObjectMeta, ParquetMetaData)> = futures::stream::iter(reads)
@@ -163,8 +187,45 @@ pub(crate) fn covering(
         .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
 }
 
-/// `metadata` with the column index decoded from `bytes` (the file's `range`) for `entries`
-/// and absent everywhere else.
+/// The column index `metadata` holds, absent where it holds none.
+fn column_index_of(metadata: &ParquetMetaData) -> Vec<Vec<ColumnIndexMetaData>> {
+    match metadata.column_index() {
+        Some(index) => index.clone(),
+        None => metadata
+            .row_groups()
+            .iter()
+            .map(|rg| vec![ColumnIndexMetaData::NONE; rg.num_columns()])
+            .collect(),
+    }
+}
+
+/// `metadata` with `entries` (kept from an earlier read of the same file) in its column
+/// index.
+fn with_entries(
+    metadata: &Arc<ParquetMetaData>,
+    entries: HashMap<(usize, usize), ColumnIndexMetaData>,
+) -> ParquetMetaData {
+    let mut column_index = column_index_of(metadata);
+    let mut any = false;
+    for ((rg, leaf), index) in entries {
+        if let Some(slot) = column_index.get_mut(rg).and_then(|c| c.get_mut(leaf)) {
+            *slot = index;
+            any = true;
+        }
+    }
+    if !any {
+        return metadata.as_ref().clone();
+    }
+    metadata
+        .as_ref()
+        .clone()
+        .into_builder()
+        .set_column_index(Some(column_index))
+        .build()
+}
+
+/// `metadata` with the column index decoded from `bytes` (the file's `range`) for `entries`;
+/// elsewhere what `metadata` held (absent, or kept from an earlier read).
 pub(crate) fn merge(
     metadata: &ParquetMetaData,
     entries: &BTreeSet<(usize, usize)>,
@@ -218,12 +279,9 @@ pub(crate) fn merge(
     let Some(decoded) = decoded.column_index() else {
         return Err("its column index is missing".into());
     };
-    // Every entry read describes as many pages as the offset index locates.
-    let mut column_index: Vec<Vec<ColumnIndexMetaData>> = metadata
-        .row_groups()
-        .iter()
-        .map(|rg| vec![ColumnIndexMetaData::NONE; rg.num_columns()])
-        .collect();
+    // Every entry read describes as many pages as the offset index locates; the entries
+    // `metadata` holds already stay.
+    let mut column_index = column_index_of(metadata);
     for (&rg, columns) in groups.iter().zip(decoded) {
         for (leaf, index) in columns.iter().enumerate() {
             if matches!(index, ColumnIndexMetaData::NONE) {
@@ -240,7 +298,9 @@ pub(crate) fn merge(
                     index.num_pages()
                 ));
             }
-            column_index[rg][leaf] = index.clone();
+            if let Some(slot) = column_index.get_mut(rg).and_then(|c| c.get_mut(leaf)) {
+                *slot = index.clone();
+            }
         }
     }
     Ok(metadata

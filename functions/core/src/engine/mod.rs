@@ -11,6 +11,7 @@ mod error;
 mod files;
 pub mod footer;
 mod hints;
+mod kept;
 mod prefetch;
 mod scans;
 mod serial;

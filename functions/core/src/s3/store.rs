@@ -97,6 +97,9 @@ pub struct S3Store {
     pages: Arc<Mutex<HashMap<String, Arc<PageMap>>>>,
     tails: Arc<Tails>,
     prefetched: Arc<Prefetched>,
+    /// Per key, the ETag every GET of it answered with; `None` once two differed (or one
+    /// had none).
+    versions: Arc<Mutex<HashMap<String, Option<String>>>>,
 }
 
 impl S3Store {
@@ -111,6 +114,7 @@ impl S3Store {
             pages: Arc::default(),
             tails: Arc::default(),
             prefetched: Arc::default(),
+            versions: Arc::default(),
         }
     }
 
@@ -155,6 +159,24 @@ impl S3Store {
     /// Sends the prefetched GETs, [`PARALLEL_GETS`] at a time, until all are answered.
     pub fn drive_prefetch(&self) -> BoxFuture<'static, ()> {
         self.prefetched.drive(PARALLEL_GETS)
+    }
+
+    /// The ETag with which every GET of `path` in this invocation was answered, if there was
+    /// one and all agreed: the version of the object this invocation read.
+    pub fn version_read(&self, path: &Path) -> Option<String> {
+        let key = key_of(path).ok()?;
+        let versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        versions.get(&key).cloned().flatten()
+    }
+
+    fn saw_version(&self, key: &str, e_tag: Option<&str>) {
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = versions
+            .entry(key.to_string())
+            .or_insert_with(|| e_tag.map(str::to_string));
+        if seen.as_deref() != e_tag {
+            *seen = None;
+        }
     }
 
     /// Remembers metadata so `head` needs no request.
@@ -228,6 +250,7 @@ impl S3Store {
             .await;
         let meta = match result {
             Ok(out) => {
+                self.saw_version(key, out.e_tag());
                 let announced = out.content_range().and_then(parse_content_range);
                 let size = announced.as_ref().map_or_else(
                     || out.content_length().unwrap_or(0).max(0) as u64,
@@ -481,6 +504,7 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "GetObject", key))?;
+        self.saw_version(key, out.e_tag());
         let (range, size) = match out.content_range().and_then(parse_content_range) {
             Some(parsed) => parsed,
             None => {

@@ -1,0 +1,113 @@
+//! Column index entries kept across the invocations of a warm execution environment, per
+//! object version.
+//!
+//! A filter's column index entries ([`super::column_index`]) cost a round trip of their own,
+//! between the footer and the pages they select. The next query of the same file in the same
+//! environment (a dashboard's refresh, the next page of a lookup) usually needs the same
+//! entries; they are kept here, keyed by bucket, key, ETag and size, and used only when this
+//! invocation's own GETs of the object (its footer, at least) were answered with that ETag:
+//! an overwritten object is a new version whose entries are read anew, and nothing kept
+//! reaches an invocation whose credentials could not read the object itself.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{LazyLock, Mutex};
+
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
+
+/// (row group, leaf column).
+pub type Entry = (usize, usize);
+
+/// Entries kept per environment, over every object; past it, all are dropped.
+const MAX_ENTRIES: usize = 65_536;
+
+/// One object version's entries.
+struct Kept {
+    e_tag: String,
+    size: u64,
+    entries: HashMap<Entry, ColumnIndexMetaData>,
+}
+
+static KEPT: LazyLock<Mutex<(HashMap<String, Kept>, usize)>> = LazyLock::new(Mutex::default);
+
+fn id(bucket: &str, key: &str) -> String {
+    format!("{bucket}/{key}")
+}
+
+/// Of `wanted`, the entries kept for this version of `bucket/key`.
+pub fn get(
+    bucket: &str,
+    key: &str,
+    e_tag: &str,
+    size: u64,
+    wanted: &BTreeSet<Entry>,
+) -> HashMap<Entry, ColumnIndexMetaData> {
+    let kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    match kept.0.get(&id(bucket, key)) {
+        Some(k) if k.e_tag == e_tag && k.size == size => wanted
+            .iter()
+            .filter_map(|e| Some((*e, k.entries.get(e)?.clone())))
+            .collect(),
+        _ => HashMap::new(),
+    }
+}
+
+/// Keeps `entries` of this version of `bucket/key`, replacing those of any other version.
+pub fn add(
+    bucket: &str,
+    key: &str,
+    e_tag: &str,
+    size: u64,
+    entries: impl IntoIterator<Item = (Entry, ColumnIndexMetaData)>,
+) {
+    let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+    let (map, total) = &mut *kept;
+    let id = id(bucket, key);
+    if map
+        .get(&id)
+        .is_some_and(|k| k.e_tag != e_tag || k.size != size)
+        && let Some(old) = map.remove(&id)
+    {
+        *total -= old.entries.len();
+    }
+    let k = map.entry(id).or_insert_with(|| Kept {
+        e_tag: e_tag.to_string(),
+        size,
+        entries: HashMap::new(),
+    });
+    for (entry, index) in entries {
+        if k.entries.insert(entry, index).is_none() {
+            *total += 1;
+        }
+    }
+    if *total > MAX_ENTRIES {
+        map.clear();
+        *total = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index() -> ColumnIndexMetaData {
+        ColumnIndexMetaData::NONE
+    }
+
+    #[test]
+    fn entries_are_kept_per_object_version() {
+        let wanted = BTreeSet::from([(0, 0), (1, 0)]);
+        add("b", "kept-test/a", "\"v1\"", 100, [((1, 0), index())]);
+        let got = get("b", "kept-test/a", "\"v1\"", 100, &wanted);
+        assert_eq!(got.keys().collect::<Vec<_>>(), [&(1, 0)]);
+        // Another ETag, another size, another object: nothing.
+        assert!(get("b", "kept-test/a", "\"v2\"", 100, &wanted).is_empty());
+        assert!(get("b", "kept-test/a", "\"v1\"", 101, &wanted).is_empty());
+        assert!(get("b", "kept-test/b", "\"v1\"", 100, &wanted).is_empty());
+        assert!(get("other", "kept-test/a", "\"v1\"", 100, &wanted).is_empty());
+        // Entries of a new version replace the old version's.
+        add("b", "kept-test/a", "\"v2\"", 100, [((0, 0), index())]);
+        assert!(get("b", "kept-test/a", "\"v1\"", 100, &wanted).is_empty());
+        let got = get("b", "kept-test/a", "\"v2\"", 100, &wanted);
+        assert_eq!(got.keys().collect::<Vec<_>>(), [&(0, 0)]);
+    }
+}

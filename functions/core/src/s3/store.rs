@@ -139,7 +139,12 @@ impl S3Store {
                 Split::Partly { fetch, .. } => fetch,
                 Split::Miss => range,
             };
-            let this = self.clone();
+            // A store without the kept fetches: a fetch holding the map it is kept in would
+            // never be freed if it is never polled (a query that ends early).
+            let this = Self {
+                prefetched: Arc::default(),
+                ..self.clone()
+            };
             let key_ = key.clone();
             let asked = range.clone();
             let options = GetOptions {
@@ -795,6 +800,26 @@ mod tests {
         // A range wholly past what was answered is an error, not a panic.
         assert!(slice_of(&requests, &fetched, &(200_005..200_008)).is_err());
         assert!(slice_of(&[], &[], &(1..2)).is_err());
+    }
+
+    #[test]
+    fn kept_fetches_do_not_keep_their_store_alive() {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .build();
+        let store = S3Store::new(Client::from_conf(config), "b", "p/", Arc::default());
+        let path = S3Store::path("p/x.parquet");
+        store.prefetch(&path, &[0..10, 200_000..200_010]).unwrap();
+        // Registered and never sent, as when a query ends before its prefetch: the map of
+        // kept fetches is held by this store alone, so it is freed with it.
+        assert_eq!(Arc::strong_count(&store.prefetched), 1);
+        // Outside the stage: refused, nothing registered.
+        assert!(
+            store
+                .prefetch(&S3Store::path("q/y.parquet"), &[0..10])
+                .is_err()
+        );
     }
 
     #[test]

@@ -113,7 +113,8 @@ pub async fn fetch(
                 (store.version_read(&meta.location), merged.column_index())
             {
                 let read = missing.iter().filter_map(|&(rg, leaf)| {
-                    Some(((rg, leaf), index.get(rg)?.get(leaf)?.clone()))
+                    let len = entry_range(&merged, rg, leaf).map_or(0, |r| r.end - r.start);
+                    Some(((rg, leaf), index.get(rg)?.get(leaf)?.clone(), len))
                 });
                 kept::add(store.bucket(), &key, &e_tag, meta.size, read);
             }

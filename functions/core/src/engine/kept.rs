@@ -17,17 +17,24 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 /// (row group, leaf column).
 pub type Entry = (usize, usize);
 
-/// Entries kept per environment, over every object; past it, all are dropped.
-const MAX_ENTRIES: usize = 65_536;
+/// Encoded bytes of the entries kept per environment, over every object (decoded, a small
+/// multiple of it); past it, all are dropped.
+const MAX_BYTES: u64 = 4 << 20;
 
-/// One object version's entries.
+/// One object version's entries, with their encoded lengths.
 struct Kept {
     e_tag: String,
     size: u64,
-    entries: HashMap<Entry, ColumnIndexMetaData>,
+    entries: HashMap<Entry, (ColumnIndexMetaData, u64)>,
 }
 
-static KEPT: LazyLock<Mutex<(HashMap<String, Kept>, usize)>> = LazyLock::new(Mutex::default);
+impl Kept {
+    fn bytes(&self) -> u64 {
+        self.entries.values().map(|(_, len)| *len).sum()
+    }
+}
+
+static KEPT: LazyLock<Mutex<(HashMap<String, Kept>, u64)>> = LazyLock::new(Mutex::default);
 
 fn id(bucket: &str, key: &str) -> String {
     format!("{bucket}/{key}")
@@ -45,19 +52,20 @@ pub fn get(
     match kept.0.get(&id(bucket, key)) {
         Some(k) if k.e_tag == e_tag && k.size == size => wanted
             .iter()
-            .filter_map(|e| Some((*e, k.entries.get(e)?.clone())))
+            .filter_map(|e| Some((*e, k.entries.get(e)?.0.clone())))
             .collect(),
         _ => HashMap::new(),
     }
 }
 
-/// Keeps `entries` of this version of `bucket/key`, replacing those of any other version.
+/// Keeps `entries` (each with its encoded length) of this version of `bucket/key`, replacing
+/// those of any other version.
 pub fn add(
     bucket: &str,
     key: &str,
     e_tag: &str,
     size: u64,
-    entries: impl IntoIterator<Item = (Entry, ColumnIndexMetaData)>,
+    entries: impl IntoIterator<Item = (Entry, ColumnIndexMetaData, u64)>,
 ) {
     let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
     let (map, total) = &mut *kept;
@@ -67,19 +75,20 @@ pub fn add(
         .is_some_and(|k| k.e_tag != e_tag || k.size != size)
         && let Some(old) = map.remove(&id)
     {
-        *total -= old.entries.len();
+        *total -= old.bytes();
     }
     let k = map.entry(id).or_insert_with(|| Kept {
         e_tag: e_tag.to_string(),
         size,
         entries: HashMap::new(),
     });
-    for (entry, index) in entries {
-        if k.entries.insert(entry, index).is_none() {
-            *total += 1;
+    for (entry, index, len) in entries {
+        if let Some((_, old)) = k.entries.insert(entry, (index, len)) {
+            *total -= old;
         }
+        *total += len;
     }
-    if *total > MAX_ENTRIES {
+    if *total > MAX_BYTES {
         map.clear();
         *total = 0;
     }
@@ -94,9 +103,9 @@ mod tests {
     }
 
     #[test]
-    fn entries_are_kept_per_object_version() {
+    fn entries_are_kept_per_object_version_within_a_byte_budget() {
         let wanted = BTreeSet::from([(0, 0), (1, 0)]);
-        add("b", "kept-test/a", "\"v1\"", 100, [((1, 0), index())]);
+        add("b", "kept-test/a", "\"v1\"", 100, [((1, 0), index(), 10)]);
         let got = get("b", "kept-test/a", "\"v1\"", 100, &wanted);
         assert_eq!(got.keys().collect::<Vec<_>>(), [&(1, 0)]);
         // Another ETag, another size, another object: nothing.
@@ -105,9 +114,18 @@ mod tests {
         assert!(get("b", "kept-test/b", "\"v1\"", 100, &wanted).is_empty());
         assert!(get("other", "kept-test/a", "\"v1\"", 100, &wanted).is_empty());
         // Entries of a new version replace the old version's.
-        add("b", "kept-test/a", "\"v2\"", 100, [((0, 0), index())]);
+        add("b", "kept-test/a", "\"v2\"", 100, [((0, 0), index(), 10)]);
         assert!(get("b", "kept-test/a", "\"v1\"", 100, &wanted).is_empty());
         let got = get("b", "kept-test/a", "\"v2\"", 100, &wanted);
         assert_eq!(got.keys().collect::<Vec<_>>(), [&(0, 0)]);
+
+        // Past the byte budget everything is dropped. (In this test: the map is global, and
+        // tests run at once.)
+        let wanted = BTreeSet::from([(0, 0)]);
+        add("b", "kept-budget/a", "e", 1, [((0, 0), index(), 100)]);
+        assert_eq!(get("b", "kept-budget/a", "e", 1, &wanted).len(), 1);
+        add("b", "kept-budget/b", "e", 1, [((0, 0), index(), MAX_BYTES)]);
+        assert!(get("b", "kept-budget/a", "e", 1, &wanted).is_empty());
+        assert!(get("b", "kept-budget/b", "e", 1, &wanted).is_empty());
     }
 }

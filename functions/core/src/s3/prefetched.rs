@@ -20,19 +20,25 @@ use futures::{FutureExt, StreamExt};
 /// One GET under way or done: its bytes, or `None` if it failed.
 pub type Fetch = Shared<BoxFuture<'static, Option<Bytes>>>;
 
-/// Per key, the kept ranges with their fetches.
-type Ranges = HashMap<String, Vec<(Range<u64>, Fetch)>>;
+/// The kept fetches: per key with their ranges, and all in the order they were kept.
+#[derive(Default)]
+struct Kept {
+    by_key: HashMap<String, Vec<(Range<u64>, Fetch)>>,
+    order: Vec<Fetch>,
+}
 
 #[derive(Default)]
 pub struct Prefetched {
-    kept: Mutex<Ranges>,
+    kept: Mutex<Kept>,
 }
 
 impl Prefetched {
     /// Keeps `fetch`, which will yield the bytes of `range` of `key`.
     pub fn keep(&self, key: &str, range: Range<u64>, fetch: Fetch) {
         let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.entry(key.to_string())
+        kept.order.push(fetch.clone());
+        kept.by_key
+            .entry(key.to_string())
             .or_default()
             .push((range, fetch));
     }
@@ -42,6 +48,7 @@ impl Prefetched {
         let (start, fetch) = {
             let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
             let (kept, fetch) = kept
+                .by_key
                 .get(key)?
                 .iter()
                 .find(|(kept, _)| kept.start <= range.start && range.end <= kept.end)?;
@@ -58,9 +65,7 @@ impl Prefetched {
     pub fn drive(&self, parallel: usize) -> BoxFuture<'static, ()> {
         let fetches: Vec<Fetch> = {
             let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-            let mut all: Vec<&(Range<u64>, Fetch)> = kept.values().flatten().collect();
-            all.sort_by_key(|(range, _)| range.start);
-            all.into_iter().map(|(_, fetch)| fetch.clone()).collect()
+            kept.order.clone()
         };
         futures::stream::iter(fetches)
             .buffer_unordered(parallel.max(1))
@@ -131,6 +136,19 @@ mod tests {
         }
         futures::executor::block_on(p.drive(2));
         assert_eq!(runs.load(Ordering::SeqCst), 3);
+        // One at a time, they start in the order they were kept, across keys.
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let q = Prefetched::default();
+        for (key, start) in [("z", 50u64), ("a", 10), ("z", 0)] {
+            let started = Arc::clone(&started);
+            let fetch = async move {
+                started.lock().unwrap().push((key, start));
+                Some(Bytes::from_static(b"x"))
+            };
+            q.keep(key, start..start + 1, fetch.boxed().shared());
+        }
+        futures::executor::block_on(q.drive(1));
+        assert_eq!(*started.lock().unwrap(), [("z", 50), ("a", 10), ("z", 0)]);
         // Done fetches answer without running again.
         futures::executor::block_on(async {
             assert_eq!(p.get("b", &(10..13)).await.as_deref(), Some(&b"xyz"[..]));

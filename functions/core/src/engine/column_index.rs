@@ -109,6 +109,7 @@ pub async fn fetch(
                 .map_err(|e| super::files::store_error(e, stats))?;
             let merged = merge(&metadata, &missing, range, bytes, meta.size)
                 .map_err(|why| not_parquet(store, meta, why))?;
+            // The version again: a GET answered by another ETag since leaves nothing to keep.
             if let (Some(e_tag), Some(index)) =
                 (store.version_read(&meta.location), merged.column_index())
             {
@@ -118,15 +119,15 @@ pub async fn fetch(
                 });
                 kept::add(store.bucket(), &key, &e_tag, meta.size, read);
             }
-            Ok((meta.clone(), merged))
+            Ok((meta.clone(), Arc::new(merged)))
         })
     });
-    let merged: Vec<(ObjectMeta, ParquetMetaData)> = futures::stream::iter(reads)
+    let merged: Vec<(ObjectMeta, Arc<ParquetMetaData>)> = futures::stream::iter(reads)
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
     for (meta, metadata) in merged {
-        cache_metadata(ctx, &meta, Arc::new(metadata));
+        cache_metadata(ctx, &meta, metadata);
     }
     Ok(())
 }
@@ -201,28 +202,28 @@ fn column_index_of(metadata: &ParquetMetaData) -> Vec<Vec<ColumnIndexMetaData>> 
 }
 
 /// `metadata` with `entries` (kept from an earlier read of the same file) in its column
-/// index.
+/// index; `metadata` itself, not a copy, when there are none.
 fn with_entries(
     metadata: &Arc<ParquetMetaData>,
     entries: HashMap<(usize, usize), ColumnIndexMetaData>,
-) -> ParquetMetaData {
+) -> Arc<ParquetMetaData> {
+    if entries.is_empty() {
+        return Arc::clone(metadata);
+    }
     let mut column_index = column_index_of(metadata);
-    let mut any = false;
     for ((rg, leaf), index) in entries {
         if let Some(slot) = column_index.get_mut(rg).and_then(|c| c.get_mut(leaf)) {
             *slot = index;
-            any = true;
         }
     }
-    if !any {
-        return metadata.as_ref().clone();
-    }
-    metadata
-        .as_ref()
-        .clone()
-        .into_builder()
-        .set_column_index(Some(column_index))
-        .build()
+    Arc::new(
+        metadata
+            .as_ref()
+            .clone()
+            .into_builder()
+            .set_column_index(Some(column_index))
+            .build(),
+    )
 }
 
 /// `metadata` with the column index decoded from `bytes` (the file's `range`) for `entries`;

@@ -189,16 +189,30 @@ pub(crate) fn covering(
         .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
 }
 
-/// The column index `metadata` holds, absent where it holds none.
-fn column_index_of(metadata: &ParquetMetaData) -> Vec<Vec<ColumnIndexMetaData>> {
-    match metadata.column_index() {
+/// `metadata` with `entries` in its column index; elsewhere what it held (absent, or kept
+/// from an earlier read). An entry outside the file's row groups and columns is ignored.
+fn set_entries(
+    metadata: &ParquetMetaData,
+    entries: impl IntoIterator<Item = ((usize, usize), ColumnIndexMetaData)>,
+) -> ParquetMetaData {
+    let mut column_index = match metadata.column_index() {
         Some(index) => index.clone(),
         None => metadata
             .row_groups()
             .iter()
             .map(|rg| vec![ColumnIndexMetaData::NONE; rg.num_columns()])
             .collect(),
+    };
+    for ((rg, leaf), index) in entries {
+        if let Some(slot) = column_index.get_mut(rg).and_then(|c| c.get_mut(leaf)) {
+            *slot = index;
+        }
     }
+    metadata
+        .clone()
+        .into_builder()
+        .set_column_index(Some(column_index))
+        .build()
 }
 
 /// `metadata` with `entries` (kept from an earlier read of the same file) in its column
@@ -210,20 +224,7 @@ fn with_entries(
     if entries.is_empty() {
         return Arc::clone(metadata);
     }
-    let mut column_index = column_index_of(metadata);
-    for ((rg, leaf), index) in entries {
-        if let Some(slot) = column_index.get_mut(rg).and_then(|c| c.get_mut(leaf)) {
-            *slot = index;
-        }
-    }
-    Arc::new(
-        metadata
-            .as_ref()
-            .clone()
-            .into_builder()
-            .set_column_index(Some(column_index))
-            .build(),
-    )
+    Arc::new(set_entries(metadata, entries))
 }
 
 /// `metadata` with the column index decoded from `bytes` (the file's `range`) for `entries`;
@@ -283,7 +284,7 @@ pub(crate) fn merge(
     };
     // Every entry read describes as many pages as the offset index locates; the entries
     // `metadata` holds already stay.
-    let mut column_index = column_index_of(metadata);
+    let mut read = Vec::new();
     for (&rg, columns) in groups.iter().zip(decoded) {
         for (leaf, index) in columns.iter().enumerate() {
             if matches!(index, ColumnIndexMetaData::NONE) {
@@ -300,16 +301,10 @@ pub(crate) fn merge(
                     index.num_pages()
                 ));
             }
-            if let Some(slot) = column_index.get_mut(rg).and_then(|c| c.get_mut(leaf)) {
-                *slot = index.clone();
-            }
+            read.push(((rg, leaf), index.clone()));
         }
     }
-    Ok(metadata
-        .clone()
-        .into_builder()
-        .set_column_index(Some(column_index))
-        .build())
+    Ok(set_entries(metadata, read))
 }
 
 #[cfg(test)]

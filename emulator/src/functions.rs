@@ -30,6 +30,10 @@ pub struct LoadOptions {
     pub credentials: Option<FunctionCredentials>,
     /// Origins every invocation may reach besides the event's STS and S3 endpoints.
     pub allow: Vec<String>,
+    /// The Lambda Invoke API this process serves (`xstage serve`), where a function that
+    /// fans out (`XSTAGE_FAN_OUT_FUNCTION` in its environment) sends its workers' invocations.
+    /// Without it, such a function runs every query in one invocation.
+    pub invoke_endpoint: Option<String>,
 }
 
 impl LoadOptions {
@@ -110,6 +114,10 @@ pub fn component_path(
 }
 
 /// The host configuration of a function.
+///
+/// A function that fans out (`XSTAGE_FAN_OUT_FUNCTION`) gets `AWS_ENDPOINT_URL_LAMBDA` set to
+/// the served Invoke API, and only then may its guest reach it; with no server to answer
+/// its workers, the variable is left out and its queries run in one invocation.
 pub fn config(spec: &FunctionSpec, options: &LoadOptions) -> FunctionConfig {
     let mut config = FunctionConfig::new(spec.name());
     config.memory_size_mb = spec.memory_size_mb;
@@ -118,9 +126,29 @@ pub fn config(spec: &FunctionSpec, options: &LoadOptions) -> FunctionConfig {
     config.region = options.region.clone();
     config.credentials = options.credentials.clone();
     config.reserved_concurrency = spec.reserved_concurrency;
-    config.egress = EgressPolicy::stage_query().allowing(Allowlist::from_urls(&options.allow));
+    let mut allow = options.allow.clone();
+    if config.environment.contains_key(FAN_OUT_FUNCTION) {
+        match &options.invoke_endpoint {
+            Some(endpoint) => {
+                config
+                    .environment
+                    .entry(LAMBDA_ENDPOINT.to_string())
+                    .or_insert_with(|| endpoint.clone());
+                allow.push(config.environment[LAMBDA_ENDPOINT].clone());
+            }
+            None => {
+                config.environment.remove(FAN_OUT_FUNCTION);
+            }
+        }
+    }
+    config.egress = EgressPolicy::stage_query().allowing(Allowlist::from_urls(&allow));
     config
 }
+
+/// The variable that makes a function fan out, naming the function its workers run in.
+pub const FAN_OUT_FUNCTION: &str = "XSTAGE_FAN_OUT_FUNCTION";
+/// The AWS SDKs' Lambda endpoint override.
+pub const LAMBDA_ENDPOINT: &str = "AWS_ENDPOINT_URL_LAMBDA";
 
 /// Loads one function. Compiling a large component the first time takes minutes; `progress`
 /// hears about it before and after.

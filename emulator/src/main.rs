@@ -183,10 +183,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             port,
             quiet,
         } => {
-            let options = args.options()?;
+            let mut options = args.options()?;
             let template = args.template(&options)?;
             let runtime = Host::new(HostConfig::default()).map_err(EmulatorError::Host)?;
             let listener = serve::bind(&host, port).await?;
+            let served = listener.local_addr()?;
+            // Fan-out workers are invoked here, through loopback when bound to all addresses.
+            let reach = if served.ip().is_unspecified() {
+                std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), served.port())
+            } else {
+                served
+            };
+            options.invoke_endpoint = Some(format!("http://{reach}"));
             let loaded = functions::load_all(&runtime, &template, &options, &progress).await?;
             let names: Vec<&str> = loaded.iter().map(|d| d.spec.name()).collect();
             let api = if quiet {

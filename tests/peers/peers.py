@@ -6,7 +6,8 @@ assume the role with the ExternalId (through the benchmark's counting proxy), op
 reader, run the query. The time covers all of it, as xstage's does.
 
 Request: {"tool", "query", "endpoint", "region", "bucket", "prefix", "role_arn",
-          "external_id", "lo", "hi"}
+          "external_id", "lo", "hi"}; DuckDB also takes "query": "sql" with "sql", in which
+          {lineitem} stands for the stage's lineitem/*.parquet (scripts/bench-fanout).
 Answer:  {"ms": float, "rows": int, "values": [[...]] or null} or {"error": str}
 """
 
@@ -66,6 +67,11 @@ def duckdb_run(req):
     )
     p = {k: f"'s3://{v}'" for k, v in paths(req).items()}
     q = req["query"]
+    if q == "sql":
+        # The fan-out bench: any SQL over the stage's lineitem files.
+        lineitem = f"'s3://{req['bucket']}/{req['prefix']}lineitem/*.parquet'"
+        got = con.execute(req["sql"].replace("{lineitem}", lineitem)).fetchall()
+        return answer(len(got), [[str(v) for v in r] for r in got])
 
     # Row results as Arrow, as the other peers produce them.
     def rows(sql):

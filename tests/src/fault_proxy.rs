@@ -87,6 +87,60 @@ impl Fault {
     }
 }
 
+/// Which requests of a service a fault applies to ([`FaultProxy::inject_only`]).
+#[derive(Debug, Clone, Default)]
+pub struct Only {
+    path_contains: Option<String>,
+    explicit_ranges: bool,
+    times: Option<usize>,
+    spent: Arc<AtomicUsize>,
+}
+
+impl Only {
+    /// Requests whose path contains `part` (an object key).
+    pub fn path(part: &str) -> Self {
+        Self {
+            path_contains: Some(part.to_string()),
+            ..Self::default()
+        }
+    }
+
+    /// Only GETs of an explicit byte range (`Range: bytes=a-b`): a worker's reads of column
+    /// chunks, not a footer's suffix read.
+    pub fn explicit_ranges(mut self) -> Self {
+        self.explicit_ranges = true;
+        self
+    }
+
+    /// Only the first `n` matching requests; then the fault is spent.
+    pub fn times(mut self, n: usize) -> Self {
+        self.times = Some(n);
+        self
+    }
+
+    fn matches(&self, request: &Request<Incoming>) -> bool {
+        if let Some(part) = &self.path_contains
+            && !request.uri().path().contains(part.as_str())
+        {
+            return false;
+        }
+        if self.explicit_ranges {
+            let range = request
+                .headers()
+                .get(hyper::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if !range.starts_with("bytes=") || range.starts_with("bytes=-") {
+                return false;
+            }
+        }
+        match self.times {
+            Some(times) => self.spent.fetch_add(1, Ordering::SeqCst) < times,
+            None => true,
+        }
+    }
+}
+
 /// What passed through the proxy: requests by kind and response body bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
@@ -157,7 +211,11 @@ impl Counters {
 #[derive(Default)]
 struct State {
     upstream: Mutex<String>,
-    faults: Mutex<Vec<(Service, Fault)>>,
+    faults: Mutex<Vec<(Service, Fault, Only)>>,
+    /// S3 response bytes per second per access key (one execution environment's
+    /// credentials), and when each key's link is next free.
+    bandwidth: Mutex<Option<u64>>,
+    links: Mutex<std::collections::HashMap<String, tokio::time::Instant>>,
     sts_requests: AtomicUsize,
     s3_requests: AtomicUsize,
     faulted: AtomicUsize,
@@ -208,9 +266,21 @@ impl FaultProxy {
 
     /// Answers every request for `service` with `fault` until [`FaultProxy::clear`].
     pub fn inject(&self, service: Service, fault: Fault) {
+        self.inject_only(service, fault, Only::default());
+    }
+
+    /// Like [`FaultProxy::inject`], for the requests `only` selects.
+    pub fn inject_only(&self, service: Service, fault: Fault, only: Only) {
         let mut faults = self.state.faults.lock().unwrap();
-        faults.retain(|(s, _)| *s != service);
-        faults.push((service, fault));
+        faults.retain(|(s, _, _)| *s != service);
+        faults.push((service, fault, only));
+    }
+
+    /// Caps S3 response bodies at `bytes_per_second` per access key: each key (one
+    /// execution environment's assumed-role credentials, or one peer process) has a link of
+    /// its own, as each Lambda execution environment has its own network share.
+    pub fn limit_bandwidth(&self, bytes_per_second: u64) {
+        *self.state.bandwidth.lock().unwrap() = Some(bytes_per_second.max(1));
     }
 
     /// Forwards to another upstream from now on (a restarted emulator).
@@ -297,8 +367,8 @@ async fn handle(
         .lock()
         .unwrap()
         .iter()
-        .find(|(s, _)| *s == service)
-        .map(|(_, f)| f.clone());
+        .find(|(s, _, only)| *s == service && only.matches(&request))
+        .map(|(_, f, _)| f.clone());
     if fault.is_some() {
         state.faulted.fetch_add(1, Ordering::SeqCst);
     }
@@ -338,12 +408,18 @@ async fn handle(
         Err(_) => return Ok(status(StatusCode::BAD_REQUEST)),
     };
     *request.uri_mut() = uri;
+    let parts_headers = request.headers().clone();
     let response = match client.request(request).await {
         Ok(response) => response,
         Err(_) => return Ok(status(StatusCode::BAD_GATEWAY)),
     };
     let Some(after_bytes) = cut else {
         let traffic = Arc::clone(&state.traffic);
+        let rate = *state.bandwidth.lock().unwrap();
+        if let (Some(rate), Service::S3) = (rate, service) {
+            let key = access_key(&parts_headers);
+            return Ok(response.map(|b| shaped(b, rate, key, state, traffic)));
+        }
         return Ok(response.map(|b| {
             b.map_frame(move |frame| {
                 if let Some(data) = frame.data_ref() {
@@ -378,6 +454,49 @@ async fn handle(
         .map_err(|e: std::io::Error| e)
         .boxed();
     Ok(Response::from_parts(parts, body))
+}
+
+/// The access key id a request is signed with (`Credential=AKID/...`), or `""`.
+fn access_key(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|a| a.split("Credential=").nth(1))
+        .and_then(|c| c.split('/').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `body`, its frames let through no faster than `rate` bytes per second on `key`'s link.
+fn shaped(
+    body: Incoming,
+    rate: u64,
+    key: String,
+    state: Arc<State>,
+    traffic: Arc<Counters>,
+) -> Body {
+    let frames = http_body_util::BodyStream::new(body).then(move |frame| {
+        let (state, traffic, key) = (Arc::clone(&state), Arc::clone(&traffic), key.clone());
+        async move {
+            let frame = frame.map_err(std::io::Error::other)?;
+            if let Some(data) = frame.data_ref() {
+                let n = data.len() as u64;
+                traffic.bytes.fetch_add(n, Ordering::SeqCst);
+                let cost = Duration::from_secs_f64(n as f64 / rate as f64);
+                let until = {
+                    let mut links = state.links.lock().unwrap();
+                    let now = tokio::time::Instant::now();
+                    let free = links.get(&key).copied().unwrap_or(now).max(now);
+                    let until = free + cost;
+                    links.insert(key, until);
+                    until
+                };
+                tokio::time::sleep_until(until).await;
+            }
+            Ok::<_, std::io::Error>(frame)
+        }
+    });
+    BodyExt::boxed(http_body_util::StreamBody::new(frames))
 }
 
 fn status(code: StatusCode) -> Response<Body> {

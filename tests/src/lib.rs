@@ -22,6 +22,7 @@ pub mod query_cli;
 pub mod run;
 pub mod seed;
 pub mod table;
+pub mod tpch;
 pub mod wasm;
 
 /// The runtime of a test binary or benchmark: multi-threaded (two workers), timers and I/O.

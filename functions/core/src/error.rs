@@ -45,6 +45,9 @@ pub enum ErrorKind {
     EndpointUnreachable,
     /// The query needs more memory than the function may use.
     ResourcesExhausted,
+    /// A fan-out worker's partial result would not fit in Lambda's 6 MB response, and its
+    /// task could not be split further.
+    ResultTooLarge,
     /// The function's own configuration (its environment) is invalid.
     InvalidConfiguration,
     /// A bug or an unexpected condition inside xstage.
@@ -73,9 +76,40 @@ impl ErrorKind {
             ErrorKind::ServiceUnavailable => "ServiceUnavailable",
             ErrorKind::EndpointUnreachable => "EndpointUnreachable",
             ErrorKind::ResourcesExhausted => "ResourcesExhausted",
+            ErrorKind::ResultTooLarge => "ResultTooLarge",
             ErrorKind::InvalidConfiguration => "InvalidConfiguration",
             ErrorKind::Internal => "Internal",
         }
+    }
+
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 21] = [
+        ErrorKind::InvalidEvent,
+        ErrorKind::InvalidQuery,
+        ErrorKind::RoleNotAllowed,
+        ErrorKind::ExternalIdRequired,
+        ErrorKind::AssumeRoleDenied,
+        ErrorKind::InvalidClientTokenId,
+        ErrorKind::ExpiredToken,
+        ErrorKind::SignatureDoesNotMatch,
+        ErrorKind::S3AccessDenied,
+        ErrorKind::NoSuchBucket,
+        ErrorKind::WrongRegion,
+        ErrorKind::NotFound,
+        ErrorKind::InvalidParquet,
+        ErrorKind::Throttled,
+        ErrorKind::Timeout,
+        ErrorKind::ServiceUnavailable,
+        ErrorKind::EndpointUnreachable,
+        ErrorKind::ResourcesExhausted,
+        ErrorKind::ResultTooLarge,
+        ErrorKind::InvalidConfiguration,
+        ErrorKind::Internal,
+    ];
+
+    /// The kind an `errorType` names.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 
     /// Whether the same event may succeed if sent again later.

@@ -30,6 +30,7 @@ pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod fanout;
 pub mod fuzz;
 pub mod platform;
 pub mod result;
@@ -49,13 +50,66 @@ pub use result::Response;
 pub const DEFAULT_MEMORY_LIMIT: usize = 1024 * 1024 * 1024;
 
 /// Handles one event given as JSON.
-pub async fn handle(event: serde_json::Value) -> Result<Response, FunctionError> {
+pub async fn handle(raw: serde_json::Value) -> Result<Response, FunctionError> {
     let started = Instant::now();
-    let event = Event::from_json(event)?;
+    let event = Event::from_json(raw.clone())?;
     access::Access::from_env()?.check(&event.connection)?;
+    if let Some(fragment) = &event.fragment {
+        return fanout::work(&event, &raw, fragment, started, memory_limit()).await;
+    }
     let statement = sql::rewrite(&event.query)?;
     let plan = engine::Plan::new(statement, &event.stage)?;
+    let connected = connect(&event).await?;
+    let (store, io) = (connected.store, connected.io);
+    let memory_limit = memory_limit();
+    let prepared = engine::prepare(plan, &event.stage, &store, &io, memory_limit).await?;
+    let files = prepared.file_count();
+    let max_rows = event.options.max_rows;
+    let runner = event
+        .options
+        .fan_out
+        .enabled()
+        .then(|| fanout::runner(&connected.base, &event, &raw).ok())
+        .flatten();
+    let fanned = match &runner {
+        Some(runner) => fanout::coordinate(&event, &prepared, &io, runner).await?,
+        None => None,
+    };
+    let (physical, gathered) = match fanned {
+        Some(f) => (f.plan, Some((f.gathered, f.last_worker))),
+        None => (prepared.physical(&io, max_rows, false).await?, None),
+    };
+    let mut writer = result::RowWriter::new(&physical.schema(), max_rows);
+    prepared
+        .execute(physical, &store, &io, memory_limit, |b| writer.push(b))
+        .await?;
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    let mut stats = engine::stats(&io, files, connected.sts_calls, elapsed_ms);
+    if let Some((g, last)) = gathered {
+        stats.path = result::QueryPath::FanOut;
+        stats.s3_requests += g.s3_requests;
+        stats.bytes_read += g.bytes_read;
+        stats.sts_calls += g.sts_calls;
+        stats.workers = Some(g.workers);
+        stats.invocations = Some(g.invocations);
+        stats.tasks_retried = Some(g.retried);
+        stats.tasks_speculated = Some(g.speculated);
+        stats.last_worker_ms = Some(last.as_millis() as u64);
+    }
+    Ok(writer.finish(stats))
+}
 
+/// The event's AWS side: the function's base configuration, the role's credentials (from
+/// the cache or one `sts:AssumeRole`) and the stage's store.
+pub(crate) struct Connected {
+    pub base: aws_types::SdkConfig,
+    pub store: s3::S3Store,
+    pub io: Arc<s3::IoStats>,
+    /// 1 when STS was called, 0 when the cache answered.
+    pub sts_calls: u64,
+}
+
+pub(crate) async fn connect(event: &Event) -> Result<Connected, FunctionError> {
     let base = platform::base_config().await;
     let region = event
         .connection
@@ -78,17 +132,12 @@ pub async fn handle(event: serde_json::Value) -> Result<Response, FunctionError>
         event.stage.url.prefix(),
         Arc::clone(&io),
     );
-    let (rows, files) = engine::run(
-        plan,
-        &event.stage,
+    Ok(Connected {
+        base,
         store,
-        &io,
-        event.options.max_rows,
-        memory_limit(),
-    )
-    .await?;
-    let elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(rows.finish(engine::stats(&io, files, u64::from(called_sts), elapsed_ms)))
+        io,
+        sts_calls: u64::from(called_sts),
+    })
 }
 
 /// Handles one event given as JSON bytes; malformed JSON is an `InvalidEvent`.

@@ -9,19 +9,21 @@
 pub(crate) mod column_index;
 mod error;
 mod files;
+pub(crate) mod scans;
 pub mod footer;
 mod hints;
 mod kept;
 mod prefetch;
-mod scans;
 mod serial;
 mod tables;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use arrow::record_batch::RecordBatch;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use futures::future::Either;
@@ -29,7 +31,7 @@ use object_store::ObjectMeta;
 
 use crate::error::{FunctionError, Result};
 use crate::event::Stage;
-use crate::result::{RowWriter, Stats};
+use crate::result::Stats;
 use crate::s3::{IoStats, S3Store, key_of};
 use crate::sql::{StageRef, Statement, TableSource};
 use crate::stage::Location;
@@ -141,15 +143,27 @@ fn session(memory_limit: usize) -> Result<SessionContext> {
     Ok(SessionContext::new_with_state(state))
 }
 
-/// Runs a plan against the stage; returns the rows and the number of files read.
-pub async fn run(
+/// A query's DataFusion session with its tables registered and their footers read: what
+/// planning needs, before anything runs.
+pub struct Prepared {
+    ctx: SessionContext,
+    sql: String,
+    /// The files the query's tables read, as `s3://bucket/key`.
+    files: Vec<String>,
+    /// Each table's name and its location as the query wrote it, for messages.
+    written: Vec<(String, String)>,
+    deferred: column_index::Deferred,
+    page_indexes: footer::PageIndexes,
+}
+
+/// Resolves the plan's files, reads their footers and registers its tables.
+pub async fn prepare(
     plan: Plan,
     stage: &Stage,
-    store: S3Store,
+    store: &S3Store,
     stats: &Arc<IoStats>,
-    max_rows: u64,
     memory_limit: usize,
-) -> Result<(RowWriter, u64)> {
+) -> Result<Prepared> {
     let ctx = session(memory_limit)?;
     let bucket_url = url::Url::parse(&format!("s3://{}", stage.url.bucket()))
         .map_err(|e| FunctionError::internal(format!("bucket URL: {e}")))?;
@@ -166,7 +180,7 @@ pub async fn run(
         let location = source.location();
         let listing_only = matches!(source, Source::List(_));
         let metas: Vec<ObjectMeta> = files::resolve(
-            &store,
+            store,
             stats,
             &stage.url,
             location,
@@ -182,7 +196,7 @@ pub async fn run(
         if !listing_only {
             footer::prime(
                 &ctx,
-                &store,
+                store,
                 stats,
                 &metas,
                 hints::DEFAULT,
@@ -199,7 +213,7 @@ pub async fn run(
             }
             Source::Files(_) => tables::parquet_table(&ctx, stage.url.bucket(), &metas).await,
             Source::InferSchema(_) => {
-                tables::infer_schema_table(&ctx, &store, &stage.url, &metas).await
+                tables::infer_schema_table(&ctx, store, &stage.url, &metas).await
             }
             Source::List(_) => tables::list_table(&stage.url, &metas),
         }
@@ -210,36 +224,176 @@ pub async fn run(
         ctx.register_table(name.as_str(), table)
             .map_err(|e| FunctionError::internal(format!("registering {name}: {e}")))?;
     }
-    let files: Vec<String> = read.into_iter().collect();
-    let fail = |e| error::map(e, stats, &files, &written);
+    Ok(Prepared {
+        ctx,
+        page_indexes: plan.page_indexes,
+        sql: plan.sql,
+        files: read.into_iter().collect(),
+        written,
+        deferred,
+    })
+}
 
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
-    let df = ctx
-        .sql_with_options(&plan.sql, options)
+impl Prepared {
+    /// The session the tables are registered in.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The page indexes worth fetching for this query.
+    pub fn page_indexes(&self) -> footer::PageIndexes {
+        self.page_indexes
+    }
+
+    /// The number of files the query's tables read.
+    pub fn file_count(&self) -> u64 {
+        self.files.len() as u64
+    }
+
+    /// A DataFusion failure as the function's typed error, naming the files.
+    pub fn fail(&self, stats: &IoStats, e: datafusion::error::DataFusionError) -> FunctionError {
+        error::map(e, stats, &self.files, &self.written)
+    }
+
+    /// The physical plan of the query, stopping one row past `max_rows` (which tells whether
+    /// the result was truncated). `split`: planned for [`crate::fanout`], with each
+    /// aggregation's partial and final phases kept apart instead of combined into one.
+    pub async fn physical(
+        &self,
+        stats: &IoStats,
+        max_rows: u64,
+        split: bool,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let fail = |e| self.fail(stats, e);
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = self
+            .ctx
+            .sql_with_options(&self.sql, options)
+            .await
+            .map_err(fail)?;
+        let fetch = usize::try_from(max_rows.saturating_add(1)).unwrap_or(usize::MAX);
+        let df = df.limit(0, Some(fetch)).map_err(fail)?;
+        physical_plan(df, split).await.map_err(fail)
+    }
+
+    /// Runs `physical` into `sink` (see [`execute`]).
+    pub async fn execute(
+        self,
+        physical: Arc<dyn ExecutionPlan>,
+        store: &S3Store,
+        stats: &Arc<IoStats>,
+        memory_limit: usize,
+        sink: impl FnMut(&RecordBatch) -> Result<bool>,
+    ) -> Result<()> {
+        let fail = |e: datafusion::error::DataFusionError| {
+            error::map(e, stats, &self.files, &self.written)
+        };
+        execute(
+            &self.ctx,
+            physical,
+            store,
+            stats,
+            self.deferred,
+            memory_limit,
+            &fail,
+            sink,
+        )
         .await
-        .map_err(fail)?;
-    // One row past the limit tells whether the result was truncated.
-    let fetch = usize::try_from(max_rows.saturating_add(1)).unwrap_or(usize::MAX);
-    let df = df.limit(0, Some(fetch)).map_err(fail)?;
-    let mut writer = RowWriter::new(df.schema().as_arrow(), max_rows);
-    let task = df.task_ctx();
-    let physical = df.create_physical_plan().await.map_err(fail)?;
-    column_index::fetch(&ctx, &physical, &store, stats, deferred).await?;
-    prefetch::start(
-        &ctx,
-        &physical,
-        &store,
+    }
+}
+
+/// `df`'s physical plan. `split`: with each aggregation's partial and final phases kept
+/// apart (DataFusion's optimizer without `CombinePartialFinalAggregate`), as
+/// [`crate::fanout`] cuts plans between them.
+pub async fn physical_plan(
+    df: datafusion::dataframe::DataFrame,
+    split: bool,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    if !split {
+        return df.create_physical_plan().await;
+    }
+    let (state, logical) = df.into_parts();
+    let rules = state
+        .physical_optimizers()
+        .iter()
+        .filter(|rule| rule.name() != "CombinePartialFinalAggregate")
+        .cloned()
+        .collect();
+    SessionStateBuilder::new_from_existing(state)
+        .with_physical_optimizer_rules(rules)
+        .build()
+        .create_physical_plan(&logical)
+        .await
+}
+
+/// The session a plan that arrives planned (a fan-out worker's fragment) is decoded in, and
+/// the one every query runs in.
+pub fn planned_session(memory_limit: usize) -> Result<SessionContext> {
+    session(memory_limit)
+}
+
+/// Readies `ctx` to run a planned fragment over `files` of the stage: registers the stage's
+/// store and reads and checks their footers as [`prepare`] does a table's.
+pub async fn prime_planned(
+    ctx: &SessionContext,
+    stage: &Stage,
+    store: &S3Store,
+    stats: &Arc<IoStats>,
+    files: &[ObjectMeta],
+    want: footer::PageIndexes,
+    memory_limit: usize,
+) -> Result<column_index::Deferred> {
+    let bucket_url = url::Url::parse(&format!("s3://{}", stage.url.bucket()))
+        .map_err(|e| FunctionError::internal(format!("bucket URL: {e}")))?;
+    ctx.register_object_store(&bucket_url, Arc::new(store.clone()));
+    let mut deferred = column_index::Deferred::default();
+    footer::prime(
+        ctx,
+        store,
         stats,
-        prefetch_budget(memory_limit),
-    )?;
+        files,
+        hints::DEFAULT,
+        want,
+        crate::checks::max_page_bytes(memory_limit),
+        &mut deferred,
+    )
+    .await?;
+    Ok(deferred)
+}
+
+/// A DataFusion failure of a plan over `files` (`s3://bucket/key`), as the typed error.
+pub fn failure(
+    stats: &IoStats,
+    files: &[String],
+    e: datafusion::error::DataFusionError,
+) -> FunctionError {
+    error::map(e, stats, files, &[])
+}
+
+/// Runs `physical`: reads the column index entries its filters can use and starts the
+/// prefetch of the column chunks it reads whole, then streams its batches into `sink` until
+/// the plan ends or `sink` returns `false`.
+#[allow(clippy::too_many_arguments)]
+pub async fn execute(
+    ctx: &SessionContext,
+    physical: Arc<dyn ExecutionPlan>,
+    store: &S3Store,
+    stats: &Arc<IoStats>,
+    deferred: column_index::Deferred,
+    memory_limit: usize,
+    fail: &dyn Fn(datafusion::error::DataFusionError) -> FunctionError,
+    mut sink: impl FnMut(&RecordBatch) -> Result<bool>,
+) -> Result<()> {
+    column_index::fetch(ctx, &physical, store, stats, deferred).await?;
+    prefetch::start(ctx, &physical, store, stats, prefetch_budget(memory_limit))?;
     let mut stream =
-        datafusion::physical_plan::execute_stream(physical, Arc::new(task)).map_err(fail)?;
-    let execute = async {
+        datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).map_err(fail)?;
+    let run = async {
         while let Some(batch) = stream.next().await {
-            if !writer.push(&batch.map_err(fail)?)? {
+            if !sink(&batch.map_err(fail)?)? {
                 break;
             }
         }
@@ -247,12 +401,11 @@ pub async fn run(
     };
     // The prefetched GETs go out while the plan runs (one task: no spawn, as under WASI),
     // and stop once it is done.
-    futures::pin_mut!(execute);
-    match futures::future::select(execute, store.drive_prefetch()).await {
-        Either::Left((done, _)) => done?,
-        Either::Right(((), execute)) => execute.await?,
+    futures::pin_mut!(run);
+    match futures::future::select(run, store.drive_prefetch()).await {
+        Either::Left((done, _)) => done,
+        Either::Right(((), run)) => run.await,
     }
-    Ok((writer, files.len() as u64))
 }
 
 /// The most bytes a query fetches ahead of DataFusion's reads ([`prefetch`]): an eighth of
@@ -270,5 +423,6 @@ pub fn stats(io: &IoStats, files: u64, sts_calls: u64, elapsed_ms: u64) -> Stats
         bytes_read: counts.bytes,
         sts_calls,
         elapsed_ms,
+        ..Stats::default()
     }
 }

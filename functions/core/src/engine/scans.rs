@@ -31,6 +31,17 @@ pub struct Scan {
     pub files: Vec<Path>,
 }
 
+impl Scan {
+    /// The columns it reads to answer: its projection's and its filter's; `None`: all.
+    pub fn read_columns(&self) -> Option<BTreeSet<String>> {
+        let mut columns = self.columns.clone()?;
+        if let Some(filter) = &self.filter {
+            columns.extend(collect_columns(filter).into_iter().map(|c| c.name().to_string()));
+        }
+        Some(columns)
+    }
+}
+
 /// `filter` with its dynamic parts as they stand; `None` if that is `true`.
 fn planned(filter: Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
     let now = snapshot_physical_expr(Arc::clone(&filter)).unwrap_or(filter);

@@ -2,6 +2,7 @@
 //! and a query. Parsed from JSON with case-insensitive keys, Databend's and RisingWave's
 //! spellings, and no silently ignored key; every value is validated before any network call.
 
+mod fan_out;
 mod fields;
 pub mod validate;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::{FunctionError, Result};
 use crate::stage::StageUrl;
+pub use fan_out::{FanOut, Fragment};
 use fields::Fields;
 
 /// Rows returned when `options.max_rows` is not given.
@@ -25,6 +27,8 @@ pub struct Event {
     pub stage: Stage,
     pub query: String,
     pub options: Options,
+    /// Set on the events a fan-out coordinator sends its workers.
+    pub fragment: Option<Fragment>,
 }
 
 /// How to obtain credentials for the customer's bucket: Databend's `CREATE CONNECTION`.
@@ -48,12 +52,22 @@ pub struct Stage {
 }
 
 /// Per-invocation limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub max_rows: u64,
+    pub fan_out: FanOut,
 }
 
-const TOP_KEYS: &[&str] = &["connection", "stage", "query", "options"];
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_rows: DEFAULT_MAX_ROWS,
+            fan_out: FanOut::default(),
+        }
+    }
+}
+
+const TOP_KEYS: &[&str] = &["connection", "stage", "query", "options", "fragment"];
 const CONNECTION_KEYS: &[&str] = &[
     "name",
     "storage_type",
@@ -67,7 +81,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "s3.path",
 ];
 const STAGE_KEYS: &[&str] = &["name", "url", "connection_name"];
-const OPTION_KEYS: &[&str] = &["max_rows"];
+const OPTION_KEYS: &[&str] = &["max_rows", "fan_out"];
 
 impl Event {
     /// Parses and validates an event.
@@ -84,6 +98,10 @@ impl Event {
             )
         })?;
         let options = top.take(&["options"])?.map(|(_, v)| v);
+        let fragment = top
+            .take(&["fragment"])?
+            .map(|(_, v)| Fragment::parse(v))
+            .transpose()?;
         top.finish(TOP_KEYS)?;
 
         let (connection, rw_stage) = parse_connection(Fields::new("connection", connection)?)?;
@@ -115,9 +133,7 @@ impl Event {
             )));
         }
         let options = match options {
-            None => Options {
-                max_rows: DEFAULT_MAX_ROWS,
-            },
+            None => Options::default(),
             Some(v) => parse_options(Fields::new("options", v)?)?,
         };
         Ok(Self {
@@ -125,6 +141,7 @@ impl Event {
             stage,
             query,
             options,
+            fragment,
         })
     }
 }
@@ -235,13 +252,17 @@ fn parse_stage(mut f: Fields, connection: &Connection) -> Result<Stage> {
 
 fn parse_options(mut f: Fields) -> Result<Options> {
     let max_rows = f.take_u64(&["max_rows"])?.unwrap_or(DEFAULT_MAX_ROWS);
+    let fan_out = match f.take(&["fan_out"])? {
+        None => FanOut::default(),
+        Some((_, v)) => FanOut::parse(v)?,
+    };
     f.finish(OPTION_KEYS)?;
     if max_rows > 1_000_000 {
         return Err(FunctionError::invalid_event(format!(
             "`options.max_rows` {max_rows} is above the limit of 1000000; results are capped at 5 MB anyway"
         )));
     }
-    Ok(Options { max_rows })
+    Ok(Options { max_rows, fan_out })
 }
 
 /// A Databend-style unquoted identifier.

@@ -23,6 +23,10 @@ pub struct Response {
     pub row_count: u64,
     pub truncated: bool,
     pub stats: Stats,
+    /// A fan-out worker's answer: its batches as a zstd-compressed Arrow IPC stream, base64
+    /// (`schema` and `rows` are then empty; `row_count` counts its rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial: Option<String>,
 }
 
 /// One result column.
@@ -46,6 +50,39 @@ pub struct Stats {
     /// `sts:AssumeRole` calls made (0 when cached credentials were used).
     pub sts_calls: u64,
     pub elapsed_ms: u64,
+    /// How the query ran: in this invocation, or fanned out over workers (whose S3 requests,
+    /// bytes and STS calls the figures above include).
+    pub path: QueryPath,
+    /// Fan-out only: the workers that answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u64>,
+    /// Fan-out only: the invocations whose answers were used, at every level (the workers and
+    /// a tree's inner nodes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invocations: Option<u64>,
+    /// Fan-out only: tasks invoked again after a transient failure or split after a partial
+    /// result too large to return.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks_retried: Option<u64>,
+    /// Fan-out only: tasks that got a speculative duplicate whose answer came first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tasks_speculated: Option<u64>,
+    /// Fan-out only: from the first invocation to the last worker's answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_worker_ms: Option<u64>,
+}
+
+/// Where a query ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueryPath {
+    /// In one invocation.
+    #[default]
+    Single,
+    /// Over many invocations of the function (`options.fan_out`).
+    FanOut,
+    /// A fan-out worker's share.
+    Worker,
 }
 
 /// Accumulates rows within the limits.
@@ -109,6 +146,7 @@ impl RowWriter {
             rows: self.rows,
             truncated: self.truncated,
             stats,
+            partial: None,
         }
     }
 }

@@ -1,0 +1,487 @@
+//! Fan-out (`options.fan_out`) end to end: TPC-H `lineitem` in LocalStack as many Parquet
+//! files, `xstage serve` running the stage query component whose workers are WASI
+//! invocations of the same component, reached through the Lambda Invoke API. Every answer
+//! must equal the single-invocation answer exactly, through `xstage serve` and natively
+//! (`xstage-query`, whose workers are `xstage serve`'s).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use parquet::basic::Compression;
+use serde_json::{Value, json};
+use xstage_tests::fault_proxy::{Fault, FaultProxy, Only, Service};
+use xstage_tests::invoke::{agent, invoke, serve};
+use xstage_tests::process::ServerProcess;
+use xstage_tests::{fixtures, localstack, query_cli, seed, tpch, wasm};
+
+const XSTAGE: &str = env!("CARGO_BIN_EXE_xstage");
+/// Parts of lineitem, one file each.
+const PARTS: i32 = 12;
+const SCALE: f64 = 0.05;
+const TABLE: &str = "@databend_test/lineitem/";
+
+/// LocalStack with the seed's bucket and role, and lineitem under the stage.
+struct World {
+    endpoint: String,
+}
+
+static WORLD: LazyLock<World> = LazyLock::new(|| {
+    seed::platform_identity();
+    let endpoint = localstack::localstack().endpoint().to_string();
+    let people = fixtures::people(3);
+    let body = fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 3);
+    let runtime = xstage_tests::runtime();
+    let admin = runtime
+        .block_on(seed::seed(&endpoint, body))
+        .expect("seed LocalStack");
+    for part in 1..=PARTS {
+        let file = tpch::lineitem_part(SCALE, part, PARTS, 5_000);
+        runtime
+            .block_on(admin.put(
+                seed::BUCKET,
+                &format!("{}lineitem/part-{part:02}.parquet", seed::PREFIX),
+                file,
+            ))
+            .expect("upload lineitem");
+    }
+    World { endpoint }
+});
+
+/// A template whose stage query function fans out to itself.
+fn template(dir: &Path, reserved: Option<u32>) -> PathBuf {
+    let reserved = reserved
+        .map(|n| format!("      ReservedConcurrentExecutions: {n}\n"))
+        .unwrap_or_default();
+    let text = format!(
+        r#"
+AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  StageQuery:
+    Type: AWS::Serverless::Function
+    Metadata:
+      XstageComponent: {query}
+    Properties:
+      Handler: bootstrap
+      Runtime: provided.al2023
+      MemorySize: 1024
+      Timeout: 60
+{reserved}      Environment:
+        Variables:
+          XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
+          XSTAGE_FAN_OUT_FUNCTION: StageQuery
+"#,
+        query = wasm::stage_query_component().display(),
+        allowed = seed::allowed_roles(),
+    );
+    let path = dir.join("template.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Server {
+    url: String,
+    _process: ServerProcess,
+    _dir: tempfile::TempDir,
+}
+
+fn start(reserved: Option<u32>) -> Server {
+    let world = &*WORLD;
+    let dir = tempfile::tempdir().unwrap();
+    let template = template(dir.path(), reserved);
+    let (process, url) =
+        serve(XSTAGE, "xstage-fan-out", &template, &world.endpoint).expect("start xstage serve");
+    Server {
+        url,
+        _process: process,
+        _dir: dir,
+    }
+}
+
+static SERVER: LazyLock<Server> = LazyLock::new(|| start(None));
+
+/// The event for `query` with `fan_out` options (`{"max_workers": 1}`: one invocation).
+fn event(query: &str, fan_out: Value) -> Value {
+    event_at(&WORLD.endpoint, query, fan_out)
+}
+
+fn event_at(endpoint: &str, query: &str, fan_out: Value) -> Value {
+    let mut e = seed::seed_event(endpoint, query);
+    e["options"] = json!({ "fan_out": fan_out });
+    e
+}
+
+fn fanned() -> Value {
+    json!({"max_workers": 8, "bytes_per_worker": 65536})
+}
+
+fn single() -> Value {
+    json!({"max_workers": 1})
+}
+
+/// Invokes StageQuery at `url`; the response body, or a panic naming the error.
+fn call(url: &str, event: &Value) -> Value {
+    let answer = invoke(
+        &agent(Duration::from_secs(300)),
+        url,
+        "StageQuery",
+        event.to_string().as_bytes(),
+    )
+    .expect("invoke");
+    assert!(answer.succeeded(), "{} {}", answer.status, answer.body);
+    answer.json()
+}
+
+/// Invokes and expects a function error.
+fn call_err(url: &str, event: &Value) -> (String, String) {
+    let answer = invoke(
+        &agent(Duration::from_secs(300)),
+        url,
+        "StageQuery",
+        event.to_string().as_bytes(),
+    )
+    .expect("invoke");
+    assert_eq!(answer.function_error.as_deref(), Some("Unhandled"), "{}", answer.body);
+    let body = answer.json();
+    (
+        body["errorType"].as_str().unwrap_or_default().to_string(),
+        body["errorMessage"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// The parts of an answer that must not depend on the path taken.
+fn answer(v: &Value) -> Value {
+    json!({
+        "schema": v["schema"],
+        "rows": v["rows"],
+        "row_count": v["row_count"],
+        "truncated": v["truncated"],
+        "files": v["stats"]["files"],
+    })
+}
+
+fn queries() -> Vec<(&'static str, String)> {
+    vec![
+        ("Q1", tpch::q1(TABLE)),
+        ("Q6", tpch::q6(TABLE)),
+        (
+            "count(DISTINCT)",
+            format!("SELECT count(DISTINCT l_suppkey) AS suppliers, count(*) AS n FROM {TABLE}"),
+        ),
+        (
+            "count(DISTINCT) by group",
+            format!(
+                "SELECT l_returnflag, count(DISTINCT l_orderkey) AS orders FROM {TABLE} \
+                 GROUP BY l_returnflag ORDER BY l_returnflag"
+            ),
+        ),
+        (
+            "filter with LIMIT",
+            format!(
+                "SELECT l_orderkey, l_linenumber, l_comment FROM {TABLE} \
+                 WHERE l_quantity >= 50 AND l_discount = 0.10 LIMIT 40"
+            ),
+        ),
+        (
+            "ORDER BY ... LIMIT",
+            format!(
+                "SELECT l_orderkey, l_linenumber, l_extendedprice FROM {TABLE} \
+                 ORDER BY l_extendedprice DESC, l_orderkey, l_linenumber LIMIT 25"
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn fanned_out_answers_equal_single_invocation_answers_under_serve() {
+    let server = &*SERVER;
+    for (name, query) in queries() {
+        let one = call(&server.url, &event(&query, single()));
+        assert_eq!(one["stats"]["path"], json!("single"), "{name}: {one}");
+        let many = call(&server.url, &event(&query, fanned()));
+        let stats = &many["stats"];
+        assert_eq!(stats["path"], json!("fan_out"), "{name}: {stats}");
+        let workers = stats["workers"].as_u64().unwrap();
+        assert!((2..=8).contains(&workers), "{name}: {stats}");
+        assert!(stats["last_worker_ms"].as_u64().is_some(), "{name}: {stats}");
+        assert!(one["row_count"].as_u64().unwrap() > 0, "{name}: {one}");
+        assert_eq!(answer(&many), answer(&one), "{name}");
+        // Each worker reads its own share and the footers of its files.
+        let (b1, bn) = (
+            one["stats"]["bytes_read"].as_u64().unwrap(),
+            stats["bytes_read"].as_u64().unwrap(),
+        );
+        if !name.contains("LIMIT") {
+            assert!(bn as f64 <= b1 as f64 * 1.5 + 400_000.0, "{name}: {b1} → {bn}");
+        }
+    }
+}
+
+#[test]
+fn natively_the_coordinator_fans_out_to_xstage_serve() {
+    let server = &*SERVER;
+    let query = xstage_query();
+    for (name, sql) in queries() {
+        let mut env = seed::platform_env();
+        env.push(("XSTAGE_FAN_OUT_FUNCTION", "StageQuery".into()));
+        env.push(("AWS_ENDPOINT_URL_LAMBDA", server.url.clone()));
+        let one = query_cli::run(&query, &env, &event(&sql, single()));
+        assert_eq!(one.code, Some(0), "{name}: {one:?}");
+        let many = query_cli::run(&query, &env, &event(&sql, fanned()));
+        assert_eq!(many.code, Some(0), "{name}: {many:?}");
+        assert_eq!(many.body["stats"]["path"], json!("fan_out"), "{name}: {}", many.body);
+        assert_eq!(answer(&many.body), answer(&one.body), "{name}");
+        // The same answer as the WASI coordinator's.
+        let wasi = call(&server.url, &event(&sql, fanned()));
+        assert_eq!(answer(&wasi), answer(&many.body), "{name}");
+    }
+}
+
+/// The native function built beside `xstage`.
+fn xstage_query() -> PathBuf {
+    let path = Path::new(XSTAGE).with_file_name("xstage-query");
+    assert!(path.exists(), "{} is not built", path.display());
+    path
+}
+
+#[test]
+fn a_tree_starts_its_workers_through_inner_nodes() {
+    let server = &*SERVER;
+    let query = tpch::q1(TABLE);
+    let one = call(&server.url, &event(&query, single()));
+    let tree = call(
+        &server.url,
+        &event(
+            &query,
+            json!({"max_workers": 8, "bytes_per_worker": 65536, "direct_invokes": 2}),
+        ),
+    );
+    let stats = &tree["stats"];
+    assert_eq!(answer(&tree), answer(&one));
+    assert_eq!(stats["workers"], json!(8), "{stats}");
+    // 8 leaves under direct_invokes 2: 2 inner nodes, each with 2 inner nodes of 2 leaves.
+    assert_eq!(stats["invocations"], json!(2 + 4 + 8), "{stats}");
+}
+
+#[test]
+fn sts_is_called_at_most_once_per_new_environment_and_not_when_warm() {
+    let server = start(None);
+    let query = tpch::q6(TABLE);
+    let first = call(&server.url, &event(&query, fanned()));
+    let stats = &first["stats"];
+    let workers = stats["workers"].as_u64().unwrap();
+    let sts = stats["sts_calls"].as_u64().unwrap();
+    assert!(sts >= 1 && sts <= 1 + workers, "{stats}");
+    // Every environment is warm now: its credential cache answers.
+    let again = call(&server.url, &event(&query, fanned()));
+    assert_eq!(again["stats"]["sts_calls"], json!(0), "{}", again["stats"]);
+    assert_eq!(answer(&again), answer(&first));
+}
+
+#[test]
+fn a_worker_failing_with_a_transient_error_is_retried_and_the_answer_stays_right() {
+    let server = &*SERVER;
+    let proxy = FaultProxy::start(&WORLD.endpoint).expect("proxy");
+    let query = tpch::q1(TABLE);
+    let one = call(&server.url, &event_at(proxy.url(), &query, single()));
+    // The column chunks of one file fail (S3 500s through the SDK's own retries), once.
+    proxy.inject_only(
+        Service::S3,
+        Fault::s3_error(500, "InternalError", "injected", &[]),
+        Only::path("part-05.parquet").explicit_ranges().times(3),
+    );
+    let many = call(&server.url, &event_at(proxy.url(), &query, fanned()));
+    assert!(proxy.faulted() >= 3, "the fault was hit {} times", proxy.faulted());
+    let stats = &many["stats"];
+    assert!(stats["tasks_retried"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(answer(&many), answer(&one));
+}
+
+#[test]
+fn a_permanent_worker_error_fails_the_query_with_its_type_and_file() {
+    let server = &*SERVER;
+    let proxy = FaultProxy::start(&WORLD.endpoint).expect("proxy");
+    proxy.inject_only(
+        Service::S3,
+        Fault::s3_error(403, "AccessDenied", "Access Denied", &[]),
+        Only::path("part-07.parquet").explicit_ranges(),
+    );
+    let (kind, message) = call_err(
+        &server.url,
+        &event_at(proxy.url(), &tpch::q6(TABLE), fanned()),
+    );
+    assert_eq!(kind, "S3AccessDenied", "{message}");
+    assert!(message.contains("part-07.parquet"), "{message}");
+    assert!(message.contains("fan-out worker"), "{message}");
+}
+
+#[test]
+fn a_group_by_too_large_for_a_workers_response_is_split_or_fails_typed() {
+    let server = &*SERVER;
+    // Every order key is a group: far more than one worker's partial can carry.
+    let query = format!(
+        "SELECT l_orderkey, l_comment, count(*) AS n FROM {TABLE} GROUP BY l_orderkey, l_comment \
+         ORDER BY n DESC, l_orderkey, l_comment LIMIT 5"
+    );
+    let one = call(&server.url, &event(&query, single()));
+    let e = event(&query, json!({"max_workers": 2, "bytes_per_worker": 65536}));
+    let answer_or_error = invoke(
+        &agent(Duration::from_secs(300)),
+        &server.url,
+        "StageQuery",
+        e.to_string().as_bytes(),
+    )
+    .expect("invoke");
+    if answer_or_error.succeeded() {
+        let many = answer_or_error.json();
+        assert_eq!(answer(&many), answer(&one));
+        assert!(many["stats"]["tasks_retried"].as_u64().unwrap() >= 1, "{}", many["stats"]);
+    } else {
+        let body = answer_or_error.json();
+        assert_eq!(body["errorType"], json!("ResultTooLarge"), "{body}");
+        assert!(body["errorMessage"].as_str().unwrap().contains("6 MB"), "{body}");
+    }
+}
+
+/// A server that takes every Lambda invocation it gets and answers with a function error:
+/// it shows what a coordinator sends its workers.
+struct Capture {
+    url: String,
+    payloads: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Capture {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let payloads: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let kept = Arc::clone(&payloads);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let kept = Arc::clone(&kept);
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 65536];
+                    let (head_end, length) = loop {
+                        let n = stream.read(&mut chunk).unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let length = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            break (end + 4, length);
+                        }
+                    };
+                    while buf.len() < head_end + length {
+                        let n = stream.read(&mut chunk).unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    kept.lock().unwrap().push(buf[head_end..].to_vec());
+                    let body = r#"{"errorType":"InvalidEvent","errorMessage":"captured"}"#;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nX-Amz-Function-Error: Unhandled\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Self { url, payloads }
+    }
+}
+
+/// A worker event as a real coordinator makes it.
+fn captured_worker_event() -> Value {
+    let capture = Capture::start();
+    let mut env = seed::platform_env();
+    env.push(("XSTAGE_FAN_OUT_FUNCTION", "StageQuery".into()));
+    env.push(("AWS_ENDPOINT_URL_LAMBDA", capture.url.clone()));
+    let run = query_cli::run(&xstage_query(), &env, &event(&tpch::q6(TABLE), fanned()));
+    run.assert_error("InvalidEvent", &["captured"]);
+    let payloads = capture.payloads.lock().unwrap();
+    let first = payloads.first().expect("the coordinator invoked a worker");
+    serde_json::from_slice(first).expect("a worker event is JSON")
+}
+
+fn with_plan(mut event: Value, edit: impl Fn(&mut Vec<u8>)) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut plan = b64
+        .decode(event["fragment"]["plan"].as_str().unwrap())
+        .unwrap();
+    edit(&mut plan);
+    event["fragment"]["plan"] = json!(b64.encode(plan));
+    event
+}
+
+fn replace(bytes: &mut Vec<u8>, from: &[u8], to: &[u8]) -> usize {
+    assert_eq!(from.len(), to.len(), "a same-length edit keeps the encoding valid");
+    let mut n = 0;
+    let mut i = 0;
+    while i + from.len() <= bytes.len() {
+        if &bytes[i..i + from.len()] == from {
+            bytes[i..i + from.len()].copy_from_slice(to);
+            n += 1;
+            i += from.len();
+        } else {
+            i += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn a_forged_fragment_is_refused_before_any_request() {
+    let server = &*SERVER;
+    let real = captured_worker_event();
+    assert!(real.get("fragment").is_some(), "{real}");
+    for hidden in ["secret_access_key", "SecretAccessKey", "session_token", "SessionToken"] {
+        assert!(!real.to_string().contains(hidden), "a worker event carries {hidden}");
+    }
+    // The real fragment runs: it is a worker's own.
+    let ok = call(&server.url, &real);
+    assert_eq!(ok["stats"]["path"], json!("worker"), "{}", ok["stats"]);
+    assert!(ok["partial"].as_str().is_some_and(|p| !p.is_empty()));
+
+    let refused = |event: Value, needle: &str| {
+        let (kind, message) = call_err(&server.url, &event);
+        assert_eq!(kind, "InvalidEvent", "{message}");
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+    };
+    // Files outside the stage's prefix (same-length edit of the keys).
+    let outside = with_plan(real.clone(), |plan| {
+        assert!(replace(plan, b"optional/prefix/", b"optional/secret/") > 0);
+    });
+    refused(outside, "outside the stage");
+    // Another bucket.
+    let other_bucket = with_plan(real.clone(), |plan| {
+        assert!(replace(plan, b"test-bucket-123", b"other-bucket-99") > 0);
+    });
+    refused(other_bucket, "outside the stage");
+    // The same fragment against a narrower stage of the same bucket.
+    let mut narrower = real.clone();
+    narrower["stage"]["url"] = json!(format!("s3://{}/{}other/", seed::BUCKET, seed::PREFIX));
+    refused(narrower, "outside the stage");
+    // Bytes that are no plan.
+    let mut garbage = real.clone();
+    garbage["fragment"]["plan"] = json!(base64::engine::general_purpose::STANDARD.encode(b"\x0a\xff\xff\xff garbage"));
+    refused(garbage, "could not be decoded");
+    // A role outside the allowed principals is refused as for any event.
+    let mut role = real;
+    role["connection"]["role_arn"] = json!("arn:aws:iam::111111111111:role/someone-else");
+    let (kind, _) = call_err(&server.url, &role);
+    assert_eq!(kind, "RoleNotAllowed");
+}

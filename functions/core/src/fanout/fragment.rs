@@ -1,0 +1,143 @@
+//! A worker's plan fragment on the wire (`datafusion-proto`), and the check every fragment
+//! passes before it runs.
+//!
+//! A fragment is accepted only if it is the shape a coordinator makes ([`super::split`]):
+//! a partial aggregation, a top k or a limit, over row-wise nodes, over one Parquet scan of
+//! the event's own bucket whose every file lies inside the event's stage. A forged or
+//! hand-made fragment gets `InvalidEvent` and never reaches S3. The event around it is
+//! checked like any (allowed principals, ExternalId, session policy): a worker holds no
+//! credentials but the ones it assumes itself.
+
+use std::sync::Arc;
+
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::limit::LocalLimitExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
+use datafusion::prelude::SessionContext;
+use object_store::ObjectMeta;
+
+use super::split::{ROW_WISE, scan_config};
+use crate::error::{FunctionError, Result};
+use crate::event::Stage;
+use crate::s3::key_of;
+
+/// The most bytes an encoded fragment may have (Lambda's request limit is 6 MB).
+pub const MAX_FRAGMENT_BYTES: usize = 4 << 20;
+
+/// Encodes a fragment's plan.
+pub fn encode(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
+    let bytes = datafusion_proto::bytes::physical_plan_to_bytes(plan)
+        .map_err(|e| FunctionError::internal(format!("encoding a worker's fragment: {e}")))?;
+    if bytes.len() > MAX_FRAGMENT_BYTES {
+        return Err(FunctionError::new(
+            crate::ErrorKind::ResultTooLarge,
+            format!(
+                "a worker's plan fragment is {} bytes, above {MAX_FRAGMENT_BYTES}: too many files for \
+                 one worker; raise options.fan_out.max_workers or lower bytes_per_worker",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes.to_vec())
+}
+
+/// A fragment that passed [`decode`]'s checks.
+pub struct Checked {
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// The files it reads, with the sizes and ETags the coordinator listed.
+    pub files: Vec<ObjectMeta>,
+    /// The same, as `s3://bucket/key`, for messages.
+    pub names: Vec<String>,
+}
+
+/// Decodes a fragment in `ctx` and checks it against the event's stage.
+pub fn decode(bytes: &[u8], ctx: &SessionContext, stage: &Stage) -> Result<Checked> {
+    let refuse = |why: String| {
+        FunctionError::invalid_event(format!(
+            "`fragment` is not a worker fragment of this stage: {why}. Fragments are made by an \
+             xstage coordinator for the event's own stage; send SQL in `query` instead"
+        ))
+    };
+    if bytes.len() > MAX_FRAGMENT_BYTES {
+        return Err(refuse(format!("it is {} bytes", bytes.len())));
+    }
+    let task = ctx.task_ctx();
+    // Decoding hostile bytes must fail, not take the process down.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        datafusion_proto::bytes::physical_plan_from_bytes(bytes, &task)
+    }))
+    .map_err(|_| refuse("its plan could not be decoded".into()))?
+    .map_err(|e| refuse(format!("its plan could not be decoded ({e})")))?;
+    let files = check(&decoded, stage).map_err(refuse)?;
+    let names = files
+        .iter()
+        .filter_map(|m| key_of(&m.location).ok())
+        .map(|k| format!("s3://{}/{k}", stage.url.bucket()))
+        .collect();
+    Ok(Checked {
+        plan: decoded,
+        files,
+        names,
+    })
+}
+
+/// The fragment's files, if its shape and files are what a coordinator makes.
+fn check(plan: &Arc<dyn ExecutionPlan>, stage: &Stage) -> std::result::Result<Vec<ObjectMeta>, String> {
+    let root_ok = if let Some(agg) = plan.downcast_ref::<AggregateExec>() {
+        *agg.mode() == AggregateMode::Partial
+    } else if let Some(sort) = plan.downcast_ref::<SortExec>() {
+        sort.fetch().is_some()
+    } else {
+        plan.downcast_ref::<LocalLimitExec>().is_some()
+    };
+    if !root_ok {
+        return Err(format!(
+            "its root is {}, not a partial aggregation, a top k or a limit",
+            plan.name()
+        ));
+    }
+    let mut node = Arc::clone(plan);
+    loop {
+        let children = node.children();
+        match children.as_slice() {
+            [] => break,
+            [one] if ROW_WISE.contains(&one.name()) || one.children().is_empty() => {
+                let next = Arc::clone(one);
+                node = next;
+            }
+            [one] => return Err(format!("it has a {} under its root", one.name())),
+            _ => return Err(format!("{} has several inputs", node.name())),
+        }
+    }
+    let scan = scan_config(&node).ok_or_else(|| format!("it reads a {}, not a Parquet scan", node.name()))?;
+    let bucket = format!("s3://{}/", stage.url.bucket());
+    if scan.object_store_url.as_str() != bucket {
+        return Err(format!(
+            "it reads {}, outside the stage's bucket {bucket}",
+            scan.object_store_url.as_str()
+        ));
+    }
+    let files: Vec<ObjectMeta> = scan
+        .file_groups
+        .iter()
+        .flat_map(|g| g.files())
+        .map(|f| f.object_meta.clone())
+        .collect();
+    if files.is_empty() {
+        return Err("it reads no file".into());
+    }
+    for meta in &files {
+        let key = key_of(&meta.location).map_err(|e| format!("a file path is not a key ({e})"))?;
+        let inside = stage.url.relative(&key).is_some_and(|rel| {
+            !rel.is_empty()
+                && !rel.starts_with('/')
+                && !rel.chars().any(char::is_control)
+                && rel.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+        });
+        if !inside {
+            return Err(format!("it reads s3://{}/{key}, outside the stage {}", stage.url.bucket(), stage.url));
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,369 @@
+//! Running a set of worker fragments and collecting their answers: all started at once, or
+//! through a tree when there are more than one invocation should start itself; transient
+//! failures invoked again, stragglers duplicated, a partial result too large for Lambda's
+//! response split, and the first permanent failure returned at once (the others are not
+//! waited for).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use aws_smithy_async::rt::sleep::{AsyncSleep, SharedAsyncSleep};
+use futures::future::{BoxFuture, Either};
+use futures::{FutureExt, StreamExt};
+use serde_json::Value;
+
+use super::invoke::Invoker;
+use super::partial;
+use crate::error::{ErrorKind, FunctionError, Result};
+use crate::event::{FanOut, Fragment};
+
+/// One invocation's work: a leaf fragment, or an inner node's children.
+#[derive(Clone)]
+pub struct Job {
+    pub fragment: Fragment,
+    /// For messages: the files it reads (the first few).
+    pub label: String,
+    /// How to cut it in two when its answer is too large; `None`: it cannot be.
+    pub halves: Option<Arc<dyn Fn() -> Result<(Job, Job)> + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("label", &self.label)
+            .field("leaves", &leaves(&self.fragment).len())
+            .finish()
+    }
+}
+
+/// What the workers did, summed.
+#[derive(Debug, Clone, Default)]
+pub struct Gathered {
+    /// Every answer's batches, in job order.
+    pub batches: Vec<RecordBatch>,
+    pub workers: u64,
+    /// Lambda invocations made, at every level.
+    pub invocations: u64,
+    pub retried: u64,
+    pub speculated: u64,
+    pub s3_requests: u64,
+    pub bytes_read: u64,
+    pub sts_calls: u64,
+}
+
+impl Gathered {
+    fn add(&mut self, other: Gathered) {
+        self.batches.extend(other.batches);
+        self.workers += other.workers;
+        self.invocations += other.invocations;
+        self.retried += other.retried;
+        self.speculated += other.speculated;
+        self.s3_requests += other.s3_requests;
+        self.bytes_read += other.bytes_read;
+        self.sts_calls += other.sts_calls;
+    }
+}
+
+/// How jobs run.
+#[derive(Clone)]
+pub struct Runner {
+    pub invoker: Invoker,
+    pub options: FanOut,
+    pub sleep: SharedAsyncSleep,
+    /// The worker event without its fragment: connection, stage, query, options.
+    pub event: Value,
+    /// Finished jobs' times, for the straggler threshold.
+    times: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl Runner {
+    pub fn new(invoker: Invoker, options: FanOut, sleep: SharedAsyncSleep, event: Value) -> Self {
+        Self {
+            invoker,
+            options,
+            sleep,
+            event,
+            times: Arc::default(),
+        }
+    }
+
+    /// Runs `jobs`, starting at most `options.direct_invokes` invocations itself: above that,
+    /// the leaves go to inner nodes that each start their share.
+    pub async fn gather(&self, jobs: Vec<Job>) -> Result<Gathered> {
+        let jobs = tree(jobs, self.options.direct_invokes as usize);
+        let count = jobs.len();
+        let mut answers: Vec<Option<Gathered>> = vec![None; count];
+        let mut running = futures::stream::iter(jobs.into_iter().enumerate())
+            .map(|(i, job)| self.run(job).map(move |r| (i, r)))
+            .buffer_unordered(count.max(1));
+        while let Some((i, answer)) = running.next().await {
+            answers[i] = Some(answer?);
+        }
+        let mut all = Gathered::default();
+        for answer in answers.into_iter().flatten() {
+            all.add(answer);
+        }
+        Ok(all)
+    }
+
+    /// One job to its answer: retried while transient, split while too large.
+    fn run(&self, job: Job) -> BoxFuture<'_, Result<Gathered>> {
+        async move {
+            let mut retried = 0;
+            let mut attempt = 1;
+            loop {
+                match self.race(&job).await {
+                    Ok(mut answer) => {
+                        answer.retried += retried;
+                        return Ok(answer);
+                    }
+                    Err(e) if e.kind() == ErrorKind::ResultTooLarge => {
+                        let Some(halves) = &job.halves else {
+                            return Err(FunctionError::new(
+                                ErrorKind::ResultTooLarge,
+                                format!(
+                                    "the fan-out worker for {} returned more than Lambda's 6 MB response \
+                                     can carry, and its share cannot be split further (one row group): \
+                                     {}. Raise MemorySize, or aggregate to fewer groups",
+                                    job.label,
+                                    e.message()
+                                ),
+                            ));
+                        };
+                        let (a, b) = halves()?;
+                        let (a, b) = futures::future::join(self.run(a), self.run(b)).await;
+                        let mut answer = a?;
+                        answer.add(b?);
+                        answer.retried += retried + 1;
+                        return Ok(answer);
+                    }
+                    Err(e) if e.kind().is_retryable() && attempt < self.options.max_attempts => {
+                        retried += 1;
+                        attempt += 1;
+                        self.sleep.sleep(backoff(attempt)).await;
+                    }
+                    Err(e) => {
+                        return Err(FunctionError::new(
+                            e.kind(),
+                            format!(
+                                "a fan-out worker reading {} failed{}: {}",
+                                job.label,
+                                if attempt > 1 {
+                                    format!(" (attempt {attempt})")
+                                } else {
+                                    String::new()
+                                },
+                                e.message()
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        .boxed()
+    }
+
+    /// One attempt of a job; a speculative duplicate joins it when it runs
+    /// `speculate_after` times longer than the median finished job.
+    async fn race(&self, job: &Job) -> Result<Gathered> {
+        let started = Instant::now();
+        let first = self.invoke(job);
+        if self.options.speculate_after <= 0.0 {
+            return self.finished(first.await, started);
+        }
+        let duplicate = async {
+            loop {
+                let poll = Duration::from_millis(50);
+                self.sleep.sleep(poll).await;
+                if let Some(median) = self.median()
+                    && started.elapsed().as_secs_f64()
+                        > median.as_secs_f64() * self.options.speculate_after
+                {
+                    break;
+                }
+            }
+            let mut answer = self.invoke(job).await?;
+            answer.speculated += 1;
+            Ok::<_, FunctionError>(answer)
+        };
+        futures::pin_mut!(first, duplicate);
+        let answer = match futures::future::select(first, duplicate).await {
+            // The first answer wins; a later duplicate's is dropped with its future.
+            Either::Left((Ok(a), _)) | Either::Right((Ok(a), _)) => Ok(a),
+            // The task's own failure decides (a duplicate may not have started at all).
+            Either::Left((Err(e), _)) => Err(e),
+            Either::Right((Err(_), first)) => first.await,
+        };
+        self.finished(answer, started)
+    }
+
+    fn finished(&self, answer: Result<Gathered>, started: Instant) -> Result<Gathered> {
+        if answer.is_ok()
+            && let Ok(mut times) = self.times.lock()
+        {
+            times.push(started.elapsed());
+        }
+        answer
+    }
+
+    fn median(&self) -> Option<Duration> {
+        let mut times = self.times.lock().ok()?.clone();
+        if times.is_empty() {
+            return None;
+        }
+        times.sort();
+        Some(times[times.len() / 2])
+    }
+
+    /// One invocation of one job.
+    async fn invoke(&self, job: &Job) -> Result<Gathered> {
+        let mut event = self.event.clone();
+        event["fragment"] = job.fragment.to_json();
+        let payload = serde_json::to_vec(&event)
+            .map_err(|e| FunctionError::internal(format!("encoding a worker's event: {e}")))?;
+        let body = self.invoker.invoke(payload).await?;
+        read_answer(&body)
+    }
+}
+
+/// A worker's response as what it adds up to.
+fn read_answer(body: &[u8]) -> Result<Gathered> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        partial: String,
+        stats: AnswerStats,
+    }
+    #[derive(serde::Deserialize)]
+    struct AnswerStats {
+        s3_requests: u64,
+        bytes_read: u64,
+        sts_calls: u64,
+        workers: Option<u64>,
+        invocations: Option<u64>,
+        tasks_retried: Option<u64>,
+        tasks_speculated: Option<u64>,
+    }
+    let answer: Answer = serde_json::from_slice(body).map_err(|e| {
+        FunctionError::internal(format!(
+            "a fan-out worker answered with something other than a partial result ({e}); is \
+             {} the same function and version as the coordinator?",
+            super::invoke::FUNCTION_VARIABLE
+        ))
+    })?;
+    Ok(Gathered {
+        batches: partial::read(&answer.partial)?,
+        workers: answer.stats.workers.unwrap_or(1),
+        // This invocation, and those it made itself.
+        invocations: 1 + answer.stats.invocations.unwrap_or(0),
+        retried: answer.stats.tasks_retried.unwrap_or(0),
+        speculated: answer.stats.tasks_speculated.unwrap_or(0),
+        s3_requests: answer.stats.s3_requests,
+        bytes_read: answer.stats.bytes_read,
+        sts_calls: answer.stats.sts_calls,
+    })
+}
+
+/// Exponential backoff with full jitter: up to 100 ms, 200 ms, 400 ms, ... capped at 5 s.
+fn backoff(attempt: u64) -> Duration {
+    let cap = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
+    let mut byte = [0u8; 2];
+    let jitter = getrandom::fill(&mut byte).map_or(cap / 2, |()| {
+        u64::from(u16::from_le_bytes(byte)) * cap / u64::from(u16::MAX)
+    });
+    Duration::from_millis(jitter.max(10))
+}
+
+/// `jobs` as at most `fan` invocations: themselves when they are few enough, else inner
+/// nodes each holding a contiguous share of them (which do the same with their share).
+pub fn tree(jobs: Vec<Job>, fan: usize) -> Vec<Job> {
+    let fan = fan.max(2);
+    if jobs.len() <= fan {
+        return jobs;
+    }
+    let per = jobs.len().div_ceil(fan);
+    jobs.chunks(per).map(|c| inner(c.to_vec())).collect()
+}
+
+/// An inner node over `children`.
+pub fn inner(children: Vec<Job>) -> Job {
+    if children.len() == 1 {
+        return children.into_iter().next().expect("one child");
+    }
+    let label = match (children.first(), children.len()) {
+        (Some(first), n) => format!("{} (and {} more shares)", first.label, n - 1),
+        (None, _) => "nothing".into(),
+    };
+    let page_indexes = children[0].fragment.page_indexes;
+    let fragments = children.iter().flat_map(|c| leaves(&c.fragment)).collect();
+    let halves = {
+        let children = children.clone();
+        Arc::new(move || {
+            let (a, b) = children.split_at(children.len() / 2);
+            Ok((inner(a.to_vec()), inner(b.to_vec())))
+        }) as Arc<dyn Fn() -> Result<(Job, Job)> + Send + Sync>
+    };
+    Job {
+        fragment: Fragment {
+            plan: Vec::new(),
+            page_indexes,
+            children: fragments,
+        },
+        label,
+        halves: Some(halves),
+    }
+}
+
+/// The leaf fragments under `fragment`.
+fn leaves(fragment: &Fragment) -> Vec<Fragment> {
+    if fragment.children.is_empty() {
+        vec![fragment.clone()]
+    } else {
+        fragment.children.iter().flat_map(leaves).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::footer::PageIndexes;
+
+    fn leaf(i: u8) -> Job {
+        Job {
+            fragment: Fragment {
+                plan: vec![i],
+                page_indexes: PageIndexes {
+                    offset_index: false,
+                    column_index: false,
+                },
+                children: Vec::new(),
+            },
+            label: format!("f{i}"),
+            halves: None,
+        }
+    }
+
+    #[test]
+    fn a_tree_starts_at_most_fan_invocations_at_each_level_and_keeps_order() {
+        let jobs: Vec<Job> = (0..10).map(leaf).collect();
+        assert_eq!(tree(jobs.clone(), 16).len(), 10);
+        let top = tree(jobs, 3);
+        assert_eq!(top.len(), 3);
+        let order: Vec<u8> = top
+            .iter()
+            .flat_map(|j| leaves(&j.fragment))
+            .map(|f| f.plan[0])
+            .collect();
+        assert_eq!(order, (0..10).collect::<Vec<_>>());
+        assert!(top.iter().all(|j| j.fragment.children.len() <= 4));
+        let (a, b) = (top[0].halves.as_ref().unwrap())().unwrap();
+        assert_eq!(leaves(&a.fragment).len() + leaves(&b.fragment).len(), 4);
+    }
+
+    #[test]
+    fn backoff_stays_within_its_cap() {
+        for attempt in 1..20 {
+            assert!(backoff(attempt) <= Duration::from_millis(5_000));
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! Scale-out: one query spread over many invocations of this same function, as Lambada and
+//! Starling do on Lambda. Lambda's own concurrency is the cluster; nothing runs between
+//! queries.
+//!
+//! The invocation that receives the query (the coordinator) plans it as always
+//! ([`crate::engine`]), with each aggregation's partial and final phases kept apart. If the
+//! plan splits ([`split`]) and its scan is larger than one worker's share
+//! (`options.fan_out.bytes_per_worker`), the scan's files are cut at row groups into byte
+//! ranges ([`tasks`]), and each share's fragment (the plan from the scan up to the partial
+//! aggregation, top k or limit) is encoded with `datafusion-proto` ([`fragment`]) and sent
+//! to a worker through the Lambda Invoke API ([`invoke`], [`gather`]). Workers answer with
+//! Arrow IPC ([`partial`]); the coordinator runs the rest of the plan (the final
+//! aggregation, the merge) over their answers.
+//!
+//! No credentials travel: a worker's event is the query's own event plus its fragment, and
+//! the worker assumes the role itself, with the same ExternalId and session policy, through
+//! the same credential cache. A fragment is checked before it runs ([`fragment::decode`]).
+//!
+//! Neighbours: [`crate::engine`] plans and runs; `functions/stage-query` and
+//! `functions/component` carry the same handler to Lambda and to the WASI host, where
+//! `xstage serve` answers the workers' invocations.
+
+pub mod fragment;
+pub mod gather;
+pub mod invoke;
+pub mod partial;
+pub mod split;
+pub mod tasks;
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use aws_smithy_async::rt::sleep::SharedAsyncSleep;
+use datafusion::physical_plan::ExecutionPlan;
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::engine::{self, Prepared};
+use crate::error::{FunctionError, Result};
+use crate::event::{Event, Fragment};
+use crate::result::{QueryPath, Response, Stats};
+use crate::s3::IoStats;
+pub use gather::{Gathered, Job, Runner};
+pub use invoke::Invoker;
+use split::Split;
+
+/// A query the workers ran: the coordinator's rest of the plan over their answers.
+pub struct FannedOut {
+    pub plan: Arc<dyn ExecutionPlan>,
+    pub gathered: Gathered,
+    /// From the first invocation to the last answer.
+    pub last_worker: Duration,
+}
+
+/// Runs `prepared`'s query over workers if it splits and its scan is larger than one
+/// worker's share; `None` when it should run in this invocation.
+pub async fn coordinate(
+    event: &Event,
+    prepared: &Prepared,
+    io: &IoStats,
+    runner: &Runner,
+) -> Result<Option<FannedOut>> {
+    let options = &event.options.fan_out;
+    let physical = prepared
+        .physical(io, event.options.max_rows, true)
+        .await?;
+    let Some(split) = Split::of(&physical) else {
+        return Ok(None);
+    };
+    let worker = split.worker(None)?;
+    let columns = engine::scans::of(&worker)
+        .into_iter()
+        .next()
+        .and_then(|scan| scan.read_columns());
+    let files: Vec<_> = split
+        .scan()
+        .file_groups
+        .iter()
+        .flat_map(|g| g.files().iter().cloned())
+        .collect();
+    let units = Arc::new(tasks::units(prepared.context(), &files, columns.as_ref()));
+    if tasks::total(&units) <= options.bytes_per_worker {
+        return Ok(None);
+    }
+    let planned = tasks::plan(&units, options.bytes_per_worker, options.max_workers);
+    if planned.len() < 2 {
+        return Ok(None);
+    }
+    let split = Arc::new(split);
+    let page_indexes = prepared.page_indexes();
+    let jobs = planned
+        .into_iter()
+        .map(|task| job(&split, &units, task, page_indexes, event))
+        .collect::<Result<Vec<_>>>()?;
+    tracing::info!(
+        tasks = jobs.len(),
+        planned_bytes = tasks::total(&units),
+        function = runner.invoker.function(),
+        "fan-out: invoking workers"
+    );
+    let started = Instant::now();
+    let gathered = runner.gather(jobs).await?;
+    let last_worker = started.elapsed();
+    tracing::info!(
+        workers = gathered.workers,
+        retried = gathered.retried,
+        speculated = gathered.speculated,
+        ms = last_worker.as_millis() as u64,
+        "fan-out: every worker answered"
+    );
+    let plan = split.coordinator(gathered.batches.clone())?;
+    Ok(Some(FannedOut {
+        plan,
+        gathered,
+        last_worker,
+    }))
+}
+
+/// The job of one task, and how to halve it.
+fn job(
+    split: &Arc<Split>,
+    units: &Arc<Vec<tasks::Unit>>,
+    task: tasks::Task,
+    page_indexes: engine::footer::PageIndexes,
+    event: &Event,
+) -> Result<Job> {
+    let plan = fragment::encode(split.worker(Some(task.group()))?)?;
+    let label = label(&task, event);
+    let halves = {
+        let (split, units, task, event) = (
+            Arc::clone(split),
+            Arc::clone(units),
+            task.clone(),
+            event.clone(),
+        );
+        Arc::new(move || {
+            let (a, b) = task.split(&units).ok_or_else(|| {
+                FunctionError::new(
+                    crate::ErrorKind::ResultTooLarge,
+                    "a share of one row group cannot be split",
+                )
+            })?;
+            Ok((
+                job(&split, &units, a, page_indexes, &event)?,
+                job(&split, &units, b, page_indexes, &event)?,
+            ))
+        }) as Arc<dyn Fn() -> Result<(Job, Job)> + Send + Sync>
+    };
+    let splittable = task.split(units).is_some();
+    Ok(Job {
+        fragment: Fragment {
+            plan,
+            page_indexes,
+            children: Vec::new(),
+        },
+        label,
+        halves: splittable.then_some(halves),
+    })
+}
+
+/// `s3://bucket/key` of a task's first file, and how many more.
+fn label(task: &tasks::Task, event: &Event) -> String {
+    let first = task
+        .files
+        .first()
+        .and_then(|f| crate::s3::key_of(&f.object_meta.location).ok())
+        .map(|k| {
+            let range = task.files[0]
+                .range
+                .as_ref()
+                .map(|r| format!(" (bytes {}..{})", r.start, r.end))
+                .unwrap_or_default();
+            format!("s3://{}/{k}{range}", event.stage.url.bucket())
+        })
+        .unwrap_or_else(|| "no file".into());
+    match task.files.len() {
+        0 | 1 => first,
+        n => format!("{first} and {} more files", n - 1),
+    }
+}
+
+/// Handles a worker's event: its fragment checked, then run (a leaf over its files, an
+/// inner node over its children's answers) into a partial result.
+pub async fn work(
+    event: &Event,
+    raw: &Value,
+    fragment: &Fragment,
+    started: Instant,
+    memory_limit: usize,
+) -> Result<Response> {
+    let ctx = engine::planned_session(memory_limit)?;
+    if !fragment.children.is_empty() {
+        return inner(event, raw, fragment, started, &ctx).await;
+    }
+    // Checked before any credential is asked for.
+    let checked = fragment::decode(&fragment.plan, &ctx, &event.stage)?;
+    let connected = crate::connect(event).await?;
+    let io = &connected.io;
+    let deferred = engine::prime_planned(
+        &ctx,
+        &event.stage,
+        &connected.store,
+        io,
+        &checked.files,
+        fragment.page_indexes,
+        memory_limit,
+    )
+    .await?;
+    let mut out = partial::PartialWriter::new(&checked.plan.schema())?;
+    let fail = |e: datafusion::error::DataFusionError| engine::failure(io, &checked.names, e);
+    engine::execute(
+        &ctx,
+        checked.plan,
+        &connected.store,
+        io,
+        deferred,
+        memory_limit,
+        &fail,
+        |batch| out.push(batch).map(|()| true),
+    )
+    .await?;
+    let mut stats = engine::stats(
+        io,
+        checked.files.len() as u64,
+        connected.sts_calls,
+        started.elapsed().as_millis() as u64,
+    );
+    stats.path = QueryPath::Worker;
+    answer(out, stats)
+}
+
+/// A tree's inner node: its children invoked, their answers reduced into one.
+async fn inner(
+    event: &Event,
+    raw: &Value,
+    fragment: &Fragment,
+    started: Instant,
+    ctx: &datafusion::prelude::SessionContext,
+) -> Result<Response> {
+    let mut root = None;
+    for child in &fragment.children {
+        if !child.children.is_empty() {
+            return Err(FunctionError::invalid_event(
+                "`fragment.children` holds worker fragments, not inner nodes",
+            ));
+        }
+        let checked = fragment::decode(&child.plan, ctx, &event.stage)?;
+        root.get_or_insert(checked.plan);
+    }
+    let root = root.ok_or_else(|| FunctionError::invalid_event("`fragment.children` is empty"))?;
+    let base = crate::platform::base_config().await;
+    let runner = runner(&base, event, raw)?;
+    let jobs = fragment
+        .children
+        .iter()
+        .map(|child| Job {
+            fragment: child.clone(),
+            label: "a share of the stage".into(),
+            halves: None,
+        })
+        .collect();
+    let mut gathered = runner.gather(jobs).await?;
+    let plan = split::reduce(&root, std::mem::take(&mut gathered.batches))?;
+    let mut out = partial::PartialWriter::new(&plan.schema())?;
+    let mut stream = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())
+        .map_err(|e| FunctionError::internal(format!("reducing the workers' answers: {e}")))?;
+    while let Some(batch) = stream.next().await {
+        let batch: RecordBatch = batch
+            .map_err(|e| FunctionError::internal(format!("reducing the workers' answers: {e}")))?;
+        out.push(&batch)?;
+    }
+    let stats = Stats {
+        files: 0,
+        s3_requests: gathered.s3_requests,
+        bytes_read: gathered.bytes_read,
+        sts_calls: gathered.sts_calls,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        path: QueryPath::Worker,
+        workers: Some(gathered.workers),
+        invocations: Some(gathered.invocations),
+        tasks_retried: Some(gathered.retried),
+        tasks_speculated: Some(gathered.speculated),
+        last_worker_ms: None,
+    };
+    answer(out, stats)
+}
+
+/// A worker's response.
+fn answer(out: partial::PartialWriter, stats: Stats) -> Result<Response> {
+    Ok(Response {
+        schema: Vec::new(),
+        rows: Vec::new(),
+        row_count: out.rows(),
+        truncated: false,
+        stats,
+        partial: Some(out.finish()?),
+    })
+}
+
+/// The runner for this function's workers, sending them `raw` (the event as received)
+/// without its own fragment; `InvalidConfiguration` when the environment names no function
+/// to invoke.
+pub fn runner(base: &aws_types::SdkConfig, event: &Event, raw: &Value) -> Result<Runner> {
+    let invoker = Invoker::from_env(base).ok_or_else(|| {
+        FunctionError::new(
+            crate::ErrorKind::InvalidConfiguration,
+            format!(
+                "fan-out needs {} (the function's own name) in the function's environment",
+                invoke::FUNCTION_VARIABLE
+            ),
+        )
+    })?;
+    let sleep: SharedAsyncSleep = base.sleep_impl().ok_or_else(|| {
+        FunctionError::internal("the AWS configuration has no sleep implementation")
+    })?;
+    let mut forwarded = raw.clone();
+    if let Some(top) = forwarded.as_object_mut() {
+        top.retain(|k, _| !k.eq_ignore_ascii_case("fragment"));
+    }
+    Ok(Runner::new(
+        invoker,
+        event.options.fan_out.clone(),
+        sleep,
+        forwarded,
+    ))
+}

@@ -1,0 +1,213 @@
+//! The fan-out pipeline in one process, without Lambda: a plan split, its tasks' fragments
+//! encoded, decoded, checked and run as workers would, their answers through Arrow IPC, the
+//! coordinator's rest (and a tree's reduce) over them; the answer must equal the plan run
+//! whole. The same pieces run end to end in `emulator/tests/fan_out.rs`.
+
+use std::sync::Arc;
+
+use arrow::array::{Decimal128Array, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+use super::split::{Boundary, Split, reduce};
+use super::{fragment, partial, tasks};
+use crate::engine;
+use crate::event::Stage;
+use crate::stage::StageUrl;
+
+const FILES: i64 = 4;
+const ROWS: i64 = 3_000;
+
+fn batch(file: i64) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, false),
+        Field::new("g", DataType::Utf8, false),
+        Field::new("v", DataType::Decimal128(12, 2), false),
+    ]));
+    let ks: Vec<i64> = (0..ROWS).map(|i| file * ROWS + i).collect();
+    RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ks.clone())),
+            Arc::new(StringArray::from_iter_values(
+                ks.iter().map(|k| ["a", "b", "c", "d", "e"][(k % 5) as usize]),
+            )),
+            Arc::new(
+                Decimal128Array::from_iter_values(ks.iter().map(|k| i128::from((k * 7919) % 100_003)))
+                    .with_precision_and_scale(12, 2)
+                    .unwrap(),
+            ),
+        ],
+    )
+    .unwrap()
+}
+
+async fn context() -> (SessionContext, Stage) {
+    let ctx = engine::planned_session(256 << 20).unwrap();
+    let store = Arc::new(InMemory::new());
+    for file in 0..FILES {
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(500))
+            .build();
+        let mut buf = Vec::new();
+        let b = batch(file);
+        let mut writer = ArrowWriter::try_new(&mut buf, b.schema(), Some(props)).unwrap();
+        writer.write(&b).unwrap();
+        writer.close().unwrap();
+        store
+            .put(
+                &Path::from(format!("stage/part-{file}.parquet")),
+                PutPayload::from(buf),
+            )
+            .await
+            .unwrap();
+    }
+    let url = url::Url::parse("s3://bucket").unwrap();
+    ctx.register_object_store(&url, Arc::clone(&store) as Arc<dyn ObjectStore>);
+    ctx.register_parquet("t", "s3://bucket/stage/", ParquetReadOptions::default())
+        .await
+        .unwrap();
+    let stage = Stage {
+        name: "s".into(),
+        url: StageUrl::new("bucket", "stage/").unwrap(),
+    };
+    (ctx, stage)
+}
+
+async fn plan(ctx: &SessionContext, sql: &str, split: bool) -> Arc<dyn ExecutionPlan> {
+    let df = ctx.sql(sql).await.unwrap().limit(0, Some(10_001)).unwrap();
+    engine::physical_plan(df, split).await.unwrap()
+}
+
+/// Runs `split` as workers and a coordinator would, `per_inner` tasks reduced per inner node
+/// when set.
+async fn fan_out(ctx: &SessionContext, stage: &Stage, split: &Split, per_inner: Option<usize>) -> Vec<RecordBatch> {
+    let files: Vec<_> = split
+        .scan()
+        .file_groups
+        .iter()
+        .flat_map(|g| g.files().iter().cloned())
+        .collect();
+    let units = tasks::units(ctx, &files, None);
+    let planned = tasks::plan(&units, 1, 64);
+    assert!(planned.len() > FILES as usize, "row groups make more tasks than files");
+    let mut answers = Vec::new();
+    let mut root = None;
+    for task in &planned {
+        let bytes = fragment::encode(split.worker(Some(task.group())).unwrap()).unwrap();
+        let checked = fragment::decode(&bytes, ctx, stage).unwrap();
+        root.get_or_insert(Arc::clone(&checked.plan));
+        let batches = collect(checked.plan, ctx.task_ctx()).await.unwrap();
+        let mut w = partial::PartialWriter::new(&split.partial_schema()).unwrap();
+        for b in &batches {
+            w.push(b).unwrap();
+        }
+        answers.push(partial::read(&w.finish().unwrap()).unwrap());
+    }
+    let partials: Vec<RecordBatch> = match per_inner {
+        None => answers.into_iter().flatten().collect(),
+        Some(n) => {
+            let root = root.unwrap();
+            let mut reduced = Vec::new();
+            for group in answers.chunks(n) {
+                let inner = reduce(&root, group.concat()).unwrap();
+                reduced.extend(collect(inner, ctx.task_ctx()).await.unwrap());
+            }
+            reduced
+        }
+    };
+    collect(split.coordinator(partials).unwrap(), ctx.task_ctx())
+        .await
+        .unwrap()
+}
+
+fn pretty(batches: &[RecordBatch]) -> String {
+    arrow::util::pretty::pretty_format_batches(batches)
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn split_plans_answer_as_the_whole_plan_does() {
+    let (ctx, stage) = context().await;
+    let cases = [
+        (
+            "SELECT g, count(*) AS n, sum(v) AS s, avg(v) AS a, min(k), max(k) FROM t GROUP BY g ORDER BY g",
+            Boundary::Aggregate,
+        ),
+        ("SELECT sum(v), count(*) FROM t WHERE k % 3 = 1", Boundary::Aggregate),
+        ("SELECT count(DISTINCT k % 97) AS d FROM t", Boundary::Aggregate),
+        (
+            "SELECT g, count(DISTINCT k % 13) AS d FROM t GROUP BY g ORDER BY g",
+            Boundary::Aggregate,
+        ),
+        ("SELECT k, g FROM t WHERE k % 7 = 3 LIMIT 20", Boundary::Limit),
+        ("SELECT k, g FROM t WHERE k % 7 = 3 LIMIT 5 OFFSET 600", Boundary::Limit),
+        ("SELECT k, v FROM t ORDER BY v DESC, k LIMIT 10", Boundary::TopK),
+    ];
+    for (sql, boundary) in cases {
+        let whole = collect(plan(&ctx, sql, false).await, ctx.task_ctx())
+            .await
+            .unwrap();
+        let physical = plan(&ctx, sql, true).await;
+        let split = Split::of(&physical).unwrap_or_else(|| {
+            panic!(
+                "{sql} splits:\n{}",
+                datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
+            )
+        });
+        assert_eq!(split.boundary, boundary, "{sql}");
+        let expected = pretty(&whole);
+        assert!(expected.lines().count() > 4, "{sql}: {expected}");
+        assert_eq!(pretty(&fan_out(&ctx, &stage, &split, None).await), expected, "{sql}");
+        assert_eq!(pretty(&fan_out(&ctx, &stage, &split, Some(3)).await), expected, "{sql} through a tree");
+    }
+}
+
+#[tokio::test]
+async fn joins_unions_and_windows_do_not_split() {
+    let (ctx, _) = context().await;
+    for sql in [
+        "SELECT a.k FROM t a JOIN t b ON a.k = b.k LIMIT 3",
+        "SELECT k FROM t UNION ALL SELECT k FROM t",
+        "SELECT k, row_number() OVER (ORDER BY k) FROM t LIMIT 3",
+        "SELECT 1",
+    ] {
+        assert!(Split::of(&plan(&ctx, sql, true).await).is_none(), "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn fragments_outside_their_stage_or_shape_are_refused() {
+    let (ctx, stage) = context().await;
+    let split = Split::of(&plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await).unwrap();
+    let bytes = fragment::encode(split.worker(None).unwrap()).unwrap();
+    assert!(fragment::decode(&bytes, &ctx, &stage).is_ok());
+    let narrower = Stage {
+        name: "s".into(),
+        url: StageUrl::new("bucket", "stage/sub/").unwrap(),
+    };
+    let e = fragment::decode(&bytes, &ctx, &narrower).err().unwrap();
+    assert_eq!(e.kind(), crate::ErrorKind::InvalidEvent);
+    assert!(e.message().contains("outside the stage"), "{e}");
+    let other = Stage {
+        name: "s".into(),
+        url: StageUrl::new("other", "stage/").unwrap(),
+    };
+    let e = fragment::decode(&bytes, &ctx, &other).err().unwrap();
+    assert!(e.message().contains("outside the stage's bucket"), "{e}");
+    // The whole plan (a final aggregation on top) is not a worker's fragment.
+    let whole = fragment::encode(plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await)
+        .unwrap();
+    let e = fragment::decode(&whole, &ctx, &stage).err().unwrap();
+    assert!(e.message().contains("not a partial aggregation"), "{e}");
+    let e = fragment::decode(b"\x0a\x03abc", &ctx, &stage).err().unwrap();
+    assert!(e.message().contains("could not be decoded"), "{e}");
+}

@@ -27,6 +27,8 @@ const TABLE: &str = "@databend_test/lineitem/";
 /// LocalStack with the seed's bucket and role, and lineitem under the stage.
 struct World {
     endpoint: String,
+    /// Each part's size, by part number.
+    sizes: Vec<u64>,
 }
 
 static WORLD: LazyLock<World> = LazyLock::new(|| {
@@ -38,8 +40,10 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     let admin = runtime
         .block_on(seed::seed(&endpoint, body))
         .expect("seed LocalStack");
+    let mut sizes = vec![0];
     for part in 1..=PARTS {
         let file = tpch::lineitem_part(SCALE, part, PARTS, 5_000);
+        sizes.push(file.len() as u64);
         runtime
             .block_on(admin.put(
                 seed::BUCKET,
@@ -48,7 +52,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             ))
             .expect("upload lineitem");
     }
-    World { endpoint }
+    World { endpoint, sizes }
 });
 
 /// A template whose stage query function fans out to itself.
@@ -283,22 +287,46 @@ fn sts_is_called_at_most_once_per_new_environment_and_not_when_warm() {
 }
 
 #[test]
-fn a_worker_failing_with_a_transient_error_is_retried_and_the_answer_stays_right() {
+fn a_worker_throttled_or_cut_off_mid_answer_is_invoked_again_and_the_answer_stays_right() {
     let server = &*SERVER;
-    let proxy = FaultProxy::start(&WORLD.endpoint).expect("proxy");
+    // The coordinator (native) reaches the workers through a proxy in front of xstage serve.
+    let proxy = FaultProxy::start(&server.url).expect("proxy");
+    let mut env = seed::platform_env();
+    env.push(("XSTAGE_FAN_OUT_FUNCTION", "StageQuery".into()));
+    env.push(("AWS_ENDPOINT_URL_LAMBDA", proxy.url().to_string()));
     let query = tpch::q1(TABLE);
-    let one = call(&server.url, &event_at(proxy.url(), &query, single()));
-    // The column chunks of one file fail (S3 500s through the SDK's own retries), once.
+    let one = query_cli::run(&xstage_query(), &env, &event(&query, single()));
+    assert_eq!(one.code, Some(0), "{one:?}");
+
+    // Lambda's throttling, twice.
     proxy.inject_only(
         Service::S3,
-        Fault::s3_error(500, "InternalError", "injected", &[]),
-        Only::path("part-05.parquet").explicit_ranges().times(3),
+        Fault::Respond {
+            status: 429,
+            headers: vec![
+                ("x-amzn-errortype".into(), "TooManyRequestsException".into()),
+                ("content-type".into(), "application/json".into()),
+            ],
+            body: r#"{"Type":"User","message":"Rate Exceeded.","Reason":"ReservedFunctionConcurrentInvocationLimitExceeded"}"#.into(),
+        },
+        Only::path("/invocations").times(2),
     );
-    let many = call(&server.url, &event_at(proxy.url(), &query, fanned()));
-    assert!(proxy.faulted() >= 3, "the fault was hit {} times", proxy.faulted());
-    let stats = &many["stats"];
-    assert!(stats["tasks_retried"].as_u64().unwrap() >= 1, "{stats}");
-    assert_eq!(answer(&many), answer(&one));
+    let many = query_cli::run(&xstage_query(), &env, &event(&query, fanned()));
+    assert_eq!(many.code, Some(0), "{many:?}");
+    assert_eq!(proxy.faulted(), 2);
+    assert_eq!(many.body["stats"]["tasks_retried"], json!(2), "{}", many.body["stats"]);
+    assert_eq!(answer(&many.body), answer(&one.body));
+
+    // A worker's answer cut off in the middle: the worker ran, its answer is lost.
+    proxy.inject_only(
+        Service::S3,
+        Fault::ResetMidBody { after_bytes: 64 },
+        Only::path("/invocations").times(1),
+    );
+    let cut = query_cli::run(&xstage_query(), &env, &event(&query, fanned()));
+    assert_eq!(cut.code, Some(0), "{cut:?}");
+    assert_eq!(cut.body["stats"]["tasks_retried"], json!(1), "{}", cut.body["stats"]);
+    assert_eq!(answer(&cut.body), answer(&one.body));
 }
 
 #[test]
@@ -308,7 +336,8 @@ fn a_permanent_worker_error_fails_the_query_with_its_type_and_file() {
     proxy.inject_only(
         Service::S3,
         Fault::s3_error(403, "AccessDenied", "Access Denied", &[]),
-        Only::path("part-07.parquet").explicit_ranges(),
+        // A worker's reads of the file's first row groups; the coordinator reads its end.
+        Only::path("part-07.parquet").ranges_below(WORLD.sizes[7] / 2),
     );
     let (kind, message) = call_err(
         &server.url,
@@ -322,10 +351,14 @@ fn a_permanent_worker_error_fails_the_query_with_its_type_and_file() {
 #[test]
 fn a_group_by_too_large_for_a_workers_response_is_split_or_fails_typed() {
     let server = &*SERVER;
-    // Every order key is a group: far more than one worker's partial can carry.
+    // Every row is its own group: each worker's partial is its whole share of the table,
+    // far more than Lambda's 6 MB response carries.
+    let columns = "l_orderkey, l_linenumber, l_partkey, l_suppkey, l_quantity, l_extendedprice, \
+                   l_discount, l_tax, l_shipdate, l_commitdate, l_receiptdate, l_shipinstruct, \
+                   l_shipmode, l_comment";
     let query = format!(
-        "SELECT l_orderkey, l_comment, count(*) AS n FROM {TABLE} GROUP BY l_orderkey, l_comment \
-         ORDER BY n DESC, l_orderkey, l_comment LIMIT 5"
+        "SELECT count(*) AS n, sum(l_extendedprice) AS s FROM \
+         (SELECT {columns} FROM {TABLE} GROUP BY {columns})"
     );
     let one = call(&server.url, &event(&query, single()));
     let e = event(&query, json!({"max_workers": 2, "bytes_per_worker": 65536}));

@@ -92,6 +92,7 @@ impl Fault {
 pub struct Only {
     path_contains: Option<String>,
     explicit_ranges: bool,
+    below: Option<u64>,
     times: Option<usize>,
     spent: Arc<AtomicUsize>,
 }
@@ -109,6 +110,14 @@ impl Only {
     /// chunks, not a footer's suffix read.
     pub fn explicit_ranges(mut self) -> Self {
         self.explicit_ranges = true;
+        self
+    }
+
+    /// Only GETs of an explicit range starting below `offset`: a file's first row groups,
+    /// not its page indexes and footer at the end.
+    pub fn ranges_below(mut self, offset: u64) -> Self {
+        self.explicit_ranges = true;
+        self.below = Some(offset);
         self
     }
 
@@ -131,6 +140,15 @@ impl Only {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             if !range.starts_with("bytes=") || range.starts_with("bytes=-") {
+                return false;
+            }
+            let start = range["bytes=".len()..]
+                .split('-')
+                .next()
+                .and_then(|s| s.parse::<u64>().ok());
+            if let (Some(below), Some(start)) = (self.below, start)
+                && start >= below
+            {
                 return false;
             }
         }

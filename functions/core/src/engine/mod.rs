@@ -165,9 +165,7 @@ pub async fn prepare(
     memory_limit: usize,
 ) -> Result<Prepared> {
     let ctx = session(memory_limit)?;
-    let bucket_url = url::Url::parse(&format!("s3://{}", stage.url.bucket()))
-        .map_err(|e| FunctionError::internal(format!("bucket URL: {e}")))?;
-    ctx.register_object_store(&bucket_url, Arc::new(store.clone()));
+    ctx.register_object_store(&bucket_url(stage)?, Arc::new(store.clone()));
 
     let written: Vec<(String, String)> = plan
         .tables
@@ -329,10 +327,22 @@ pub async fn physical_plan(
         .await
 }
 
-/// The session a plan that arrives planned (a fan-out worker's fragment) is decoded in, and
-/// the one every query runs in.
-pub fn planned_session(memory_limit: usize) -> Result<SessionContext> {
-    session(memory_limit)
+/// The session a plan that arrives planned (a fan-out worker's fragment) is decoded in. Its
+/// store for the stage's bucket holds nothing until [`prime_planned`] registers the stage's
+/// own: a fragment is decoded and checked before any credential exists, and decoded again
+/// to run (a decoded scan keeps the store it was decoded with).
+pub fn planned_session(stage: &Stage, memory_limit: usize) -> Result<SessionContext> {
+    let ctx = session(memory_limit)?;
+    ctx.register_object_store(
+        &bucket_url(stage)?,
+        Arc::new(object_store::memory::InMemory::new()),
+    );
+    Ok(ctx)
+}
+
+fn bucket_url(stage: &Stage) -> Result<url::Url> {
+    url::Url::parse(&format!("s3://{}", stage.url.bucket()))
+        .map_err(|e| FunctionError::internal(format!("bucket URL: {e}")))
 }
 
 /// Readies `ctx` to run a planned fragment over `files` of the stage: registers the stage's
@@ -346,9 +356,7 @@ pub async fn prime_planned(
     want: footer::PageIndexes,
     memory_limit: usize,
 ) -> Result<column_index::Deferred> {
-    let bucket_url = url::Url::parse(&format!("s3://{}", stage.url.bucket()))
-        .map_err(|e| FunctionError::internal(format!("bucket URL: {e}")))?;
-    ctx.register_object_store(&bucket_url, Arc::new(store.clone()));
+    ctx.register_object_store(&bucket_url(stage)?, Arc::new(store.clone()));
     let mut deferred = column_index::Deferred::default();
     footer::prime(
         ctx,

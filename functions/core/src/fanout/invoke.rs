@@ -106,6 +106,16 @@ impl Invoker {
                 ErrorKind::ResultTooLarge,
                 "a worker's event passed Lambda's 6 MB request limit; lower bytes_per_worker".into(),
             ),
+            // An answer cut off after its status: the worker may be fine; ask again.
+            _ if failure.code.is_none()
+                && failure.transport.is_none()
+                && failure.status.is_some_and(|s| s < 300) =>
+            {
+                (
+                    ErrorKind::EndpointUnreachable,
+                    "the worker's answer was cut off; it is invoked again".into(),
+                )
+            }
             _ if failure.status == Some(403) => (
                 ErrorKind::InvalidConfiguration,
                 "grant the function lambda:InvokeFunction on itself, as template.yaml does".into(),

@@ -191,12 +191,12 @@ pub async fn work(
     started: Instant,
     memory_limit: usize,
 ) -> Result<Response> {
-    let ctx = engine::planned_session(memory_limit)?;
+    let ctx = engine::planned_session(&event.stage, memory_limit)?;
     if !fragment.children.is_empty() {
         return inner(event, raw, fragment, started, &ctx).await;
     }
     // Checked before any credential is asked for.
-    let checked = fragment::decode(&fragment.plan, &ctx, &event.stage)?;
+    let files = fragment::decode(&fragment.plan, &ctx, &event.stage)?.files;
     let connected = crate::connect(event).await?;
     let io = &connected.io;
     let deferred = engine::prime_planned(
@@ -204,11 +204,13 @@ pub async fn work(
         &event.stage,
         &connected.store,
         io,
-        &checked.files,
+        &files,
         fragment.page_indexes,
         memory_limit,
     )
     .await?;
+    // Decoded again, now over the stage's own store.
+    let checked = fragment::decode(&fragment.plan, &ctx, &event.stage)?;
     let mut out = partial::PartialWriter::new(&checked.plan.schema())?;
     let fail = |e: datafusion::error::DataFusionError| engine::failure(io, &checked.names, e);
     engine::execute(

@@ -50,7 +50,11 @@ fn batch(file: i64) -> RecordBatch {
 }
 
 async fn context() -> (SessionContext, Stage) {
-    let ctx = engine::planned_session(256 << 20).unwrap();
+    let stage = Stage {
+        name: "s".into(),
+        url: StageUrl::new("bucket", "stage/").unwrap(),
+    };
+    let ctx = engine::planned_session(&stage, 256 << 20).unwrap();
     let store = Arc::new(InMemory::new());
     for file in 0..FILES {
         let props = WriterProperties::builder()
@@ -74,10 +78,6 @@ async fn context() -> (SessionContext, Stage) {
     ctx.register_parquet("t", "s3://bucket/stage/", ParquetReadOptions::default())
         .await
         .unwrap();
-    let stage = Stage {
-        name: "s".into(),
-        url: StageUrl::new("bucket", "stage/").unwrap(),
-    };
     (ctx, stage)
 }
 

@@ -68,7 +68,17 @@ pub fn decode(bytes: &[u8], ctx: &SessionContext, stage: &Stage) -> Result<Check
         datafusion_proto::bytes::physical_plan_from_bytes(bytes, &task)
     }))
     .map_err(|_| refuse("its plan could not be decoded".into()))?
-    .map_err(|e| refuse(format!("its plan could not be decoded ({e})")))?;
+    .map_err(|e| {
+        // Only the stage's bucket has a store in a worker's session.
+        if e.to_string().contains("No suitable object store found") {
+            refuse(format!(
+                "it reads outside the stage's bucket s3://{}/",
+                stage.url.bucket()
+            ))
+        } else {
+            refuse(format!("its plan could not be decoded ({e})"))
+        }
+    })?;
     let files = check(&decoded, stage).map_err(refuse)?;
     let names = files
         .iter()

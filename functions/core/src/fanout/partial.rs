@@ -1,22 +1,32 @@
 //! A worker's answer on the wire: its batches as one Arrow IPC stream, zstd-compressed,
 //! base64 in the JSON response (Lambda's payloads are JSON).
+//!
+//! The stream is compressed whole rather than with Arrow IPC's own buffer compression:
+//! arrow-ipc 59 writes a buffer's uncompressed length as a `usize`, four bytes on
+//! `wasm32-wasip2` where readers expect eight, so a WASI worker's compressed buffers could
+//! not be read anywhere.
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use arrow_ipc::CompressionType;
+use std::io::Read;
+
 use arrow_ipc::reader::StreamReader;
-use arrow_ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow_ipc::writer::StreamWriter;
 use base64::Engine;
 
 use crate::error::{ErrorKind, FunctionError, Result};
 
-/// The most IPC bytes one worker returns: base64 and the response around them stay under
-/// Lambda's 6 MB response limit.
+/// The most compressed bytes one worker returns: base64 and the response around them stay
+/// under Lambda's 6 MB response limit.
 pub const MAX_PARTIAL_BYTES: usize = 4 << 20;
+/// The most bytes an answer may inflate to.
+pub const MAX_INFLATED_BYTES: u64 = 1 << 30;
+/// zstd's level: fast, as the answer is compressed once and sent once.
+const LEVEL: i32 = 3;
 
-/// Writes batches as they come, refusing to pass [`MAX_PARTIAL_BYTES`].
+/// Writes batches as they come, refusing to pass [`MAX_PARTIAL_BYTES`] compressed.
 pub struct PartialWriter {
-    writer: StreamWriter<Vec<u8>>,
+    writer: StreamWriter<zstd::stream::Encoder<'static, Vec<u8>>>,
     rows: u64,
     limit: usize,
 }
@@ -27,11 +37,8 @@ impl PartialWriter {
     }
 
     pub fn with_limit(schema: &SchemaRef, limit: usize) -> Result<Self> {
-        let options = IpcWriteOptions::default()
-            .try_with_compression(Some(CompressionType::ZSTD))
-            .map_err(internal)?;
-        let writer =
-            StreamWriter::try_new_with_options(Vec::new(), schema, options).map_err(internal)?;
+        let encoder = zstd::stream::Encoder::new(Vec::new(), LEVEL).map_err(io)?;
+        let writer = StreamWriter::try_new(encoder, schema).map_err(internal)?;
         Ok(Self {
             writer,
             rows: 0,
@@ -43,7 +50,7 @@ impl PartialWriter {
     pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
         self.writer.write(batch).map_err(internal)?;
         self.rows += batch.num_rows() as u64;
-        let size = self.writer.get_ref().len();
+        let size = self.writer.get_ref().get_ref().len();
         if size > self.limit {
             return Err(FunctionError::new(
                 ErrorKind::ResultTooLarge,
@@ -62,10 +69,11 @@ impl PartialWriter {
         self.rows
     }
 
-    /// The stream, base64.
+    /// The stream, compressed, base64.
     pub fn finish(mut self) -> Result<String> {
         self.writer.finish().map_err(internal)?;
-        let bytes = self.writer.into_inner().map_err(internal)?;
+        let encoder = self.writer.into_inner().map_err(internal)?;
+        let bytes = encoder.finish().map_err(io)?;
         Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
     }
 }
@@ -75,10 +83,26 @@ pub fn read(encoded: &str) -> Result<Vec<RecordBatch>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded.as_bytes())
         .map_err(|e| FunctionError::internal(format!("a worker's partial result is not base64: {e}")))?;
-    let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).map_err(internal)?;
+    let mut inflated = Vec::new();
+    zstd::stream::Decoder::new(std::io::Cursor::new(bytes))
+        .map_err(io)?
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut inflated)
+        .map_err(io)?;
+    if inflated.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(FunctionError::new(
+            ErrorKind::ResourcesExhausted,
+            format!("a worker's partial result inflates past {MAX_INFLATED_BYTES} bytes"),
+        ));
+    }
+    let reader = StreamReader::try_new(std::io::Cursor::new(inflated), None).map_err(internal)?;
     reader
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(internal)
+}
+
+fn io(e: std::io::Error) -> FunctionError {
+    FunctionError::internal(format!("a worker's partial result (zstd): {e}"))
 }
 
 fn internal(e: arrow::error::ArrowError) -> FunctionError {

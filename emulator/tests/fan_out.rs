@@ -149,11 +149,19 @@ fn call_err(url: &str, event: &Value) -> (String, String) {
         event.to_string().as_bytes(),
     )
     .expect("invoke");
-    assert_eq!(answer.function_error.as_deref(), Some("Unhandled"), "{}", answer.body);
+    assert_eq!(
+        answer.function_error.as_deref(),
+        Some("Unhandled"),
+        "{}",
+        answer.body
+    );
     let body = answer.json();
     (
         body["errorType"].as_str().unwrap_or_default().to_string(),
-        body["errorMessage"].as_str().unwrap_or_default().to_string(),
+        body["errorMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -211,7 +219,10 @@ fn fanned_out_answers_equal_single_invocation_answers_under_serve() {
         assert_eq!(stats["path"], json!("fan_out"), "{name}: {stats}");
         let workers = stats["workers"].as_u64().unwrap();
         assert!((2..=8).contains(&workers), "{name}: {stats}");
-        assert!(stats["last_worker_ms"].as_u64().is_some(), "{name}: {stats}");
+        assert!(
+            stats["last_worker_ms"].as_u64().is_some(),
+            "{name}: {stats}"
+        );
         assert!(one["row_count"].as_u64().unwrap() > 0, "{name}: {one}");
         assert_eq!(answer(&many), answer(&one), "{name}");
         // Each worker reads its own share and the footers of its files.
@@ -220,7 +231,10 @@ fn fanned_out_answers_equal_single_invocation_answers_under_serve() {
             stats["bytes_read"].as_u64().unwrap(),
         );
         if !name.contains("LIMIT") {
-            assert!(bn as f64 <= b1 as f64 * 1.5 + 400_000.0, "{name}: {b1} → {bn}");
+            assert!(
+                bn as f64 <= b1 as f64 * 1.5 + 400_000.0,
+                "{name}: {b1} → {bn}"
+            );
         }
     }
 }
@@ -237,7 +251,12 @@ fn natively_the_coordinator_fans_out_to_xstage_serve() {
         assert_eq!(one.code, Some(0), "{name}: {one:?}");
         let many = query_cli::run(&query, &env, &event(&sql, fanned()));
         assert_eq!(many.code, Some(0), "{name}: {many:?}");
-        assert_eq!(many.body["stats"]["path"], json!("fan_out"), "{name}: {}", many.body);
+        assert_eq!(
+            many.body["stats"]["path"],
+            json!("fan_out"),
+            "{name}: {}",
+            many.body
+        );
         assert_eq!(answer(&many.body), answer(&one.body), "{name}");
         // The same answer as the WASI coordinator's.
         let wasi = call(&server.url, &event(&sql, fanned()));
@@ -314,7 +333,12 @@ fn a_worker_throttled_or_cut_off_mid_answer_is_invoked_again_and_the_answer_stay
     let many = query_cli::run(&xstage_query(), &env, &event(&query, fanned()));
     assert_eq!(many.code, Some(0), "{many:?}");
     assert_eq!(proxy.faulted(), 2);
-    assert_eq!(many.body["stats"]["tasks_retried"], json!(2), "{}", many.body["stats"]);
+    assert_eq!(
+        many.body["stats"]["tasks_retried"],
+        json!(2),
+        "{}",
+        many.body["stats"]
+    );
     assert_eq!(answer(&many.body), answer(&one.body));
 
     // A worker's answer cut off in the middle: the worker ran, its answer is lost.
@@ -325,7 +349,12 @@ fn a_worker_throttled_or_cut_off_mid_answer_is_invoked_again_and_the_answer_stay
     );
     let cut = query_cli::run(&xstage_query(), &env, &event(&query, fanned()));
     assert_eq!(cut.code, Some(0), "{cut:?}");
-    assert_eq!(cut.body["stats"]["tasks_retried"], json!(1), "{}", cut.body["stats"]);
+    assert_eq!(
+        cut.body["stats"]["tasks_retried"],
+        json!(1),
+        "{}",
+        cut.body["stats"]
+    );
     assert_eq!(answer(&cut.body), answer(&one.body));
 }
 
@@ -372,11 +401,18 @@ fn a_group_by_too_large_for_a_workers_response_is_split_or_fails_typed() {
     if answer_or_error.succeeded() {
         let many = answer_or_error.json();
         assert_eq!(answer(&many), answer(&one));
-        assert!(many["stats"]["tasks_retried"].as_u64().unwrap() >= 1, "{}", many["stats"]);
+        assert!(
+            many["stats"]["tasks_retried"].as_u64().unwrap() >= 1,
+            "{}",
+            many["stats"]
+        );
     } else {
         let body = answer_or_error.json();
         assert_eq!(body["errorType"], json!("ResultTooLarge"), "{body}");
-        assert!(body["errorMessage"].as_str().unwrap().contains("6 MB"), "{body}");
+        assert!(
+            body["errorMessage"].as_str().unwrap().contains("6 MB"),
+            "{body}"
+        );
     }
 }
 
@@ -461,7 +497,11 @@ fn with_plan(mut event: Value, edit: impl Fn(&mut Vec<u8>)) -> Value {
 }
 
 fn replace(bytes: &mut Vec<u8>, from: &[u8], to: &[u8]) -> usize {
-    assert_eq!(from.len(), to.len(), "a same-length edit keeps the encoding valid");
+    assert_eq!(
+        from.len(),
+        to.len(),
+        "a same-length edit keeps the encoding valid"
+    );
     let mut n = 0;
     let mut i = 0;
     while i + from.len() <= bytes.len() {
@@ -481,8 +521,16 @@ fn a_forged_fragment_is_refused_before_any_request() {
     let server = &*SERVER;
     let real = captured_worker_event();
     assert!(real.get("fragment").is_some(), "{real}");
-    for hidden in ["secret_access_key", "SecretAccessKey", "session_token", "SessionToken"] {
-        assert!(!real.to_string().contains(hidden), "a worker event carries {hidden}");
+    for hidden in [
+        "secret_access_key",
+        "SecretAccessKey",
+        "session_token",
+        "SessionToken",
+    ] {
+        assert!(
+            !real.to_string().contains(hidden),
+            "a worker event carries {hidden}"
+        );
     }
     // The real fragment runs: it is a worker's own.
     let ok = call(&server.url, &real);
@@ -510,7 +558,8 @@ fn a_forged_fragment_is_refused_before_any_request() {
     refused(narrower, "outside the stage");
     // Bytes that are no plan.
     let mut garbage = real.clone();
-    garbage["fragment"]["plan"] = json!(base64::engine::general_purpose::STANDARD.encode(b"\x0a\xff\xff\xff garbage"));
+    garbage["fragment"]["plan"] =
+        json!(base64::engine::general_purpose::STANDARD.encode(b"\x0a\xff\xff\xff garbage"));
     refused(garbage, "could not be decoded");
     // A role outside the allowed principals is refused as for any event.
     let mut role = real;

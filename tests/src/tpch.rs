@@ -12,7 +12,8 @@ use tpchgen_arrow::LineItemArrow;
 /// One part of `lineitem` at `scale` (of `parts`), as Parquet with row groups of
 /// `row_group_rows`, zstd, page statistics.
 pub fn lineitem_part(scale: f64, part: i32, parts: i32, row_group_rows: usize) -> Bytes {
-    let generator = LineItemArrow::new(LineItemGenerator::new(scale, part, parts)).with_batch_size(8192);
+    let generator =
+        LineItemArrow::new(LineItemGenerator::new(scale, part, parts)).with_batch_size(8192);
     let schema = generator.schema();
     let batches: Vec<RecordBatch> = generator
         .collect::<Result<_, _>>()

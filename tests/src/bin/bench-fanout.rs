@@ -139,7 +139,11 @@ fn xstage(server: &str, proxy: &FaultProxy, sql: &str, n: u64, runs: usize) -> M
                 m.rows = Some(body["rows"].clone());
             }
             Ok(a) => {
-                m.error = Some(format!("{}: {}", a.status, a.body.chars().take(300).collect::<String>()));
+                m.error = Some(format!(
+                    "{}: {}",
+                    a.status,
+                    a.body.chars().take(300).collect::<String>()
+                ));
                 break;
             }
             Err(e) => {
@@ -248,7 +252,11 @@ fn main() -> Result<()> {
     let t = Instant::now();
     let files = dataset(scale, parts)?;
     let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
-    eprintln!("    {:.2} GB in {:.1}s", total as f64 / 1e9, t.elapsed().as_secs_f64());
+    eprintln!(
+        "    {:.2} GB in {:.1}s",
+        total as f64 / 1e9,
+        t.elapsed().as_secs_f64()
+    );
     eprintln!("==> starting LocalStack and uploading ...");
     let endpoint = localstack::localstack().endpoint().to_string();
     let runtime = xstage_tests::runtime();
@@ -354,9 +362,9 @@ fn main() -> Result<()> {
 /// The targets, from this run's figures.
 fn targets(report: &[Value]) {
     let find = |q: &str, path: &str, n: u64| {
-        report
-            .iter()
-            .find(|r| r["query"] == q && r["path"] == path && r["n"] == n && r.get("error").is_none())
+        report.iter().find(|r| {
+            r["query"] == q && r["path"] == path && r["n"] == n && r.get("error").is_none()
+        })
     };
     println!();
     for q in ["Q1", "Q6"] {

@@ -9,11 +9,11 @@
 pub(crate) mod column_index;
 mod error;
 mod files;
-pub(crate) mod scans;
 pub mod footer;
 mod hints;
 mod kept;
 mod prefetch;
+pub(crate) mod scans;
 mod serial;
 mod tables;
 

@@ -36,7 +36,11 @@ impl Scan {
     pub fn read_columns(&self) -> Option<BTreeSet<String>> {
         let mut columns = self.columns.clone()?;
         if let Some(filter) = &self.filter {
-            columns.extend(collect_columns(filter).into_iter().map(|c| c.name().to_string()));
+            columns.extend(
+                collect_columns(filter)
+                    .into_iter()
+                    .map(|c| c.name().to_string()),
+            );
         }
         Some(columns)
     }

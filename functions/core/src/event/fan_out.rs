@@ -53,9 +53,7 @@ impl FanOut {
         let mut f = Fields::new("options.fan_out", value)?;
         let default = Self::default();
         let fan_out = Self {
-            max_workers: f
-                .take_u64(&["max_workers"])?
-                .unwrap_or(default.max_workers),
+            max_workers: f.take_u64(&["max_workers"])?.unwrap_or(default.max_workers),
             bytes_per_worker: f
                 .take_u64(&["bytes_per_worker"])?
                 .unwrap_or(default.bytes_per_worker),
@@ -89,7 +87,12 @@ impl FanOut {
             }
         };
         range("max_workers", fan_out.max_workers, 1, MAX_WORKERS)?;
-        range("bytes_per_worker", fan_out.bytes_per_worker, 64 << 10, 1 << 40)?;
+        range(
+            "bytes_per_worker",
+            fan_out.bytes_per_worker,
+            64 << 10,
+            1 << 40,
+        )?;
         range("direct_invokes", fan_out.direct_invokes, 2, MAX_WORKERS)?;
         range("max_attempts", fan_out.max_attempts, 1, 10)?;
         Ok(fan_out)
@@ -120,7 +123,9 @@ impl Fragment {
         let plan = f.take_str(&["plan"])?.unwrap_or_default();
         let plan = base64::engine::general_purpose::STANDARD
             .decode(plan.as_bytes())
-            .map_err(|e| FunctionError::invalid_event(format!("`fragment.plan` is not base64: {e}")))?;
+            .map_err(|e| {
+                FunctionError::invalid_event(format!("`fragment.plan` is not base64: {e}"))
+            })?;
         let flag = |f: &mut Fields, name: &str| -> Result<bool> {
             match f.take(&[name])? {
                 None => Ok(false),
@@ -168,7 +173,9 @@ impl Fragment {
             "column_index": self.page_indexes.column_index,
         });
         if !self.plan.is_empty() {
-            v["plan"] = base64::engine::general_purpose::STANDARD.encode(&self.plan).into();
+            v["plan"] = base64::engine::general_purpose::STANDARD
+                .encode(&self.plan)
+                .into();
         }
         if !self.children.is_empty() {
             v["children"] = Value::Array(self.children.iter().map(Fragment::to_json).collect());

@@ -93,7 +93,10 @@ pub fn decode(bytes: &[u8], ctx: &SessionContext, stage: &Stage) -> Result<Check
 }
 
 /// The fragment's files, if its shape and files are what a coordinator makes.
-fn check(plan: &Arc<dyn ExecutionPlan>, stage: &Stage) -> std::result::Result<Vec<ObjectMeta>, String> {
+fn check(
+    plan: &Arc<dyn ExecutionPlan>,
+    stage: &Stage,
+) -> std::result::Result<Vec<ObjectMeta>, String> {
     let root_ok = if let Some(agg) = plan.downcast_ref::<AggregateExec>() {
         *agg.mode() == AggregateMode::Partial
     } else if let Some(sort) = plan.downcast_ref::<SortExec>() {
@@ -120,7 +123,8 @@ fn check(plan: &Arc<dyn ExecutionPlan>, stage: &Stage) -> std::result::Result<Ve
             _ => return Err(format!("{} has several inputs", node.name())),
         }
     }
-    let scan = scan_config(&node).ok_or_else(|| format!("it reads a {}, not a Parquet scan", node.name()))?;
+    let scan = scan_config(&node)
+        .ok_or_else(|| format!("it reads a {}, not a Parquet scan", node.name()))?;
     let bucket = format!("s3://{}/", stage.url.bucket());
     if scan.object_store_url.as_str() != bucket {
         return Err(format!(
@@ -143,10 +147,16 @@ fn check(plan: &Arc<dyn ExecutionPlan>, stage: &Stage) -> std::result::Result<Ve
             !rel.is_empty()
                 && !rel.starts_with('/')
                 && !rel.chars().any(char::is_control)
-                && rel.split('/').all(|s| !s.is_empty() && s != "." && s != "..")
+                && rel
+                    .split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != "..")
         });
         if !inside {
-            return Err(format!("it reads s3://{}/{key}, outside the stage {}", stage.url.bucket(), stage.url));
+            return Err(format!(
+                "it reads s3://{}/{key}, outside the stage {}",
+                stage.url.bucket(),
+                stage.url
+            ));
         }
     }
     Ok(files)

@@ -80,7 +80,10 @@ impl Invoker {
             .send()
             .await
             .map_err(|e| self.service_error(&AwsFailure::from_sdk(&e)))?;
-        let body = output.payload().map(|b| b.as_ref().to_vec()).unwrap_or_default();
+        let body = output
+            .payload()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default();
         match output.function_error() {
             None => Ok(body),
             Some(_) => Err(worker_error(&body)),
@@ -104,7 +107,8 @@ impl Invoker {
             ),
             "RequestTooLargeException" => (
                 ErrorKind::ResultTooLarge,
-                "a worker's event passed Lambda's 6 MB request limit; lower bytes_per_worker".into(),
+                "a worker's event passed Lambda's 6 MB request limit; lower bytes_per_worker"
+                    .into(),
             ),
             // An answer cut off after its status: the worker may be fine; ask again.
             _ if failure.code.is_none()
@@ -130,7 +134,10 @@ impl Invoker {
         };
         FunctionError::new(
             kind,
-            format!("invoking a fan-out worker ({at}) failed{}: {fix}", failure.said()),
+            format!(
+                "invoking a fan-out worker ({at}) failed{}: {fix}",
+                failure.said()
+            ),
         )
     }
 }
@@ -172,7 +179,9 @@ mod tests {
 
     #[test]
     fn worker_errors_keep_their_kind_and_lost_workers_are_transient() {
-        let e = worker_error(br#"{"errorType":"S3AccessDenied","errorMessage":"no access to s3://b/k"}"#);
+        let e = worker_error(
+            br#"{"errorType":"S3AccessDenied","errorMessage":"no access to s3://b/k"}"#,
+        );
         assert_eq!(e.kind(), ErrorKind::S3AccessDenied);
         assert_eq!(e.message(), "no access to s3://b/k");
         for lost in ["Crashed", "Runtime.ExitError", "Sandbox.Timedout"] {

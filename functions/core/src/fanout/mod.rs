@@ -64,9 +64,7 @@ pub async fn coordinate(
     runner: &Runner,
 ) -> Result<Option<FannedOut>> {
     let options = &event.options.fan_out;
-    let physical = prepared
-        .physical(io, event.options.max_rows, true)
-        .await?;
+    let physical = prepared.physical(io, event.options.max_rows, true).await?;
     let Some(split) = Split::of(&physical) else {
         return Ok(None);
     };

@@ -82,7 +82,9 @@ impl PartialWriter {
 pub fn read(encoded: &str) -> Result<Vec<RecordBatch>> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded.as_bytes())
-        .map_err(|e| FunctionError::internal(format!("a worker's partial result is not base64: {e}")))?;
+        .map_err(|e| {
+            FunctionError::internal(format!("a worker's partial result is not base64: {e}"))
+        })?;
     let mut inflated = Vec::new();
     zstd::stream::Decoder::new(std::io::Cursor::new(bytes))
         .map_err(io)?
@@ -146,7 +148,11 @@ mod tests {
         let back = read(&encoded).unwrap();
         assert_eq!(back, vec![b.clone(), b.clone()]);
         let raw = b.get_array_memory_size() * 2;
-        assert!(encoded.len() < raw, "{} base64 bytes for {raw} in memory", encoded.len());
+        assert!(
+            encoded.len() < raw,
+            "{} base64 bytes for {raw} in memory",
+            encoded.len()
+        );
     }
 
     #[test]

@@ -25,8 +25,8 @@ use datafusion::datasource::physical_plan::{
 };
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::execution_plan::replace_children_if_necessary;
 use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
 use datafusion::physical_plan::sorts::sort::SortExec;
 
@@ -162,7 +162,10 @@ impl Split {
                 DataSourceExec::from_data_source(config)
             }
         };
-        for parent in self.chain[self.worker_root..self.chain.len() - 1].iter().rev() {
+        for parent in self.chain[self.worker_root..self.chain.len() - 1]
+            .iter()
+            .rev()
+        {
             node = replace_children_if_necessary(Arc::clone(parent), vec![node])
                 .map_err(|e| FunctionError::internal(format!("building a worker fragment: {e}")))?;
         }

@@ -152,7 +152,9 @@ pub fn total(units: &[Unit]) -> u64 {
 /// (more each when that would take more than `max_tasks`).
 pub fn plan(units: &[Unit], bytes_per_task: u64, max_tasks: u64) -> Vec<Task> {
     let total = total(units);
-    let wanted = total.div_ceil(bytes_per_task.max(1)).clamp(1, max_tasks.max(1));
+    let wanted = total
+        .div_ceil(bytes_per_task.max(1))
+        .clamp(1, max_tasks.max(1));
     let count = wanted.min(units.len() as u64).max(1);
     let mut tasks = Vec::with_capacity(count as usize);
     let mut current: Vec<&Unit> = Vec::new();
@@ -198,7 +200,10 @@ fn task_of(mine: &[&Unit], all: &[Unit]) -> Task {
             .iter()
             .filter(|u| u.file.object_meta.location == location)
             .count();
-        if count == mine || all.iter().any(|u| u.whole && u.file.object_meta.location == location)
+        if count == mine
+            || all
+                .iter()
+                .any(|u| u.whole && u.file.object_meta.location == location)
         {
             file.range = None;
         }
@@ -225,7 +230,15 @@ mod tests {
 
     fn file_units(file: &str, groups: i64) -> Vec<Unit> {
         (0..groups)
-            .map(|i| unit(file, if i == 0 { 0 } else { i * 100 }, (i + 1) * 100, 10, false))
+            .map(|i| {
+                unit(
+                    file,
+                    if i == 0 { 0 } else { i * 100 },
+                    (i + 1) * 100,
+                    10,
+                    false,
+                )
+            })
             .map(|mut u| {
                 if u.end == groups * 100 {
                     u.end = 1000;

@@ -37,12 +37,15 @@ fn batch(file: i64) -> RecordBatch {
         vec![
             Arc::new(Int64Array::from(ks.clone())),
             Arc::new(StringArray::from_iter_values(
-                ks.iter().map(|k| ["a", "b", "c", "d", "e"][(k % 5) as usize]),
+                ks.iter()
+                    .map(|k| ["a", "b", "c", "d", "e"][(k % 5) as usize]),
             )),
             Arc::new(
-                Decimal128Array::from_iter_values(ks.iter().map(|k| i128::from((k * 7919) % 100_003)))
-                    .with_precision_and_scale(12, 2)
-                    .unwrap(),
+                Decimal128Array::from_iter_values(
+                    ks.iter().map(|k| i128::from((k * 7919) % 100_003)),
+                )
+                .with_precision_and_scale(12, 2)
+                .unwrap(),
             ),
         ],
     )
@@ -88,7 +91,12 @@ async fn plan(ctx: &SessionContext, sql: &str, split: bool) -> Arc<dyn Execution
 
 /// Runs `split` as workers and a coordinator would, `per_inner` tasks reduced per inner node
 /// when set.
-async fn fan_out(ctx: &SessionContext, stage: &Stage, split: &Split, per_inner: Option<usize>) -> Vec<RecordBatch> {
+async fn fan_out(
+    ctx: &SessionContext,
+    stage: &Stage,
+    split: &Split,
+    per_inner: Option<usize>,
+) -> Vec<RecordBatch> {
     let files: Vec<_> = split
         .scan()
         .file_groups
@@ -97,7 +105,10 @@ async fn fan_out(ctx: &SessionContext, stage: &Stage, split: &Split, per_inner: 
         .collect();
     let units = tasks::units(ctx, &files, None);
     let planned = tasks::plan(&units, 1, 64);
-    assert!(planned.len() > FILES as usize, "row groups make more tasks than files");
+    assert!(
+        planned.len() > FILES as usize,
+        "row groups make more tasks than files"
+    );
     let mut answers = Vec::new();
     let mut root = None;
     for task in &planned {
@@ -142,15 +153,30 @@ async fn split_plans_answer_as_the_whole_plan_does() {
             "SELECT g, count(*) AS n, sum(v) AS s, avg(v) AS a, min(k), max(k) FROM t GROUP BY g ORDER BY g",
             Boundary::Aggregate,
         ),
-        ("SELECT sum(v), count(*) FROM t WHERE k % 3 = 1", Boundary::Aggregate),
-        ("SELECT count(DISTINCT k % 97) AS d FROM t", Boundary::Aggregate),
+        (
+            "SELECT sum(v), count(*) FROM t WHERE k % 3 = 1",
+            Boundary::Aggregate,
+        ),
+        (
+            "SELECT count(DISTINCT k % 97) AS d FROM t",
+            Boundary::Aggregate,
+        ),
         (
             "SELECT g, count(DISTINCT k % 13) AS d FROM t GROUP BY g ORDER BY g",
             Boundary::Aggregate,
         ),
-        ("SELECT k, g FROM t WHERE k % 7 = 3 LIMIT 20", Boundary::Limit),
-        ("SELECT k, g FROM t WHERE k % 7 = 3 LIMIT 5 OFFSET 600", Boundary::Limit),
-        ("SELECT k, v FROM t ORDER BY v DESC, k LIMIT 10", Boundary::TopK),
+        (
+            "SELECT k, g FROM t WHERE k % 7 = 3 LIMIT 20",
+            Boundary::Limit,
+        ),
+        (
+            "SELECT k, g FROM t WHERE k % 7 = 3 LIMIT 5 OFFSET 600",
+            Boundary::Limit,
+        ),
+        (
+            "SELECT k, v FROM t ORDER BY v DESC, k LIMIT 10",
+            Boundary::TopK,
+        ),
     ];
     for (sql, boundary) in cases {
         let whole = collect(plan(&ctx, sql, false).await, ctx.task_ctx())
@@ -166,8 +192,16 @@ async fn split_plans_answer_as_the_whole_plan_does() {
         assert_eq!(split.boundary, boundary, "{sql}");
         let expected = pretty(&whole);
         assert!(expected.lines().count() > 4, "{sql}: {expected}");
-        assert_eq!(pretty(&fan_out(&ctx, &stage, &split, None).await), expected, "{sql}");
-        assert_eq!(pretty(&fan_out(&ctx, &stage, &split, Some(3)).await), expected, "{sql} through a tree");
+        assert_eq!(
+            pretty(&fan_out(&ctx, &stage, &split, None).await),
+            expected,
+            "{sql}"
+        );
+        assert_eq!(
+            pretty(&fan_out(&ctx, &stage, &split, Some(3)).await),
+            expected,
+            "{sql} through a tree"
+        );
     }
 }
 
@@ -204,10 +238,12 @@ async fn fragments_outside_their_stage_or_shape_are_refused() {
     let e = fragment::decode(&bytes, &ctx, &other).err().unwrap();
     assert!(e.message().contains("outside the stage's bucket"), "{e}");
     // The whole plan (a final aggregation on top) is not a worker's fragment.
-    let whole = fragment::encode(plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await)
-        .unwrap();
+    let whole =
+        fragment::encode(plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await).unwrap();
     let e = fragment::decode(&whole, &ctx, &stage).err().unwrap();
     assert!(e.message().contains("not a partial aggregation"), "{e}");
-    let e = fragment::decode(b"\x0a\x03abc", &ctx, &stage).err().unwrap();
+    let e = fragment::decode(b"\x0a\x03abc", &ctx, &stage)
+        .err()
+        .unwrap();
     assert!(e.message().contains("could not be decoded"), "{e}");
 }

@@ -87,7 +87,7 @@ Resources:
     Properties:
       FunctionName: {FAULTS}
       MemorySize: {MEMORY_MB}
-      Timeout: 5
+      Timeout: 10
       Environment:
         Variables:
           XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
@@ -123,7 +123,7 @@ static SERVER: LazyLock<Server> = LazyLock::new(|| {
     }
 });
 
-/// The two tests share one server; the fault test's 5 s timeout must not meet the load.
+/// The two tests share one server; the fault test's 10 s timeout must not meet the load.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn event(endpoint: &str) -> Vec<u8> {
@@ -274,7 +274,7 @@ fn the_emulator_answers_through_s3_faults_and_after_them() {
             Fault::ResetMidBody { after_bytes: 10 },
             "EndpointUnreachable",
         ),
-        // Past the function's 5 s timeout: the host's Timeout.
+        // Past the function's 10 s timeout: the host's Timeout.
         (Fault::Stall(Duration::from_secs(60)), "Timeout"),
     ];
     for (fault, kind) in faults {

@@ -127,28 +127,27 @@ fn single() -> Value {
     json!({"max_workers": 1})
 }
 
-/// Invokes StageQuery at `url`; the response body, or a panic naming the error.
-fn call(url: &str, event: &Value) -> Value {
-    let answer = invoke(
+/// Invokes StageQuery at `url`.
+fn invoked(url: &str, event: &Value) -> xstage_tests::invoke::Invoked {
+    invoke(
         &agent(Duration::from_secs(300)),
         url,
         "StageQuery",
         event.to_string().as_bytes(),
     )
-    .expect("invoke");
+    .expect("invoke")
+}
+
+/// Invokes StageQuery at `url`; the response body, or a panic naming the error.
+fn call(url: &str, event: &Value) -> Value {
+    let answer = invoked(url, event);
     assert!(answer.succeeded(), "{} {}", answer.status, answer.body);
     answer.json()
 }
 
-/// Invokes and expects a function error.
+/// Invokes and expects a function error: its type and message.
 fn call_err(url: &str, event: &Value) -> (String, String) {
-    let answer = invoke(
-        &agent(Duration::from_secs(300)),
-        url,
-        "StageQuery",
-        event.to_string().as_bytes(),
-    )
-    .expect("invoke");
+    let answer = invoked(url, event);
     assert_eq!(
         answer.function_error.as_deref(),
         Some("Unhandled"),
@@ -391,13 +390,7 @@ fn a_group_by_too_large_for_a_workers_response_is_split_or_fails_typed() {
     );
     let one = call(&server.url, &event(&query, single()));
     let e = event(&query, json!({"max_workers": 2, "bytes_per_worker": 65536}));
-    let answer_or_error = invoke(
-        &agent(Duration::from_secs(300)),
-        &server.url,
-        "StageQuery",
-        e.to_string().as_bytes(),
-    )
-    .expect("invoke");
+    let answer_or_error = invoked(&server.url, &e);
     if answer_or_error.succeeded() {
         let many = answer_or_error.json();
         assert_eq!(answer(&many), answer(&one));

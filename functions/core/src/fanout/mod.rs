@@ -73,13 +73,11 @@ pub async fn coordinate(
         .into_iter()
         .next()
         .and_then(|scan| scan.read_columns());
-    let files: Vec<_> = split
-        .scan()
-        .file_groups
-        .iter()
-        .flat_map(|g| g.files().iter().cloned())
-        .collect();
-    let units = Arc::new(tasks::units(prepared.context(), &files, columns.as_ref()));
+    let units = Arc::new(tasks::units(
+        prepared.context(),
+        &split.files(),
+        columns.as_ref(),
+    ));
     if tasks::total(&units) <= options.bytes_per_worker {
         return Ok(None);
     }
@@ -100,7 +98,7 @@ pub async fn coordinate(
         "fan-out: invoking workers"
     );
     let started = Instant::now();
-    let gathered = runner.gather(jobs).await?;
+    let mut gathered = runner.gather(jobs).await?;
     let last_worker = started.elapsed();
     tracing::info!(
         workers = gathered.workers,
@@ -109,7 +107,7 @@ pub async fn coordinate(
         ms = last_worker.as_millis() as u64,
         "fan-out: every worker answered"
     );
-    let plan = split.coordinator(gathered.batches.clone())?;
+    let plan = split.coordinator(std::mem::take(&mut gathered.batches))?;
     Ok(Some(FannedOut {
         plan,
         gathered,

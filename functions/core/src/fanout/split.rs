@@ -144,6 +144,15 @@ impl Split {
             .expect("a split's leaf is a Parquet scan")
     }
 
+    /// The scan's files, in scan order.
+    pub fn files(&self) -> Vec<datafusion::datasource::listing::PartitionedFile> {
+        self.scan()
+            .file_groups
+            .iter()
+            .flat_map(|g| g.files().iter().cloned())
+            .collect()
+    }
+
     /// The schema of what each worker returns.
     pub fn partial_schema(&self) -> SchemaRef {
         // A limit above the fragment's root keeps its schema.

@@ -97,13 +97,7 @@ async fn fan_out(
     split: &Split,
     per_inner: Option<usize>,
 ) -> Vec<RecordBatch> {
-    let files: Vec<_> = split
-        .scan()
-        .file_groups
-        .iter()
-        .flat_map(|g| g.files().iter().cloned())
-        .collect();
-    let units = tasks::units(ctx, &files, None);
+    let units = tasks::units(ctx, &split.files(), None);
     let planned = tasks::plan(&units, 1, 64);
     assert!(
         planned.len() > FILES as usize,

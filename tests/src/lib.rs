@@ -17,6 +17,7 @@ pub mod invoke;
 pub mod localstack;
 pub mod minimum;
 pub mod moto;
+pub mod peers;
 pub mod process;
 pub mod query_cli;
 pub mod run;

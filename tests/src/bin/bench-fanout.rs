@@ -14,16 +14,15 @@
 //! environment, 8), `XSTAGE_FANOUT_LATENCY_MS` (20), `XSTAGE_FANOUT_RUNS` (2, after one
 //! warm-up run), `XSTAGE_FANOUT_WORKERS` (1,2,4,8,16), `XSTAGE_FANOUT_DUCKDB` (1: run DuckDB).
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Service};
 use xstage_tests::invoke::{agent, invoke, serve};
+use xstage_tests::peers::Peers;
 use xstage_tests::{localstack, seed, tpch, wasm};
 
 const FUNCTION: &str = "StageQuery";
@@ -155,80 +154,37 @@ fn xstage(server: &str, proxy: &FaultProxy, sql: &str, n: u64, runs: usize) -> M
     m
 }
 
-/// DuckDB through `tests/peers/peers.py`.
-struct DuckDb {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl DuckDb {
-    fn start(python: &str) -> Result<Self> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/peers.py");
-        let mut child = Command::new(python)
-            .arg(&script)
-            .env("AWS_REGION", seed::REGION)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {python} {}", script.display()))?;
-        let stdin = child.stdin.take().context("stdin")?;
-        let stdout = BufReader::new(child.stdout.take().context("stdout")?);
-        Ok(Self {
-            child,
-            stdin,
-            stdout,
-        })
-    }
-
-    fn call(&mut self, request: &Value) -> Result<Value> {
-        writeln!(self.stdin, "{request}")?;
-        self.stdin.flush()?;
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the Python worker exited");
-        }
-        Ok(serde_json::from_str(&line)?)
-    }
-
-    fn run(&mut self, proxy: &FaultProxy, sql: &str, runs: usize) -> Measured {
-        let mut m = Measured::default();
-        let request = json!({
-            "tool": "duckdb", "query": "sql", "sql": sql, "endpoint": proxy.url(),
-            "region": seed::REGION, "bucket": seed::BUCKET, "prefix": seed::PREFIX,
-            "role_arn": seed::role_arn(), "external_id": seed::EXTERNAL_ID,
-        });
-        for _ in 0..runs {
-            proxy.take_traffic();
-            let answer = self.call(&request);
-            let traffic = proxy.take_traffic();
-            match answer {
-                Ok(a) if a.get("error").is_none() => {
-                    m.ms.push(a["ms"].as_f64().unwrap_or(f64::NAN));
-                    m.bytes = traffic.bytes;
-                    m.gets = traffic.get;
-                    m.workers = 1;
-                    m.rows = a.get("values").cloned();
-                }
-                Ok(a) => {
-                    m.error = Some(a["error"].to_string());
-                    break;
-                }
-                Err(e) => {
-                    m.error = Some(format!("{e:#}"));
-                    break;
-                }
+/// DuckDB's runs of `sql` through `tests/peers/peers.py`.
+fn duckdb_runs(peers: &mut Peers, proxy: &FaultProxy, sql: &str, runs: usize) -> Measured {
+    let mut m = Measured::default();
+    let request = json!({
+        "tool": "duckdb", "query": "sql", "sql": sql, "endpoint": proxy.url(),
+        "region": seed::REGION, "bucket": seed::BUCKET, "prefix": seed::PREFIX,
+        "role_arn": seed::role_arn(), "external_id": seed::EXTERNAL_ID,
+    });
+    for _ in 0..runs {
+        proxy.take_traffic();
+        let answer = peers.call(&request);
+        let traffic = proxy.take_traffic();
+        match answer {
+            Ok(a) if a.get("error").is_none() => {
+                m.ms.push(a["ms"].as_f64().unwrap_or(f64::NAN));
+                m.bytes = traffic.bytes;
+                m.gets = traffic.get;
+                m.workers = 1;
+                m.rows = a.get("values").cloned();
+            }
+            Ok(a) => {
+                m.error = Some(a["error"].to_string());
+                break;
+            }
+            Err(e) => {
+                m.error = Some(format!("{e:#}"));
+                break;
             }
         }
-        m
     }
-}
-
-impl Drop for DuckDb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    m
 }
 
 fn main() -> Result<()> {
@@ -327,8 +283,8 @@ fn main() -> Result<()> {
         if duckdb == 1 {
             eprintln!("==> {id} · DuckDB");
             let python = std::env::var("XSTAGE_PEERS_PYTHON").unwrap_or_else(|_| "python3".into());
-            let mut db = DuckDb::start(&python)?;
-            let m = db.run(&proxy, &sql.replace(TABLE, "{lineitem}"), runs);
+            let mut peers = Peers::start(Path::new(&python), proxy.url())?;
+            let m = duckdb_runs(&mut peers, &proxy, &sql.replace(TABLE, "{lineitem}"), runs);
             match &m.error {
                 Some(e) => println!("| {id} | DuckDB | 1 | failed: {e} | | | | | |"),
                 None => {

@@ -15,9 +15,7 @@
 //! polars), `XSTAGE_BENCH_QUERIES` (all: limit1,range,count,group,small,parts),
 //! `XSTAGE_BENCH_S3_LATENCY_MS` (0: every S3 request held this long in the proxy).
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -30,6 +28,7 @@ use xstage_host::Function;
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Service, Traffic};
 use xstage_tests::invoke::{agent, invoke, serve};
 use xstage_tests::minimum::Layout;
+use xstage_tests::peers::Peers;
 use xstage_tests::{bench_data, localstack, run, seed, wasm};
 
 const WIDE_ROWS: usize = 2_000_000;
@@ -257,81 +256,36 @@ fn emulator(server: &str, proxy: &FaultProxy, q: &Query, runs: usize) -> Measure
     m
 }
 
-/// The Python worker running the peers (`tests/peers/peers.py`).
-struct Peers {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Peers {
-    fn start(python: &Path, proxy: &str) -> Result<Self> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/peers.py");
-        let mut child = Command::new(python)
-            .arg(&script)
-            // pyarrow's AWS SDK for C++ finds STS here; the others are given the endpoint.
-            .env("AWS_ENDPOINT_URL_STS", proxy)
-            .env("AWS_REGION", seed::REGION)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {} {}", python.display(), script.display()))?;
-        let stdin = child.stdin.take().context("worker stdin")?;
-        let stdout = BufReader::new(child.stdout.take().context("worker stdout")?);
-        Ok(Self {
-            child,
-            stdin,
-            stdout,
-        })
-    }
-
-    fn call(&mut self, request: &Value) -> Result<Value> {
-        writeln!(self.stdin, "{request}")?;
-        self.stdin.flush()?;
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the Python worker exited");
-        }
-        Ok(serde_json::from_str(&line)?)
-    }
-
-    fn run(&mut self, tool: &str, proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
-        let mut m = Measured::default();
-        let request = json!({
-            "tool": tool,
-            "query": q.id,
-            "endpoint": proxy.url(),
-            "region": seed::REGION,
-            "bucket": seed::BUCKET,
-            "prefix": seed::PREFIX,
-            "role_arn": seed::role_arn(),
-            "external_id": seed::EXTERNAL_ID,
-            "lo": RANGE.0,
-            "hi": RANGE.1,
-        });
-        for _ in 0..runs {
-            proxy.take_traffic();
-            let answer = self.call(&request);
-            m.traffic.push(proxy.take_traffic());
-            match answer {
-                Ok(a) if a.get("error").is_none() => {
-                    m.ms.push(a["ms"].as_f64().unwrap_or(f64::NAN));
-                    let values = a.get("values").filter(|v| !v.is_null()).cloned();
-                    m.answer(a["rows"].as_u64().unwrap_or(0), values);
-                }
-                Ok(a) => fail(&mut m, a["error"].as_str().unwrap_or("?")),
-                Err(e) => fail(&mut m, format!("{e:#}")),
+/// One peer's runs of a query through the Python worker.
+fn peer_run(peers: &mut Peers, tool: &str, proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
+    let mut m = Measured::default();
+    let request = json!({
+        "tool": tool,
+        "query": q.id,
+        "endpoint": proxy.url(),
+        "region": seed::REGION,
+        "bucket": seed::BUCKET,
+        "prefix": seed::PREFIX,
+        "role_arn": seed::role_arn(),
+        "external_id": seed::EXTERNAL_ID,
+        "lo": RANGE.0,
+        "hi": RANGE.1,
+    });
+    for _ in 0..runs {
+        proxy.take_traffic();
+        let answer = peers.call(&request);
+        m.traffic.push(proxy.take_traffic());
+        match answer {
+            Ok(a) if a.get("error").is_none() => {
+                m.ms.push(a["ms"].as_f64().unwrap_or(f64::NAN));
+                let values = a.get("values").filter(|v| !v.is_null()).cloned();
+                m.answer(a["rows"].as_u64().unwrap_or(0), values);
             }
+            Ok(a) => fail(&mut m, a["error"].as_str().unwrap_or("?")),
+            Err(e) => fail(&mut m, format!("{e:#}")),
         }
-        m
     }
-}
-
-impl Drop for Peers {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    m
 }
 
 fn template(dir: &Path) -> Result<PathBuf> {
@@ -535,7 +489,7 @@ fn main() -> Result<()> {
                 "wasi" => runtime.block_on(wasi(&proxy, q, runs)),
                 "emulator" => emulator(&server.as_ref().unwrap().1, &proxy, q, runs),
                 tool => match peers.as_mut() {
-                    Some(p) => p.run(tool, &proxy, q, runs),
+                    Some(p) => peer_run(p, tool, &proxy, q, runs),
                     None => bail!("unknown path {tool}"),
                 },
             };

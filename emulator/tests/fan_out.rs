@@ -358,6 +358,62 @@ fn a_worker_throttled_or_cut_off_mid_answer_is_invoked_again_and_the_answer_stay
 }
 
 #[test]
+fn a_straggler_gets_a_speculative_duplicate_and_the_first_answer_wins() {
+    let server = &*SERVER;
+    let query = tpch::q6(TABLE);
+    let one = call(&server.url, &event(&query, single()));
+    // One worker's first read of part 5's early row groups is held far longer than any
+    // worker takes; the duplicate's read of the same range is not.
+    let stall = Duration::from_secs(45);
+    let proxy = FaultProxy::start(&WORLD.endpoint).expect("proxy");
+    proxy.inject_only(
+        Service::S3,
+        Fault::Stall(stall),
+        Only::path("part-05.parquet")
+            .ranges_below(WORLD.sizes[5] / 2)
+            .times(1),
+    );
+    let options = json!({"max_workers": 8, "bytes_per_worker": 65536, "speculate_after": 2.0});
+    let started = std::time::Instant::now();
+    let many = call(&server.url, &event_at(proxy.url(), &query, options));
+    let took = started.elapsed();
+    assert_eq!(proxy.faulted(), 1);
+    let stats = &many["stats"];
+    assert!(stats["tasks_speculated"].as_u64().unwrap() >= 1, "{stats}");
+    // The duplicate answered: the query did not wait for the held read. A duplicate's
+    // answer counted as well as the first one's would double the sum.
+    assert!(took < stall, "{took:?}: {stats}");
+    assert_eq!(answer(&many), answer(&one));
+}
+
+#[test]
+fn reserved_concurrency_bounds_the_workers_and_the_query_still_answers() {
+    // The coordinator holds one of three slots; eight workers share the other two.
+    let server = start(Some(3));
+    let query = tpch::q1(TABLE);
+    let one = call(&server.url, &event(&query, single()));
+    let many = call(&server.url, &event(&query, fanned()));
+    let stats = &many["stats"];
+    assert_eq!(stats["workers"], json!(8), "{stats}");
+    // At least six of the eight were refused a slot at first and waited for one.
+    assert!(stats["tasks_retried"].as_u64().unwrap() >= 6, "{stats}");
+    assert_eq!(answer(&many), answer(&one));
+}
+
+#[test]
+fn a_coordinator_holding_the_only_slot_fails_throttled_and_says_why() {
+    let server = start(Some(1));
+    let query = tpch::q6(TABLE);
+    let (kind, message) = call_err(&server.url, &event(&query, fanned()));
+    assert_eq!(kind, "Throttled", "{message}");
+    assert!(message.contains("ReservedConcurrentExecutions"), "{message}");
+    assert!(message.contains("max_workers"), "{message}");
+    // Without fan-out the same query answers.
+    let one = call(&server.url, &event(&query, single()));
+    assert_eq!(one["stats"]["path"], json!("single"));
+}
+
+#[test]
 fn a_permanent_worker_error_fails_the_query_with_its_type_and_file() {
     let server = &*SERVER;
     let proxy = FaultProxy::start(&WORLD.endpoint).expect("proxy");

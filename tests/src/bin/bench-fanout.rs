@@ -10,7 +10,7 @@
 //! time against N.
 //!
 //! Usage: `scripts/bench-fanout` (release build). Environment: `XSTAGE_FANOUT_SCALE` (TPC-H
-//! scale factor, 5), `XSTAGE_FANOUT_PARTS` (files, 32), `XSTAGE_FANOUT_MBPS` (MB/s per
+//! scale factor, 6), `XSTAGE_FANOUT_PARTS` (files, 32), `XSTAGE_FANOUT_MBPS` (MB/s per
 //! environment, 8), `XSTAGE_FANOUT_LATENCY_MS` (20), `XSTAGE_FANOUT_RUNS` (2, after one
 //! warm-up run), `XSTAGE_FANOUT_WORKERS` (1,2,4,8,16), `XSTAGE_FANOUT_DUCKDB` (1: run DuckDB).
 
@@ -189,7 +189,7 @@ fn duckdb_runs(peers: &mut Peers, proxy: &FaultProxy, sql: &str, runs: usize) ->
 
 fn main() -> Result<()> {
     seed::platform_identity();
-    let scale: f64 = var("XSTAGE_FANOUT_SCALE", 5.0)?;
+    let scale: f64 = var("XSTAGE_FANOUT_SCALE", 6.0)?;
     let parts: i32 = var("XSTAGE_FANOUT_PARTS", 32)?;
     let mbps: f64 = var("XSTAGE_FANOUT_MBPS", 8.0)?;
     let latency: u64 = var("XSTAGE_FANOUT_LATENCY_MS", 20)?;

@@ -1,10 +1,11 @@
 //! Running a set of worker fragments and collecting their answers: all started at once, or
-//! through a tree when there are more than one invocation should start itself; transient
-//! failures invoked again, stragglers duplicated, a partial result too large for Lambda's
+//! through a tree when there are more than one invocation should start itself; as many at a
+//! time as the function's concurrency admits ([`super::window`]); transient failures invoked
+//! again, stragglers duplicated, a partial result too large for Lambda's
 //! response split, and the first permanent failure returned at once (the others are not
 //! waited for).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
@@ -13,7 +14,8 @@ use futures::future::{BoxFuture, Either};
 use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 
-use super::invoke::Invoker;
+use super::invoke::{Invoker, Unanswered};
+use super::window::{Refusal, Window};
 use super::partial;
 use crate::error::{ErrorKind, FunctionError, Result};
 use crate::event::{FanOut, Fragment};
@@ -75,6 +77,8 @@ pub struct Runner {
     pub event: Value,
     /// Finished jobs' times, for the straggler threshold.
     times: Arc<Mutex<Vec<Duration>>>,
+    /// How many invocations may run at once, as Lambda's throttling shows.
+    window: Arc<Window>,
 }
 
 impl Runner {
@@ -85,6 +89,7 @@ impl Runner {
             sleep,
             event,
             times: Arc::default(),
+            window: Arc::new(Window::new(usize::MAX)),
         }
     }
 
@@ -113,12 +118,40 @@ impl Runner {
             let mut retried = 0;
             let mut attempt = 1;
             loop {
-                match self.race(&job).await {
+                let e = match self.race(&job, attempt).await {
                     Ok(mut answer) => {
                         answer.retried += retried;
                         return Ok(answer);
                     }
-                    Err(e) if e.kind() == ErrorKind::ResultTooLarge => {
+                    // Lambda had no slot for it while others of the query run: it waits for
+                    // room in the window, which costs no attempt.
+                    Err(Miss::Refused(Refusal::Wait, _)) => {
+                        retried += 1;
+                        continue;
+                    }
+                    Err(Miss::Refused(Refusal::Probe, e)) if attempt >= self.options.max_attempts => {
+                        return Err(FunctionError::new(
+                            ErrorKind::Throttled,
+                            format!(
+                                "a fan-out worker reading {} could not start after {attempt} \
+                                 attempts: the function's concurrency is taken, and none of this \
+                                 query's workers runs to free it. Raise the function's \
+                                 ReservedConcurrentExecutions above options.fan_out.max_workers, or \
+                                 lower max_workers (1 turns fan-out off): {}",
+                                job.label,
+                                e.message()
+                            ),
+                        ));
+                    }
+                    Err(Miss::Refused(Refusal::Probe, _)) => {
+                        retried += 1;
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(Miss::Failed(e)) => e,
+                };
+                match e {
+                    e if e.kind() == ErrorKind::ResultTooLarge => {
                         let Some(halves) = &job.halves else {
                             return Err(FunctionError::new(
                                 ErrorKind::ResultTooLarge,
@@ -138,12 +171,12 @@ impl Runner {
                         answer.retried += retried + 1;
                         return Ok(answer);
                     }
-                    Err(e) if e.kind().is_retryable() && attempt < self.options.max_attempts => {
+                    e if e.kind().is_retryable() && attempt < self.options.max_attempts => {
                         retried += 1;
                         attempt += 1;
                         self.sleep.sleep(backoff(attempt)).await;
                     }
-                    Err(e) => {
+                    e => {
                         return Err(FunctionError::new(
                             e.kind(),
                             format!(
@@ -165,27 +198,28 @@ impl Runner {
     }
 
     /// One attempt of a job; a speculative duplicate joins it when it runs
-    /// `speculate_after` times longer than the median finished job.
-    async fn race(&self, job: &Job) -> Result<Gathered> {
-        let started = Instant::now();
-        let first = self.invoke(job);
+    /// `speculate_after` times longer than the median finished job. Time waiting for room in
+    /// the window does not count as running.
+    async fn race(&self, job: &Job, attempt: u64) -> std::result::Result<Gathered, Miss> {
+        let started = OnceLock::new();
+        let first = self.invoke(job, attempt, Some(&started));
         if self.options.speculate_after <= 0.0 {
-            return self.finished(first.await, started);
+            let answer = first.await;
+            return self.finished(answer, &started);
         }
         let duplicate = async {
             loop {
-                let poll = Duration::from_millis(50);
-                self.sleep.sleep(poll).await;
-                if let Some(median) = self.median()
-                    && started.elapsed().as_secs_f64()
+                self.sleep.sleep(Duration::from_millis(50)).await;
+                if let (Some(median), Some(at)) = (self.median(), started.get())
+                    && at.elapsed().as_secs_f64()
                         > median.as_secs_f64() * self.options.speculate_after
                 {
                     break;
                 }
             }
-            let mut answer = self.invoke(job).await?;
+            let mut answer = self.invoke(job, attempt, None).await?;
             answer.speculated += 1;
-            Ok::<_, FunctionError>(answer)
+            Ok::<_, Miss>(answer)
         };
         futures::pin_mut!(first, duplicate);
         let answer = match futures::future::select(first, duplicate).await {
@@ -195,14 +229,19 @@ impl Runner {
             Either::Left((Err(e), _)) => Err(e),
             Either::Right((Err(_), first)) => first.await,
         };
-        self.finished(answer, started)
+        self.finished(answer, &started)
     }
 
-    fn finished(&self, answer: Result<Gathered>, started: Instant) -> Result<Gathered> {
+    fn finished<E>(
+        &self,
+        answer: std::result::Result<Gathered, E>,
+        started: &OnceLock<Instant>,
+    ) -> std::result::Result<Gathered, E> {
         if answer.is_ok()
+            && let Some(at) = started.get()
             && let Ok(mut times) = self.times.lock()
         {
-            times.push(started.elapsed());
+            times.push(at.elapsed());
         }
         answer
     }
@@ -216,14 +255,74 @@ impl Runner {
         Some(times[times.len() / 2])
     }
 
-    /// One invocation of one job.
-    async fn invoke(&self, job: &Job) -> Result<Gathered> {
+    /// One invocation of one job, once the window has room for it.
+    async fn invoke(
+        &self,
+        job: &Job,
+        attempt: u64,
+        started: Option<&OnceLock<Instant>>,
+    ) -> std::result::Result<Gathered, Miss> {
         let mut event = self.event.clone();
         event["fragment"] = job.fragment.to_json();
-        let payload = serde_json::to_vec(&event)
-            .map_err(|e| FunctionError::internal(format!("encoding a worker's event: {e}")))?;
-        let body = self.invoker.invoke(payload).await?;
-        read_answer(&body)
+        let payload = serde_json::to_vec(&event).map_err(|e| {
+            Miss::Failed(FunctionError::internal(format!(
+                "encoding a worker's event: {e}"
+            )))
+        })?;
+        while !self.window.try_enter(Instant::now()) {
+            self.sleep.sleep(Duration::from_millis(50)).await;
+        }
+        let room = Room(Some(&self.window));
+        if let Some(started) = started {
+            let _ = started.set(Instant::now());
+        }
+        match self.invoker.invoke(payload).await {
+            Ok(body) => {
+                room.answered();
+                read_answer(&body).map_err(Miss::Failed)
+            }
+            Err(Unanswered::NoConcurrency(e)) => Err(Miss::Refused(
+                room.refused(backoff(attempt + 1)),
+                e,
+            )),
+            Err(Unanswered::Failed(e)) => {
+                room.answered();
+                Err(Miss::Failed(e))
+            }
+        }
+    }
+}
+
+/// Why an attempt brought no answer.
+enum Miss {
+    /// Lambda had no concurrency for it; what that costs.
+    Refused(Refusal, FunctionError),
+    Failed(FunctionError),
+}
+
+/// An invocation's room in the window; given back if its future is dropped (a race's loser).
+struct Room<'a>(Option<&'a Window>);
+
+impl Room<'_> {
+    fn answered(mut self) {
+        if let Some(w) = self.0.take() {
+            w.answered();
+        }
+    }
+
+    fn refused(mut self, backoff: Duration) -> Refusal {
+        match self.0.take() {
+            Some(w) => w.refused(Instant::now(), backoff),
+            None => Refusal::Wait,
+        }
+    }
+}
+
+impl Drop for Room<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.0.take() {
+            w.left();
+        }
     }
 }
 

@@ -70,8 +70,8 @@ impl Invoker {
         &self.function
     }
 
-    /// One synchronous invocation; the worker's response body, or its error as a typed one.
-    pub async fn invoke(&self, payload: Vec<u8>) -> Result<Vec<u8>> {
+    /// One synchronous invocation; the worker's response body, or why there is none.
+    pub async fn invoke(&self, payload: Vec<u8>) -> std::result::Result<Vec<u8>, Unanswered> {
         let output = self
             .client
             .invoke()
@@ -79,14 +79,21 @@ impl Invoker {
             .payload(Blob::new(payload))
             .send()
             .await
-            .map_err(|e| self.service_error(&AwsFailure::from_sdk(&e)))?;
+            .map_err(|e| {
+                let failure = AwsFailure::from_sdk(&e);
+                let error = self.service_error(&failure);
+                match failure.code.as_deref() {
+                    Some("TooManyRequestsException") => Unanswered::NoConcurrency(error),
+                    _ => Unanswered::Failed(error),
+                }
+            })?;
         let body = output
             .payload()
             .map(|b| b.as_ref().to_vec())
             .unwrap_or_default();
         match output.function_error() {
             None => Ok(body),
-            Some(_) => Err(worker_error(&body)),
+            Some(_) => Err(Unanswered::Failed(worker_error(&body))),
         }
     }
 
@@ -139,6 +146,23 @@ impl Invoker {
                 failure.said()
             ),
         )
+    }
+}
+
+/// Why an invocation brought no answer.
+#[derive(Debug)]
+pub enum Unanswered {
+    /// Lambda had no concurrency left for it (`TooManyRequestsException`): it never ran.
+    NoConcurrency(FunctionError),
+    /// Anything else: Lambda refused it, it was lost, or the worker failed.
+    Failed(FunctionError),
+}
+
+impl From<Unanswered> for FunctionError {
+    fn from(u: Unanswered) -> Self {
+        match u {
+            Unanswered::NoConcurrency(e) | Unanswered::Failed(e) => e,
+        }
     }
 }
 

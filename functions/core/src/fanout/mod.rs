@@ -8,7 +8,8 @@
 //! (`options.fan_out.bytes_per_worker`), the scan's files are cut at row groups into byte
 //! ranges ([`tasks`]), and each share's fragment (the plan from the scan up to the partial
 //! aggregation, top k or limit) is encoded with `datafusion-proto` ([`fragment`]) and sent
-//! to a worker through the Lambda Invoke API ([`invoke`], [`gather`]). Workers answer with
+//! to a worker through the Lambda Invoke API ([`invoke`], [`gather`]), as many at once as
+//! the function's concurrency admits ([`window`]). Workers answer with
 //! Arrow IPC ([`partial`]); the coordinator runs the rest of the plan (the final
 //! aggregation, the merge) over their answers.
 //!
@@ -26,6 +27,7 @@ pub mod invoke;
 pub mod partial;
 pub mod split;
 pub mod tasks;
+pub mod window;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
 

@@ -15,7 +15,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use aws_types::SdkConfig;
 
 use crate::aws_error::{AwsFailure, advice};
-use crate::error::{ErrorKind, FunctionError, Result};
+use crate::error::{ErrorKind, FunctionError};
 
 /// The variable naming the function a coordinator invokes for its workers.
 pub const FUNCTION_VARIABLE: &str = "XSTAGE_FAN_OUT_FUNCTION";

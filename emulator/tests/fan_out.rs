@@ -406,7 +406,10 @@ fn a_coordinator_holding_the_only_slot_fails_throttled_and_says_why() {
     let query = tpch::q6(TABLE);
     let (kind, message) = call_err(&server.url, &event(&query, fanned()));
     assert_eq!(kind, "Throttled", "{message}");
-    assert!(message.contains("ReservedConcurrentExecutions"), "{message}");
+    assert!(
+        message.contains("ReservedConcurrentExecutions"),
+        "{message}"
+    );
     assert!(message.contains("max_workers"), "{message}");
     // Without fan-out the same query answers.
     let one = call(&server.url, &event(&query, single()));

@@ -15,8 +15,8 @@ use futures::{FutureExt, StreamExt};
 use serde_json::Value;
 
 use super::invoke::{Invoker, Unanswered};
-use super::window::{Refusal, Window};
 use super::partial;
+use super::window::{Refusal, Window};
 use crate::error::{ErrorKind, FunctionError, Result};
 use crate::event::{FanOut, Fragment};
 
@@ -281,10 +281,9 @@ impl Runner {
                 room.answered();
                 read_answer(&body).map_err(Miss::Failed)
             }
-            Err(Unanswered::NoConcurrency(e)) => Err(Miss::Refused(
-                room.refused(backoff(attempt + 1)),
-                e,
-            )),
+            Err(Unanswered::NoConcurrency(e)) => {
+                Err(Miss::Refused(room.refused(backoff(attempt + 1)), e))
+            }
             Err(Unanswered::Failed(e)) => {
                 room.answered();
                 Err(Miss::Failed(e))

@@ -27,9 +27,9 @@ pub mod invoke;
 pub mod partial;
 pub mod split;
 pub mod tasks;
-pub mod window;
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests;
+pub mod window;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -548,7 +548,7 @@ fn with_plan(mut event: Value, edit: impl Fn(&mut Vec<u8>)) -> Value {
     event
 }
 
-fn replace(bytes: &mut Vec<u8>, from: &[u8], to: &[u8]) -> usize {
+fn replace(bytes: &mut [u8], from: &[u8], to: &[u8]) -> usize {
     assert_eq!(
         from.len(),
         to.len(),

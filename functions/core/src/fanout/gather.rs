@@ -20,6 +20,9 @@ use super::window::{Refusal, Window};
 use crate::error::{ErrorKind, FunctionError, Result};
 use crate::event::{FanOut, Fragment};
 
+/// Cuts a job in two.
+pub type Halves = Arc<dyn Fn() -> Result<(Job, Job)> + Send + Sync>;
+
 /// One invocation's work: a leaf fragment, or an inner node's children.
 #[derive(Clone)]
 pub struct Job {
@@ -27,7 +30,7 @@ pub struct Job {
     /// For messages: the files it reads (the first few).
     pub label: String,
     /// How to cut it in two when its answer is too large; `None`: it cannot be.
-    pub halves: Option<Arc<dyn Fn() -> Result<(Job, Job)> + Send + Sync>>,
+    pub halves: Option<Halves>,
 }
 
 impl std::fmt::Debug for Job {
@@ -399,7 +402,7 @@ pub fn inner(children: Vec<Job>) -> Job {
         Arc::new(move || {
             let (a, b) = children.split_at(children.len() / 2);
             Ok((inner(a.to_vec()), inner(b.to_vec())))
-        }) as Arc<dyn Fn() -> Result<(Job, Job)> + Send + Sync>
+        }) as Halves
     };
     Job {
         fragment: Fragment {

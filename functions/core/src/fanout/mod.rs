@@ -145,7 +145,7 @@ fn job(
                 job(&split, &units, a, page_indexes, &event)?,
                 job(&split, &units, b, page_indexes, &event)?,
             ))
-        }) as Arc<dyn Fn() -> Result<(Job, Job)> + Send + Sync>
+        }) as gather::Halves
     };
     let splittable = task.split(units).is_some();
     Ok(Job {

@@ -29,6 +29,8 @@ pub struct Session {
     store: Store,
     connect: Option<Connect>,
     invoker: Option<Arc<Invoker>>,
+    /// Why connecting failed, repeated for every later query (it is tried once).
+    unreachable: Option<String>,
     /// `AWS_ENDPOINT_URL`: the STS and S3 endpoint for connections that name none.
     pub default_endpoint: Option<String>,
 }
@@ -42,6 +44,7 @@ impl Session {
             store,
             connect: Some(Box::new(connect)),
             invoker: None,
+            unreachable: None,
             default_endpoint: std::env::var("AWS_ENDPOINT_URL")
                 .ok()
                 .filter(|v| !v.is_empty()),
@@ -278,10 +281,20 @@ impl Session {
     async fn query(&mut self, sql: &str) -> Result<Output, SqlError> {
         let event = serde_json::to_vec(&self.event(sql)?).expect("an event serializes");
         if self.invoker.is_none() {
-            let connect = self.connect.take().ok_or_else(|| {
-                SqlError::Unreachable("the function could not be reached earlier".into())
-            })?;
-            self.invoker = Some(Arc::new(connect().await?));
+            let Some(connect) = self.connect.take() else {
+                return Err(SqlError::Unreachable(format!(
+                    "the function could not be reached at this session's first query: {}; \
+                     start the shell again once that is fixed",
+                    self.unreachable.as_deref().unwrap_or("no reason was given")
+                )));
+            };
+            match connect().await {
+                Ok(invoker) => self.invoker = Some(Arc::new(invoker)),
+                Err(e) => {
+                    self.unreachable = Some(e.to_string());
+                    return Err(e);
+                }
+            }
         }
         let invoker = self.invoker.clone().expect("connected");
         match invoker.invoke(event).await? {
@@ -550,6 +563,20 @@ mod tests {
             })
         );
         Event::from_json(event).expect("the function accepts it");
+    }
+
+    #[test]
+    fn a_function_that_cannot_be_reached_says_why_at_every_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        run(&mut s, CONNECTION).unwrap();
+        run(&mut s, STAGE).unwrap();
+        let query = "SELECT count(*) FROM @databend_test/test.parquet";
+        let first = run(&mut s, query).unwrap_err().to_string();
+        assert!(first.contains("no function in unit tests"), "{first}");
+        let second = run(&mut s, query).unwrap_err().to_string();
+        assert!(second.contains("no function in unit tests"), "{second}");
+        assert!(second.contains("first query"), "{second}");
     }
 
     #[test]

@@ -14,9 +14,9 @@ use base64::Engine as _;
 use parquet::basic::Compression;
 use serde_json::{Value, json};
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Only, Service};
-use xstage_tests::invoke::{agent, invoke, serve};
+use xstage_tests::invoke::{agent, fan_out_template, invoke, serve};
 use xstage_tests::process::ServerProcess;
-use xstage_tests::{fixtures, localstack, query_cli, seed, tpch, wasm};
+use xstage_tests::{fixtures, localstack, query_cli, seed, tpch};
 
 const XSTAGE: &str = env!("CARGO_BIN_EXE_xstage");
 /// Parts of lineitem, one file each.
@@ -55,38 +55,6 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     World { endpoint, sizes }
 });
 
-/// A template whose stage query function fans out to itself.
-fn template(dir: &Path, reserved: Option<u32>) -> PathBuf {
-    let reserved = reserved
-        .map(|n| format!("      ReservedConcurrentExecutions: {n}\n"))
-        .unwrap_or_default();
-    let text = format!(
-        r#"
-AWSTemplateFormatVersion: '2010-09-09'
-Transform: AWS::Serverless-2016-10-31
-Resources:
-  StageQuery:
-    Type: AWS::Serverless::Function
-    Metadata:
-      XstageComponent: {query}
-    Properties:
-      Handler: bootstrap
-      Runtime: provided.al2023
-      MemorySize: 1024
-      Timeout: 60
-{reserved}      Environment:
-        Variables:
-          XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
-          XSTAGE_FAN_OUT_FUNCTION: StageQuery
-"#,
-        query = wasm::stage_query_component().display(),
-        allowed = seed::allowed_roles(),
-    );
-    let path = dir.join("template.yaml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 struct Server {
     url: String,
     _process: ServerProcess,
@@ -96,7 +64,7 @@ struct Server {
 fn start(reserved: Option<u32>) -> Server {
     let world = &*WORLD;
     let dir = tempfile::tempdir().unwrap();
-    let template = template(dir.path(), reserved);
+    let template = fan_out_template(dir.path(), 60, reserved).expect("write the template");
     let (process, url) =
         serve(XSTAGE, "xstage-fan-out", &template, &world.endpoint).expect("start xstage serve");
     Server {

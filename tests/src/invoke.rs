@@ -2,7 +2,7 @@
 //! through a minimal Lambda Invoke API client (`POST /2015-03-31/functions/{name}/invocations`):
 //! blocking, one agent per caller, no proxy.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -60,6 +60,40 @@ impl Invoked {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_default()
     }
+}
+
+/// Writes `dir/template.yaml`: the stage query component as `StageQuery`, allowed the seed's
+/// roles, fanning out to itself (`XSTAGE_FAN_OUT_FUNCTION`), with `timeout_s` and, if given, a
+/// `ReservedConcurrentExecutions`.
+pub fn fan_out_template(dir: &Path, timeout_s: u32, reserved: Option<u32>) -> Result<PathBuf> {
+    let reserved = reserved
+        .map(|n| format!("      ReservedConcurrentExecutions: {n}\n"))
+        .unwrap_or_default();
+    let text = format!(
+        r#"
+AWSTemplateFormatVersion: '2010-09-09'
+Transform: AWS::Serverless-2016-10-31
+Resources:
+  StageQuery:
+    Type: AWS::Serverless::Function
+    Metadata:
+      XstageComponent: {query}
+    Properties:
+      Handler: bootstrap
+      Runtime: provided.al2023
+      MemorySize: 1024
+      Timeout: {timeout_s}
+{reserved}      Environment:
+        Variables:
+          XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
+          XSTAGE_FAN_OUT_FUNCTION: StageQuery
+"#,
+        query = crate::wasm::stage_query_component().display(),
+        allowed = seed::allowed_roles(),
+    );
+    let path = dir.join("template.yaml");
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 /// An agent for `invoke`: no proxy, statuses as values, `timeout` per request.

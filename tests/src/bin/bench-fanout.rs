@@ -21,9 +21,9 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Service};
-use xstage_tests::invoke::{agent, invoke, serve};
+use xstage_tests::invoke::{agent, fan_out_template, invoke, serve};
 use xstage_tests::peers::Peers;
-use xstage_tests::{localstack, seed, tpch, wasm};
+use xstage_tests::{localstack, seed, tpch};
 
 const FUNCTION: &str = "StageQuery";
 const TABLE: &str = "@databend_test/lineitem/";
@@ -62,34 +62,6 @@ fn dataset(scale: f64, parts: i32) -> Result<Vec<(String, Bytes)>> {
     }
     eprintln!();
     Ok(files)
-}
-
-fn template(dir: &Path) -> Result<PathBuf> {
-    let text = format!(
-        r#"
-AWSTemplateFormatVersion: '2010-09-09'
-Transform: AWS::Serverless-2016-10-31
-Resources:
-  StageQuery:
-    Type: AWS::Serverless::Function
-    Metadata:
-      XstageComponent: {query}
-    Properties:
-      Handler: bootstrap
-      Runtime: provided.al2023
-      MemorySize: 1024
-      Timeout: 900
-      Environment:
-        Variables:
-          XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
-          XSTAGE_FAN_OUT_FUNCTION: StageQuery
-"#,
-        query = wasm::stage_query_component().display(),
-        allowed = seed::allowed_roles(),
-    );
-    let path = dir.join("template-fanout.yaml");
-    std::fs::write(&path, text)?;
-    Ok(path)
 }
 
 /// One configuration's runs.
@@ -238,7 +210,7 @@ fn main() -> Result<()> {
     let (server, url) = serve(
         xstage_bin.to_str().context("path")?,
         "xstage-serve-fanout",
-        &template(&out)?,
+        &fan_out_template(&out, 900, None)?,
         proxy.url(),
     )?;
 

@@ -92,12 +92,9 @@ setup() {
 }
 
 # The WASI components the host runs: the stage query function and the sandbox probe, built
-# for wasm32-wasip2 in release mode into $CARGO_TARGET_DIR/wasm32-wasip2/release/.
-# The stage query component is linked without DWARF (std's would add ~70 MB); passing the
-# flag to the final link only leaves every dependency's build as it is.
+# for wasm32-wasip2 with the `wasm` profile (Cargo.toml) into $WASM_DIR.
+WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/wasm"
 build_components() {
-  log "building the WASI components (wasm32-wasip2, release)"
-  export CFLAGS_wasm32_wasip2=-ffreestanding
-  cargo rustc --locked --release --target wasm32-wasip2 -p xstage-component -- -C strip=debuginfo
-  cargo build --locked --release --target wasm32-wasip2 -p xstage-sandbox-guest
+  log "building the WASI components (wasm32-wasip2, profile wasm)"
+  cargo build --locked --profile wasm --target wasm32-wasip2 -p xstage-component -p xstage-sandbox-guest
 }

@@ -4,8 +4,8 @@
 //! A function's component is, in order: `--component NAME=PATH`; its
 //! `Metadata.XstageComponent` (a path relative to the template, or a bare file name in the
 //! components directory). The components directory is `--components-dir`, else
-//! `$CARGO_TARGET_DIR/wasm32-wasip2/release`, else `target/wasm32-wasip2/release` beside the
-//! template: where `cargo build --release --target wasm32-wasip2` leaves them.
+//! `$CARGO_TARGET_DIR/wasm32-wasip2/wasm`, else `target/wasm32-wasip2/wasm` beside the
+//! template: where `cargo build --profile wasm --target wasm32-wasip2` leaves them.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -108,7 +108,7 @@ pub fn component_path(
             None => template.dir().join("target"),
         }
         .join("wasm32-wasip2")
-        .join("release"),
+        .join("wasm"),
     };
     Ok(dir.join(path))
 }

@@ -1,5 +1,5 @@
 //! `xstage`: serve the template's functions over the Lambda Invoke API, invoke one directly,
-//! or run Databend-style SQL against stages.
+//! compile their components ahead, or run Databend-style SQL against stages.
 //!
 //! Exit status: 0 on success; 1 when an invocation returns a function error or a statement
 //! fails; 2 when the command is misused or cannot start.
@@ -49,6 +49,12 @@ enum Command {
         /// Do not print each invocation's log on stderr.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Compile the template's components into the compile cache, so that no later
+    /// `serve`, `invoke` or `sql --local` waits for Cranelift.
+    Compile {
+        #[command(flatten)]
+        functions: FunctionArgs,
     },
     /// Invoke one function once, without a server, and print its response.
     Invoke {
@@ -213,6 +219,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
             .await?;
             progress("stopped".into());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Compile { functions: args } => {
+            let options = args.options()?;
+            let template = args.template(&options)?;
+            let runtime = Host::new(HostConfig::default()).map_err(EmulatorError::Host)?;
+            functions::load_all(&runtime, &template, &options, &progress).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Invoke {

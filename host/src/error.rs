@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(
-        "cannot read the component {path}: {source}; build it with `cargo build --release --target wasm32-wasip2 -p xstage-component`"
+        "cannot read the component {path}: {source}; build it from the checkout with `source scripts/env.sh && build_components` (or `cargo build --profile wasm --target wasm32-wasip2 -p xstage-component`, which leaves it in target/wasm32-wasip2/wasm/)"
     )]
     Read {
         path: PathBuf,

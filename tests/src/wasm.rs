@@ -2,8 +2,8 @@
 //! loaded on a [`Host`] configured like the native test process (the platform's credentials,
 //! region `us-east-1`, the stage query egress policy).
 //!
-//! The components are built by `scripts/test` (and CI) before `cargo test`:
-//! `cargo build --release --target wasm32-wasip2 -p xstage-component -p xstage-sandbox-guest`.
+//! The components are built by `scripts/test` (and CI) before `cargo test`, with
+//! [`BUILD_COMMAND`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,9 +13,10 @@ use xstage_host::{EgressPolicy, FunctionConfig, FunctionCredentials, Host, HostC
 use crate::seed;
 
 /// The command that builds the components the tests load.
-pub const BUILD_COMMAND: &str = "CFLAGS_wasm32_wasip2=-ffreestanding cargo build --release --target wasm32-wasip2 -p xstage-component -p xstage-sandbox-guest";
+pub const BUILD_COMMAND: &str =
+    "cargo build --profile wasm --target wasm32-wasip2 -p xstage-component -p xstage-sandbox-guest";
 
-/// `target/wasm32-wasip2/release/{name}.wasm` under `$CARGO_TARGET_DIR` (or the workspace's
+/// `target/wasm32-wasip2/wasm/{name}.wasm` under `$CARGO_TARGET_DIR` (or the workspace's
 /// `target/`). Panics, naming the build command, when it has not been built.
 pub fn component(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -23,7 +24,7 @@ pub fn component(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let path = target
-        .join("wasm32-wasip2/release")
+        .join("wasm32-wasip2/wasm")
         .join(format!("{name}.wasm"));
     assert!(
         path.is_file(),

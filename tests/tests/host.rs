@@ -497,3 +497,101 @@ fn a_changed_component_is_compiled_again() {
         );
     })
 }
+
+/// The component's hash is remembered per file identity: a hit does not read the `.wasm`,
+/// and any write to the file (even of the same bytes) makes the host hash it again.
+#[test]
+fn an_unchanged_component_is_hashed_once() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let host = Host::new(HostConfig {
+            cache_dir: Some(cache.clone()),
+            ..HostConfig::default()
+        })
+        .unwrap();
+        let copy = dir.path().join("guest.wasm");
+        std::fs::copy(wasm::sandbox_component(), &copy).unwrap();
+        let first = host.compile(&copy).await.unwrap();
+        assert_eq!(first.outcome, CacheOutcome::Compiled);
+        let records: Vec<_> = std::fs::read_dir(cache.join("wasm"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(records.len(), 1, "one remembered hash: {records:?}");
+        let bytes = std::fs::read(&copy).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&records[0]).unwrap(),
+            blake3_hex(&bytes),
+            "the record holds the component's hash"
+        );
+        let hit = host.compile(&copy).await.unwrap();
+        assert_eq!(hit.outcome, CacheOutcome::Hit);
+        assert_eq!(hit.artifact, first.artifact);
+
+        // The record is what a hit goes by: pointed at another component's hash, the host
+        // loads that component's entry without reading this file.
+        let other = dir.path().join("other.wasm");
+        let mut other_bytes = bytes.clone();
+        other_bytes.extend_from_slice(&[0x00, 0x06, 0x04, b'n', b'o', b't', b'e', 0x01]);
+        std::fs::write(&other, &other_bytes).unwrap();
+        let other_entry = host.compile(&other).await.unwrap().artifact;
+        assert_ne!(other_entry, first.artifact);
+        std::fs::write(&records[0], blake3_hex(&other_bytes)).unwrap();
+        let believed = host.compile(&copy).await.unwrap();
+        assert_eq!(believed.outcome, CacheOutcome::Hit);
+        assert_eq!(believed.artifact, other_entry);
+
+        // A record naming no entry is caught when the file is read to compile it: the host
+        // keys it by the bytes it read and finds the original entry.
+        std::fs::write(&records[0], blake3_hex(b"no such component")).unwrap();
+        let corrected = host.compile(&copy).await.unwrap();
+        assert_eq!(corrected.outcome, CacheOutcome::Hit);
+        assert_eq!(corrected.artifact, first.artifact);
+        std::fs::write(&records[0], blake3_hex(&other_bytes)).unwrap();
+
+        // A write of the same bytes moves the file's identity: the stale record no longer
+        // applies, the file is hashed again, and the original entry is a hit.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&copy, &bytes).unwrap();
+        let rehashed = host.compile(&copy).await.unwrap();
+        assert_eq!(rehashed.outcome, CacheOutcome::Hit);
+        assert_eq!(rehashed.artifact, first.artifact);
+    })
+}
+
+/// An artifact whose identity moved is checked in full once, and trusted by identity after.
+#[test]
+fn a_moved_artifact_is_checked_in_full_once() {
+    block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let host = || {
+            Host::new(HostConfig {
+                cache_dir: Some(dir.path().to_path_buf()),
+                ..HostConfig::default()
+            })
+            .unwrap()
+        };
+        let component = wasm::sandbox_component();
+        let artifact = host().compile(&component).await.unwrap().artifact.unwrap();
+        let record_path = artifact.with_extension("cwasm.blake3");
+        let record = std::fs::read_to_string(&record_path).unwrap();
+        let (digest, identity) = record.trim().split_once('\n').expect("digest and identity");
+        assert_eq!(digest, blake3_hex(&std::fs::read(&artifact).unwrap()));
+
+        // Copied back in place (as a restore from a cache would): a new identity.
+        let bytes = std::fs::read(&artifact).unwrap();
+        std::fs::remove_file(&artifact).unwrap();
+        std::fs::write(&artifact, &bytes).unwrap();
+        let loaded = host().compile(&component).await.unwrap();
+        assert_eq!(loaded.outcome, CacheOutcome::Hit);
+        let record = std::fs::read_to_string(&record_path).unwrap();
+        let (again, moved) = record.trim().split_once('\n').unwrap();
+        assert_eq!(again, digest);
+        assert_ne!(moved, identity, "the record follows the checked file");
+        assert_eq!(
+            host().compile(&component).await.unwrap().outcome,
+            CacheOutcome::Hit
+        );
+    })
+}

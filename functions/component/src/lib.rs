@@ -9,8 +9,8 @@
 //! Neighbours: `host/` loads this component and runs it like Lambda runs a function;
 //! `functions/stage-query` runs the same core natively.
 //!
-//! Build it with `cargo build --release --target wasm32-wasip2 -p xstage-component`; the
-//! component is `target/wasm32-wasip2/release/xstage_component.wasm`. On other targets this
+//! Build it with `cargo build --profile wasm --target wasm32-wasip2 -p xstage-component`; the
+//! component is `target/wasm32-wasip2/wasm/xstage_component.wasm`. On other targets this
 //! crate is empty.
 
 #![cfg(target_arch = "wasm32")]

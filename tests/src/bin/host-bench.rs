@@ -72,18 +72,21 @@ async fn run() -> Result<()> {
         compiled.outcome
     );
     let compile = compiled.compile_time.context("compile time")?;
-    let (mut loads, mut verifies, mut maps) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut loads, mut keys, mut verifies, mut maps) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {
         let loaded = host_with_cache()?.compile(&component).await?;
         anyhow::ensure!(loaded.outcome == CacheOutcome::Hit, "{:?}", loaded.outcome);
         loads.push(loaded.load_time);
+        keys.push(loaded.key_time);
         verifies.push(loaded.verify_time);
         maps.push(loaded.deserialize_time);
     }
     println!("compile (Cranelift): {}", ms(compile));
     println!(
-        "cache load, median of {RUNS}: {} = read + BLAKE3 check {} + deserialize {}",
+        "cache hit, median of {RUNS}: {} = component hash {} + entry check and sealed copy {} + deserialize {}",
         ms(median(loads)),
+        ms(median(keys)),
         ms(median(verifies)),
         ms(median(maps))
     );

@@ -13,6 +13,9 @@ import re
 import sys
 
 
+SECTION_KINDS = {0: "other custom sections", 10: "code", 11: "data"}
+
+
 def leb(b, i):
     value = shift = 0
     while True:
@@ -114,9 +117,16 @@ def main():
     b = open(sys.argv[1], "rb").read()
     top = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     per_crate = collections.Counter()
+    kinds = collections.Counter()
     for s, e in core_modules(b, 0, len(b)):
         imports, bodies, names = 0, [], {}
         for sid, ss, se in sections(b, s + 8, e):
+            kinds[SECTION_KINDS.get(sid, "other")] += se - ss
+            if sid == 0:
+                n, i = leb(b, ss)
+                if b[i : i + n] == b"name":
+                    kinds["name"] += se - ss
+                    kinds[SECTION_KINDS[0]] -= se - ss
             if sid == 2:
                 imports = imported_functions(b, ss, se)
             elif sid == 10:
@@ -130,7 +140,11 @@ def main():
         for k, size in enumerate(bodies):
             per_crate[crate_of(names.get(imports + k, ""))] += size
     total = sum(per_crate.values())
-    print(f"code {total / 1e6:.1f} MB of {len(b) / 1e6:.1f} MB; by crate:")
+    print(
+        f"{len(b) / 1e6:.1f} MB: "
+        + ", ".join(f"{kind} {size / 1e6:.1f} MB" for kind, size in kinds.most_common() if size >= 50_000)
+    )
+    print(f"code {total / 1e6:.1f} MB by crate:")
     for crate, size in per_crate.most_common(top):
         print(f"  {size / 1e6:7.2f} MB {100 * size / total:5.1f}%  {crate}")
 

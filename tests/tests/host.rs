@@ -405,13 +405,7 @@ fn idle_environments_are_dropped_after_the_idle_timeout() {
 fn a_corrupt_or_stale_cache_entry_is_recompiled() {
     block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let host = || {
-            Host::new(HostConfig {
-                cache_dir: Some(dir.path().to_path_buf()),
-                ..HostConfig::default()
-            })
-            .unwrap()
-        };
+        let host = || cached_host(dir.path());
         let component = wasm::sandbox_component();
         let first = host().compile(&component).await.unwrap();
         assert_eq!(first.outcome, CacheOutcome::Compiled);
@@ -457,6 +451,15 @@ fn a_corrupt_or_stale_cache_entry_is_recompiled() {
     })
 }
 
+/// A host whose compile cache is `dir`.
+fn cached_host(dir: &std::path::Path) -> Host {
+    Host::new(HostConfig {
+        cache_dir: Some(dir.to_path_buf()),
+        ..HostConfig::default()
+    })
+    .unwrap()
+}
+
 fn blake3_hex(bytes: &[u8]) -> String {
     xstage_host::cache::digest(bytes)
 }
@@ -465,11 +468,7 @@ fn blake3_hex(bytes: &[u8]) -> String {
 fn a_changed_component_is_compiled_again() {
     block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let host = Host::new(HostConfig {
-            cache_dir: Some(dir.path().join("cache")),
-            ..HostConfig::default()
-        })
-        .unwrap();
+        let host = cached_host(&dir.path().join("cache"));
         let original = wasm::sandbox_component();
         let copy = dir.path().join("guest.wasm");
         std::fs::copy(&original, &copy).unwrap();
@@ -505,11 +504,7 @@ fn an_unchanged_component_is_hashed_once() {
     block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let cache = dir.path().join("cache");
-        let host = Host::new(HostConfig {
-            cache_dir: Some(cache.clone()),
-            ..HostConfig::default()
-        })
-        .unwrap();
+        let host = cached_host(&cache);
         let copy = dir.path().join("guest.wasm");
         std::fs::copy(wasm::sandbox_component(), &copy).unwrap();
         let first = host.compile(&copy).await.unwrap();
@@ -565,13 +560,7 @@ fn an_unchanged_component_is_hashed_once() {
 fn a_moved_artifact_is_checked_in_full_once() {
     block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let host = || {
-            Host::new(HostConfig {
-                cache_dir: Some(dir.path().to_path_buf()),
-                ..HostConfig::default()
-            })
-            .unwrap()
-        };
+        let host = || cached_host(dir.path());
         let component = wasm::sandbox_component();
         let artifact = host().compile(&component).await.unwrap().artifact.unwrap();
         let record_path = artifact.with_extension("cwasm.blake3");

@@ -36,6 +36,11 @@ impl FileIdentity {
         None
     }
 
+    /// The identity of an open file; `None` where there is none or `fstat` fails.
+    pub fn of_file(file: &std::fs::File) -> Option<Self> {
+        Self::of(&file.metadata().ok()?)
+    }
+
     /// One line: `dev ino size mtime_ns ctime_ns`.
     pub fn encode(&self) -> String {
         let Self {

@@ -132,7 +132,7 @@ impl ArtifactCache {
             source,
         };
         let mut file = std::fs::File::open(path).map_err(read_error)?;
-        let before = file.metadata().ok().as_ref().and_then(FileIdentity::of);
+        let before = FileIdentity::of_file(&file);
         if let Some(identity) = &before
             && let Ok(hex) = std::fs::read_to_string(self.hash_record(identity))
             && let Ok(hash) = blake3::Hash::from_hex(hex.trim())
@@ -142,7 +142,7 @@ impl ArtifactCache {
         let mut wasm = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut wasm).map_err(read_error)?;
         let hash = blake3::hash(&wasm);
-        let after = file.metadata().ok().as_ref().and_then(FileIdentity::of);
+        let after = FileIdentity::of_file(&file);
         // Remembered only if nothing wrote the file while it was read.
         if let Some(identity) = before.filter(|b| Some(*b) == after) {
             let record = self.hash_record(&identity);
@@ -174,21 +174,19 @@ impl ArtifactCache {
         let mut lines = record.lines();
         let expected = lines.next().unwrap_or_default().trim().to_string();
         let checked = lines.next().and_then(FileIdentity::decode);
-        let identity =
-            |file: &std::fs::File| file.metadata().ok().as_ref().and_then(FileIdentity::of);
-        let before = identity(&file);
+        let before = FileIdentity::of_file(&file);
         let trusted = before.is_some() && before == checked;
         let (bytes, digest_now) = read_entry(&mut file, trusted)
             .map_err(|e| Some(format!("cannot read {}: {e}", artifact.display())))?;
-        if identity(&file) != before {
+        if FileIdentity::of_file(&file) != before {
             return Err(Some("the artifact changed while it was read".to_string()));
         }
         if let Some(digest_now) = digest_now {
             if digest_now != expected {
                 return Err(Some("the artifact does not match its digest".to_string()));
             }
-            if let Some(identity) = before {
-                let _ = write_digest_record(&digest_path, &expected, &identity);
+            if before.is_some() {
+                let _ = write_digest_record(&digest_path, &expected, before.as_ref());
             }
         }
         let verify_time = started.elapsed();
@@ -205,16 +203,11 @@ impl ArtifactCache {
     fn store(&self, key: &str, artifact_bytes: &[u8]) -> std::io::Result<()> {
         let (artifact, digest_path) = self.paths(key);
         write_atomically(&artifact, artifact_bytes)?;
-        let identity = std::fs::metadata(&artifact)
+        let identity = std::fs::File::open(&artifact)
             .ok()
             .as_ref()
-            .and_then(FileIdentity::of);
-        match identity {
-            Some(identity) => {
-                write_digest_record(&digest_path, &digest(artifact_bytes), &identity)?
-            }
-            None => write_atomically(&digest_path, digest(artifact_bytes).as_bytes())?,
-        }
+            .and_then(FileIdentity::of_file);
+        write_digest_record(&digest_path, &digest(artifact_bytes), identity.as_ref())?;
         self.prune(MAX_ENTRIES);
         Ok(())
     }
@@ -314,11 +307,17 @@ pub fn digest(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-fn write_digest_record(path: &Path, digest: &str, identity: &FileIdentity) -> std::io::Result<()> {
-    write_atomically(
-        path,
-        format!("{digest}\n{}\n", identity.encode()).as_bytes(),
-    )
+/// The record beside an artifact: its digest, then the identity of the file that digest was
+/// checked against, when the platform has one.
+fn write_digest_record(
+    path: &Path,
+    digest: &str,
+    identity: Option<&FileIdentity>,
+) -> std::io::Result<()> {
+    let identity = identity
+        .map(|i| format!("\n{}", i.encode()))
+        .unwrap_or_default();
+    write_atomically(path, format!("{digest}{identity}\n").as_bytes())
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -364,27 +363,30 @@ pub fn load(
     let (hash, wasm) = cache.component_hash(path)?;
     let mut key = ArtifactCache::key(engine, &hash);
     let key_time = started.elapsed();
-    let hit = |found: Found, key: &str| {
-        let (component, verify_time, deserialize_time) = found;
-        cache.touch(key);
-        Loaded {
-            component,
-            outcome: CacheOutcome::Hit,
-            compile_time: None,
-            load_time: started.elapsed(),
-            key_time,
-            verify_time,
-            deserialize_time,
-            artifact: Some(cache.paths(key).0),
+    // A hit, or how the component will be obtained instead.
+    let look = |key: &str| match cache.lookup(engine, key) {
+        Ok((component, verify_time, deserialize_time)) => {
+            cache.touch(key);
+            Ok(Loaded {
+                component,
+                outcome: CacheOutcome::Hit,
+                compile_time: None,
+                load_time: started.elapsed(),
+                key_time,
+                verify_time,
+                deserialize_time,
+                artifact: Some(cache.paths(key).0),
+            })
         }
-    };
-    let mut outcome = match cache.lookup(engine, &key) {
-        Ok(found) => return Ok(hit(found, &key)),
-        Err(None) => CacheOutcome::Compiled,
+        Err(None) => Err(CacheOutcome::Compiled),
         Err(Some(reason)) => {
             tracing::warn!(%key, %reason, "recompiling an untrusted cache entry");
-            CacheOutcome::Recompiled { reason }
+            Err(CacheOutcome::Recompiled { reason })
         }
+    };
+    let mut outcome = match look(&key) {
+        Ok(hit) => return Ok(hit),
+        Err(outcome) => outcome,
     };
     let wasm = match wasm {
         Some(wasm) => wasm,
@@ -396,10 +398,9 @@ pub fn load(
             if read_key != key {
                 tracing::warn!(path = %path.display(), "the remembered hash of the component was stale");
                 key = read_key;
-                outcome = match cache.lookup(engine, &key) {
-                    Ok(found) => return Ok(hit(found, &key)),
-                    Err(None) => CacheOutcome::Compiled,
-                    Err(Some(reason)) => CacheOutcome::Recompiled { reason },
+                outcome = match look(&key) {
+                    Ok(hit) => return Ok(hit),
+                    Err(outcome) => outcome,
                 };
             }
             bytes

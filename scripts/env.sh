@@ -92,9 +92,12 @@ setup() {
 }
 
 # The WASI components the host runs: the stage query function and the sandbox probe, built
-# for wasm32-wasip2 with the `wasm` profile (Cargo.toml) into $WASM_DIR.
+# for wasm32-wasip2 with the `wasm` profile (Cargo.toml) into $WASM_DIR, then stripped of
+# their `name` sections; the named originals stay beside them as NAME.names.wasm, for
+# scripts/lib/wasm_symbolize.py to name the functions of a trap's backtrace.
 WASM_DIR="$CARGO_TARGET_DIR/wasm32-wasip2/wasm"
 build_components() {
   log "building the WASI components (wasm32-wasip2, profile wasm)"
   cargo build --locked --profile wasm --target wasm32-wasip2 -p xstage-component -p xstage-sandbox-guest
+  "$(find_python)" "$XSTAGE_ROOT/scripts/lib/wasm_strip.py" "$WASM_DIR" xstage_component xstage_sandbox_guest
 }

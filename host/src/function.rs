@@ -378,7 +378,9 @@ impl Inner {
                 (timed_out(), false)
             }
             Ok(Err(trap)) => {
-                let _ = writeln!(StringSink(&mut logs), "{trap:?}");
+                // A stripped component's frames are numbers until named from its copy.
+                let report = crate::names::name_frames(&format!("{trap:?}"), &self.component);
+                let _ = writeln!(StringSink(&mut logs), "{report}");
                 let outcome = match refused {
                     Some(asked) => Outcome::Error {
                         error_type: error_type::OUT_OF_MEMORY.into(),

@@ -22,6 +22,8 @@
 //!   credentials, `AWS_LAMBDA_FUNCTION_*`, the configured variables) and nothing else.
 //! - **Logs** ([`logs`]): the guest's stdout and stderr become the invocation's log, framed by
 //!   Lambda's `START`/`END`/`REPORT` lines.
+//! - **Named traps** ([`names`]): a component stripped of its names gets them back in a trap's
+//!   backtrace from the named copy beside it.
 //! - **Compile once** ([`cache`]): the compiled artifact is cached by component hash, wasmtime
 //!   version and engine settings, verified by its digest before it is loaded.
 //!
@@ -48,6 +50,7 @@ pub mod error;
 mod function;
 pub mod limits;
 pub mod logs;
+pub mod names;
 pub mod outbound;
 pub mod pool;
 mod runtime;

@@ -3,7 +3,8 @@
 //! region `us-east-1`, the stage query egress policy).
 //!
 //! The components are built by `scripts/test` (and CI) before `cargo test`, with
-//! [`BUILD_COMMAND`].
+//! [`BUILD_COMMAND`], which also strips their main modules' `name` sections and keeps the
+//! named originals beside them (`xstage_host::names`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,8 +14,7 @@ use xstage_host::{EgressPolicy, FunctionConfig, FunctionCredentials, Host, HostC
 use crate::seed;
 
 /// The command that builds the components the tests load.
-pub const BUILD_COMMAND: &str =
-    "cargo build --profile wasm --target wasm32-wasip2 -p xstage-component -p xstage-sandbox-guest";
+pub const BUILD_COMMAND: &str = "source scripts/env.sh && build_components";
 
 /// `target/wasm32-wasip2/wasm/{name}.wasm` under `$CARGO_TARGET_DIR` (or the workspace's
 /// `target/`). Panics, naming the build command, when it has not been built.

@@ -233,6 +233,50 @@ fn a_panic_is_a_crash_with_its_message_and_the_next_call_works() {
     })
 }
 
+/// The components run without their main module's `name` section
+/// (`scripts/lib/wasm_strip.py`); the host names a trap's frames from the named copy kept
+/// beside the component, and numbers them without it.
+#[test]
+fn a_stripped_guests_trap_is_named_from_the_copy_beside_it() {
+    let component = wasm::sandbox_component();
+    let named = xstage_host::names::named_copy(&component);
+    // The standard library's panic machinery: named in the copy, nowhere in the component.
+    let mangled = b"9panicking";
+    let has = |bytes: &[u8]| bytes.windows(mangled.len()).any(|w| w == mangled);
+    assert!(
+        !has(&std::fs::read(&component).unwrap()),
+        "{} still has its names; build it with {}",
+        component.display(),
+        wasm::BUILD_COMMAND
+    );
+    assert!(has(&std::fs::read(&named).unwrap()), "{}", named.display());
+
+    // The same component without its copy, in a directory of its own.
+    let alone = tempfile::tempdir().unwrap();
+    let bare = alone.path().join("xstage_sandbox_guest.wasm");
+    std::fs::copy(&component, &bare).unwrap();
+
+    let (with_copy, without) = block_on(async {
+        let f = load(config("names")).await;
+        let g = HOST.load(&bare, config("no-names")).await.unwrap();
+        let event = json!({"panic": "name me"});
+        (invoke(&f, event.clone()).await, invoke(&g, event).await)
+    });
+    for i in [&with_copy, &without] {
+        assert_eq!(i.error_type(), Some("Crashed"));
+    }
+    let logs = String::from_utf8_lossy(&with_copy.logs);
+    assert!(
+        logs.contains("<unknown>!std::panicking::") && !logs.contains("<wasm function "),
+        "{logs}"
+    );
+    let logs = String::from_utf8_lossy(&without.logs);
+    assert!(
+        logs.contains("<unknown>!<wasm function ") && !logs.contains("<unknown>!std::panicking::"),
+        "{logs}"
+    );
+}
+
 #[test]
 fn the_guest_sees_lambdas_environment_and_nothing_of_the_host() {
     block_on(async {

@@ -30,6 +30,10 @@ const FAULTS: &str = "xstage-faults";
 const CLIENTS: usize = 64;
 const RESERVED: u64 = 48;
 const MEMORY_MB: u64 = 256;
+/// Ceiling of what one warm environment of the load query may add to the server's RSS.
+const ENVIRONMENT_MB: u64 = 32;
+/// Successes a 10 s run must at least reach: 97 on 2 shared cores (RELIABILITY.md).
+const MIN_SUCCEEDED: usize = 16;
 const ROWS: usize = 1_000;
 const QUERY: &str = "SELECT count(*) AS n, sum(id) AS s FROM @databend_test/test.parquet \
                      WHERE age >= 30";
@@ -238,12 +242,26 @@ fn sixty_four_clients_get_answers_or_429s_and_memory_stays_bounded() {
         failures.len(),
         failures[0]
     );
-    assert!(!latencies.is_empty(), "no invocation succeeded");
-    // The server holds at most RESERVED environments of MEMORY_MB each, plus itself.
-    let bound = (RESERVED * MEMORY_MB + 1024) << 20;
+    // More than the warm-up was served, and the 64 clients met the reserved concurrency of 48.
     assert!(
-        peak <= bound,
-        "peak RSS {} MB above {} MB",
+        latencies.len() >= MIN_SUCCEEDED,
+        "{} succeeded, expected at least {MIN_SUCCEEDED}",
+        latencies.len()
+    );
+    assert!(
+        throttled.load(Ordering::SeqCst) > 0,
+        "no 429: reserved concurrency was never reached"
+    );
+    // What load adds to the warm server: RESERVED environments of a small query each, a few
+    // MB apiece (about 6 MB measured, RELIABILITY.md). Not RESERVED x MEMORY_MB: that is the
+    // ceiling of guests that fill their memory, and these do not.
+    let growth = peak.saturating_sub(rss_warm);
+    let bound = (RESERVED * ENVIRONMENT_MB) << 20;
+    assert!(
+        growth <= bound,
+        "RSS grew by {} MB under load (warm {} MB, peak {} MB), above {} MB",
+        growth >> 20,
+        rss_warm >> 20,
         peak >> 20,
         bound >> 20
     );

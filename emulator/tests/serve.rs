@@ -2,6 +2,7 @@
 //! repository's `template.yaml`, the WASI components, LocalStack's data, and clients written
 //! by no one here (the AWS CLI and boto3 from PyPI).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::LazyLock;
@@ -233,6 +234,9 @@ results["unknown"] = invoke("no-such-function", Payload=b"{}")
 results["too_large"] = invoke("xstage-sandbox", Payload=json.dumps({"pad": "x" * (7 * 1024 * 1024)}))
 results["not_json"] = invoke("xstage-sandbox", Payload=b"{not json")
 results["dry_run"] = invoke("xstage-sandbox", InvocationType="DryRun", Payload=b"{}")
+# 2 MB: inside the 6 MB synchronous limit, above the 1 MB one of `Event`.
+results["event_too_large"] = invoke("xstage-sandbox", InvocationType="Event",
+                                    Payload=json.dumps({"pad": "x" * (2 * 1024 * 1024)}))
 results["event"] = invoke("xstage-sandbox", InvocationType="Event", Payload=json.dumps({"echo": 2}))
 results["qualifier"] = invoke("xstage-sandbox", Qualifier="7", Payload=b"{}")
 print(json.dumps(results))
@@ -286,6 +290,12 @@ fn boto3_sees_lambdas_statuses_and_errors() {
     );
     assert_eq!(r["not_json"]["http"], json!(400));
     assert_eq!(r["dry_run"]["status"], json!(204), "{r}");
+    assert_eq!(
+        r["event_too_large"]["code"],
+        json!("RequestTooLargeException"),
+        "{r}"
+    );
+    assert_eq!(r["event_too_large"]["http"], json!(413));
     assert_eq!(r["event"]["status"], json!(202), "{r}");
     assert_eq!(r["qualifier"]["code"], json!("ResourceNotFoundException"));
 }
@@ -391,7 +401,10 @@ fn xstage_sql_runs_a_script_file_in_process() {
     let script = dir.path().join("seed.sql");
     std::fs::write(
         &script,
-        format!("-- the seed, verbatim\n{SEED_SQL}\nSELECT count(*) AS n FROM @databend_test/test.parquet;\nSHOW STAGES;\n"),
+        format!(
+            "-- the seed, verbatim\n{SEED_SQL}\nSELECT count(*) AS n FROM @databend_test/test.parquet;\nSHOW STAGES;\n\
+             LIST @databend_test;\nSELECT * FROM INFER_SCHEMA(location => '@databend_test/test.parquet');\n"
+        ),
     )
     .unwrap();
     let catalog = dir.path().join("catalog.json");
@@ -421,6 +434,9 @@ fn xstage_sql_runs_a_script_file_in_process() {
         stdout.contains("databend_test,s3://test-bucket-123/optional/prefix/,databend_test,"),
         "{stdout}"
     );
+    // LIST and INFER_SCHEMA run through the function too.
+    assert!(stdout.contains("\r\ntest.parquet,"), "{stdout}");
+    assert!(stdout.contains("\r\nid,BIGINT,"), "{stdout}");
 }
 
 #[test]
@@ -502,6 +518,32 @@ fn xstage_invoke_exits_non_zero_on_a_function_error() {
         &[],
     );
     fails_with(&out, 2, "no function named Nope");
+
+    // `--event -` reads the event from stdin.
+    let mut child = Command::new(XSTAGE)
+        .args([
+            "invoke",
+            "Sandbox",
+            "--template",
+            template.to_str().unwrap(),
+            "--event",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run xstage");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"echo": "from stdin"}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body, json!({"echo": "from stdin"}), "{}", stderr(&out));
 }
 
 #[test]

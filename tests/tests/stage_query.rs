@@ -654,6 +654,9 @@ fn query_errors_are_typed() {
             ),
             ("DROP TABLE x", "InvalidQuery"),
             ("CREATE TABLE t AS SELECT 1", "InvalidQuery"),
+            // README: only queries run; DML and SET are refused too.
+            ("INSERT INTO t VALUES (1)", "InvalidQuery"),
+            ("SET datafusion.execution.batch_size = 1", "InvalidQuery"),
             (
                 "SELECT * FROM @databend_test/test.parquet (FILE_FORMAT => 'csv')",
                 "InvalidQuery",

@@ -545,5 +545,24 @@ fn main() -> Result<()> {
     std::fs::write(&file, serde_json::to_vec_pretty(&results)?)?;
     eprintln!("==> wrote {}", file.display());
     drop(server);
+    // The figures are written either way; a wrong or failed answer still fails the run.
+    let failed: Vec<String> = report
+        .iter()
+        .filter(|r| !r["error"].is_null())
+        .map(|r| {
+            format!(
+                "{} · {}",
+                r["query"].as_str().unwrap_or("?"),
+                r["path"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "{} answers failed or were wrong: {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
     Ok(())
 }

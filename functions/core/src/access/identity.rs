@@ -87,7 +87,6 @@ mod tests {
     fn stable_and_named_after_tenant_and_stage() {
         let c = connection(Some("databend_conn"));
         assert_eq!(source_identity(&c, "s"), "xstage.databend_conn.s");
-        assert_eq!(source_identity(&c, "s"), source_identity(&c, "s"));
         assert_eq!(session_name(&c, "s"), "xstage.databend_conn.s");
         assert_eq!(
             source_identity(&connection(None), "s"),

@@ -372,6 +372,48 @@ mod tests {
         assert!(err(both).contains("mean the same"));
     }
 
+    /// README: `s3.external_id` and `s3.endpoint_url` are RisingWave's spellings, and a
+    /// RisingWave event's stage is named after its connection.
+    #[test]
+    fn risingwave_external_id_endpoint_and_stage_name() {
+        let e = Event::from_json(json!({
+            "connection": {
+                "name": "rw_conn",
+                "s3.iam_role_arn": "arn:aws:iam::123456789012:role/rw",
+                "s3.external_id": "rw-ext-2",
+                "s3.endpoint_url": "http://127.0.0.1:4566",
+                "s3.bucket_name": "rw-bucket"
+            },
+            "query": "SELECT * FROM @rw_conn/x.parquet"
+        }))
+        .unwrap();
+        assert_eq!(e.connection.external_id.as_deref(), Some("rw-ext-2"));
+        assert_eq!(
+            e.connection.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert_eq!(e.stage.name, "rw_conn");
+        assert_eq!(e.stage.url.to_string(), "s3://rw-bucket/");
+        let mut bad = json!({
+            "connection": {"s3.iam_role_arn": "arn:aws:iam::123456789012:role/rw", "s3.bucket_name": "b-1"},
+            "query": "SELECT 1"
+        });
+        bad["connection"]["s3.external_id"] = json!("bad id");
+        assert!(err(bad).contains("`external_id` \"bad id\" is invalid"));
+    }
+
+    /// README: `options.max_rows` defaults to 10,000 and may not pass 1,000,000.
+    #[test]
+    fn max_rows_has_a_default_and_a_ceiling() {
+        assert_eq!(Event::from_json(seed()).unwrap().options.max_rows, 10_000);
+        let mut v = seed();
+        v["options"]["max_rows"] = json!(1_000_000);
+        assert_eq!(Event::from_json(v).unwrap().options.max_rows, 1_000_000);
+        let mut v = seed();
+        v["options"]["max_rows"] = json!(1_000_001);
+        assert!(err(v).contains("above the limit of 1000000"));
+    }
+
     #[test]
     fn each_rule_is_enforced() {
         let cases: &[(&str, &str, Value)] = &[

@@ -277,6 +277,30 @@ mod tests {
         );
         assert_eq!(value(&m, 0), json!({"k1": 1, "k2": 2}));
 
+        // README: a map with non-string keys is a list of {"key", "value"} objects.
+        let entries = StructArray::from(vec![
+            (
+                Arc::new(Field::new("keys", DataType::Int64, false)),
+                Arc::new(Int64Array::from(vec![10, i64::MAX])) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("values", DataType::Utf8, true)),
+                Arc::new(StringArray::from(vec![Some("ten"), None])) as ArrayRef,
+            ),
+        ]);
+        let field = Arc::new(Field::new("entries", entries.data_type().clone(), false));
+        let m = MapArray::new(
+            field,
+            OffsetBuffer::new(vec![0, 2].into()),
+            entries,
+            None,
+            false,
+        );
+        assert_eq!(
+            value(&m, 0),
+            json!([{"key": 10, "value": "ten"}, {"key": i64::MAX.to_string(), "value": null}])
+        );
+
         let dict: DictionaryArray<Int8Type> = vec!["a", "b", "a"].into_iter().collect();
         assert_eq!(value(&dict, 2), json!("a"));
     }

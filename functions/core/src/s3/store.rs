@@ -819,6 +819,49 @@ mod tests {
         assert!(store.prefetch(&outside, &[0..10, 20..30]).is_err());
     }
 
+    /// README: the store itself refuses a key outside the stage, whatever DataFusion asks for,
+    /// before any request is made (this client has no credentials and no endpoint).
+    #[test]
+    fn keys_outside_the_stage_are_refused_before_any_request() {
+        use object_store::ObjectStoreExt as _;
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .build();
+        let stats = Arc::<IoStats>::default();
+        let store = S3Store::new(Client::from_conf(config), "b", "p/", Arc::clone(&stats));
+        let refused = |r: object_store::Result<()>, what: &str| match r {
+            Err(object_store::Error::PermissionDenied { source, .. }) => {
+                assert!(
+                    source
+                        .to_string()
+                        .contains("is outside the stage s3://b/p/"),
+                    "{what}: {source}"
+                );
+            }
+            other => panic!("{what}: {other:?}"),
+        };
+        for key in ["q/y.parquet", "p2/y.parquet", "y.parquet"] {
+            let path = S3Store::path(key);
+            refused(
+                futures::executor::block_on(store.head(&path)).map(drop),
+                key,
+            );
+            refused(futures::executor::block_on(store.get(&path)).map(drop), key);
+            refused(
+                futures::executor::block_on(store.get_range(&path, 0..4)).map(drop),
+                key,
+            );
+            refused(
+                futures::executor::block_on(store.list_with_delimiter(Some(&path))).map(drop),
+                key,
+            );
+            let listed = futures::executor::block_on(store.list(Some(&path)).collect::<Vec<_>>());
+            refused(listed.into_iter().next().expect("an error").map(drop), key);
+        }
+        assert_eq!(stats.counts().requests, 0);
+    }
+
     #[test]
     fn paths_round_trip_keys() {
         for key in ["p/test.parquet", "p/a b[1]%.parquet", "p/ünï/x.parquet"] {

@@ -245,5 +245,21 @@ mod tests {
         assert!(loc.matches("a/b.parquet"));
         assert!(!loc.matches("a/b.csv"));
         assert!(!loc.matches("dir/"));
+        // README: PATTERN is unanchored, as Databend's: it matches anywhere in the path.
+        let loc = Location::resolve(&stage(), "s", "", None, Some("part-[0-9]")).unwrap();
+        assert!(loc.matches("2024/part-7.parquet"));
+        assert!(loc.matches("part-7.parquet.bak"));
+        assert!(!loc.matches("2024/summary.parquet"));
+    }
+
+    /// README: `@s/file.parquet` names the object, or the directory `file.parquet/` written
+    /// by engines that store one table as parts.
+    #[test]
+    fn a_file_path_also_selects_the_directory_of_that_name() {
+        let loc = Location::resolve(&stage(), "s", "/t.parquet", None, None).unwrap();
+        assert!(loc.matches("t.parquet"));
+        assert!(loc.matches("t.parquet/part-0.parquet"));
+        assert!(!loc.matches("t.parquet.bak"));
+        assert!(!loc.matches("t.parquets/part-0.parquet"));
     }
 }

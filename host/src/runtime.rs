@@ -112,6 +112,11 @@ impl Host {
 fn engine_config(host: &HostConfig) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    // No map from machine code back to wasm offsets: it was 14 MB of the stage query
+    // component's 122 MB artifact, and served only the `0x…` offsets of a trap's frames
+    // (there is no DWARF to take them further). Frames keep their function, named by
+    // `names`.
+    config.generate_address_map(false);
     config.max_wasm_stack(host.max_wasm_stack);
     config.async_stack_size(host.max_wasm_stack + (1 << 20));
     let n = host.max_environments.max(1);

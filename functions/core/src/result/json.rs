@@ -234,6 +234,29 @@ mod tests {
         assert_eq!(value(&f, 2), json!("-Infinity"));
     }
 
+    /// A map column of one row holding every key and value given.
+    fn one_map(keys: ArrayRef, values: ArrayRef) -> MapArray {
+        let entries = StructArray::from(vec![
+            (
+                Arc::new(Field::new("keys", keys.data_type().clone(), false)),
+                keys,
+            ),
+            (
+                Arc::new(Field::new("values", values.data_type().clone(), true)),
+                values,
+            ),
+        ]);
+        let n = i32::try_from(entries.len()).unwrap();
+        let field = Arc::new(Field::new("entries", entries.data_type().clone(), false));
+        MapArray::new(
+            field,
+            OffsetBuffer::new(vec![0, n].into()),
+            entries,
+            None,
+            false,
+        )
+    }
+
     #[test]
     fn nested_types() {
         let list = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![
@@ -255,46 +278,16 @@ mod tests {
         ]);
         assert_eq!(value(&s, 0), json!({"a": 7, "b": "x"}));
 
-        let keys = StringArray::from(vec!["k1", "k2"]);
-        let values = Int32Array::from(vec![1, 2]);
-        let entries = StructArray::from(vec![
-            (
-                Arc::new(Field::new("keys", DataType::Utf8, false)),
-                Arc::new(keys) as ArrayRef,
-            ),
-            (
-                Arc::new(Field::new("values", DataType::Int32, true)),
-                Arc::new(values) as ArrayRef,
-            ),
-        ]);
-        let field = Arc::new(Field::new("entries", entries.data_type().clone(), false));
-        let m = MapArray::new(
-            field,
-            OffsetBuffer::new(vec![0, 2].into()),
-            entries,
-            None,
-            false,
+        let m = one_map(
+            Arc::new(StringArray::from(vec!["k1", "k2"])),
+            Arc::new(Int32Array::from(vec![1, 2])),
         );
         assert_eq!(value(&m, 0), json!({"k1": 1, "k2": 2}));
 
         // README: a map with non-string keys is a list of {"key", "value"} objects.
-        let entries = StructArray::from(vec![
-            (
-                Arc::new(Field::new("keys", DataType::Int64, false)),
-                Arc::new(Int64Array::from(vec![10, i64::MAX])) as ArrayRef,
-            ),
-            (
-                Arc::new(Field::new("values", DataType::Utf8, true)),
-                Arc::new(StringArray::from(vec![Some("ten"), None])) as ArrayRef,
-            ),
-        ]);
-        let field = Arc::new(Field::new("entries", entries.data_type().clone(), false));
-        let m = MapArray::new(
-            field,
-            OffsetBuffer::new(vec![0, 2].into()),
-            entries,
-            None,
-            false,
+        let m = one_map(
+            Arc::new(Int64Array::from(vec![10, i64::MAX])),
+            Arc::new(StringArray::from(vec![Some("ten"), None])),
         );
         assert_eq!(
             value(&m, 0),

@@ -802,13 +802,18 @@ mod tests {
         assert!(slice_of(&[], &[], &(1..2)).is_err());
     }
 
-    #[test]
-    fn kept_fetches_do_not_keep_their_store_alive() {
+    /// A client without credentials or endpoint: nothing it is asked for can be sent.
+    fn offline_client() -> Client {
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
             .build();
-        let store = S3Store::new(Client::from_conf(config), "b", "p/", Arc::default());
+        Client::from_conf(config)
+    }
+
+    #[test]
+    fn kept_fetches_do_not_keep_their_store_alive() {
+        let store = S3Store::new(offline_client(), "b", "p/", Arc::default());
         let path = S3Store::path("p/x.parquet");
         store.prefetch(&path, &[0..10, 200_000..200_010]).unwrap();
         // Registered and never sent, as when a query ends before its prefetch: the map of
@@ -824,12 +829,8 @@ mod tests {
     #[test]
     fn keys_outside_the_stage_are_refused_before_any_request() {
         use object_store::ObjectStoreExt as _;
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .build();
         let stats = Arc::<IoStats>::default();
-        let store = S3Store::new(Client::from_conf(config), "b", "p/", Arc::clone(&stats));
+        let store = S3Store::new(offline_client(), "b", "p/", Arc::clone(&stats));
         let refused = |r: object_store::Result<()>, what: &str| match r {
             Err(object_store::Error::PermissionDenied { source, .. }) => {
                 assert!(

@@ -19,6 +19,9 @@ use xstage_tests::run::{self, Reply};
 use xstage_tests::seed::{self, Admin};
 use xstage_tests::{localstack, moto, wasm};
 
+#[path = "stage_query/text_formats.rs"]
+mod text_formats;
+
 /// One runtime for the whole binary: SDK clients and their connection pools outlive a test.
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(xstage_tests::runtime);
 
@@ -658,8 +661,13 @@ fn query_errors_are_typed() {
             ("INSERT INTO t VALUES (1)", "InvalidQuery"),
             ("SET datafusion.execution.batch_size = 1", "InvalidQuery"),
             (
-                "SELECT * FROM @databend_test/test.parquet (FILE_FORMAT => 'csv')",
+                "SELECT * FROM @databend_test/test.parquet (FILE_FORMAT => 'orc')",
                 "InvalidQuery",
+            ),
+            // Parquet read as the CSV the query says it is.
+            (
+                "SELECT * FROM @databend_test/test.parquet (FILE_FORMAT => 'csv')",
+                "InvalidFormat",
             ),
         ] {
             let (got, message) = query_err(sql).await;

@@ -34,6 +34,10 @@ pub struct Stage {
     pub connection_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inline: Option<Connection>,
+    /// `FILE_FORMAT = (...)` as written, names upper-cased: it goes to the function as
+    /// `stage.file_format`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_format: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
 }

@@ -76,9 +76,11 @@ impl Session {
                 mode,
                 url,
                 connection,
+                file_format,
                 comment,
             } => {
                 let stage = Stage {
+                    file_format,
                     url,
                     connection_name: match &connection {
                         StageConnection::Named(n) => Some(n.clone()),
@@ -145,7 +147,7 @@ impl Session {
                     json!(conn.external_id),
                     json!(conn.region),
                     json!(conn.endpoint_url),
-                    json!("PARQUET"),
+                    json!(describe_format(stage)),
                     json!(stage.comment),
                 ]);
                 Ok(rows(t))
@@ -271,9 +273,14 @@ impl Session {
             }
         }
         // The query names the stage as written; the event names it the same way.
+        let mut event_stage =
+            json!({"name": name, "url": stage.url, "connection_name": connection_name});
+        if let Some(format) = &stage.file_format {
+            event_stage["file_format"] = json!(format);
+        }
         Ok(json!({
             "connection": connection,
-            "stage": {"name": name, "url": stage.url, "connection_name": connection_name},
+            "stage": event_stage,
             "query": sql,
         }))
     }
@@ -376,6 +383,16 @@ fn connection(options: &BTreeMap<String, String>) -> Result<Connection, SqlError
         region: get("REGION"),
         endpoint_url: get("ENDPOINT_URL"),
     })
+}
+
+/// DESC STAGE's `file_format`: Databend's spelling with every option, or how files are read
+/// without one.
+fn describe_format(stage: &Stage) -> String {
+    match &stage.file_format {
+        None => "by extension (.csv, .tsv, .ndjson, .parquet), else PARQUET".to_string(),
+        Some(options) => xstage_core::format::FileFormat::parse(options)
+            .map_or_else(|why| format!("invalid: {why}"), |f| f.to_string()),
+    }
 }
 
 fn resolve_connection(catalog: &Catalog, stage: &str, s: &Stage) -> Result<Connection, SqlError> {
@@ -563,6 +580,34 @@ mod tests {
             })
         );
         Event::from_json(event).expect("the function accepts it");
+    }
+
+    /// A stage's FILE_FORMAT goes to the function as `stage.file_format`, which it accepts,
+    /// and DESC STAGE shows it with every option.
+    #[test]
+    fn a_stage_file_format_reaches_the_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        run(&mut s, CONNECTION).unwrap();
+        let csv = STAGE.replace("databend_test URL", "csv_stage URL")
+            + " FILE_FORMAT = (TYPE = CSV FIELD_DELIMITER = '|' SKIP_HEADER = 1)";
+        run(&mut s, &csv).unwrap();
+        let event = s.event("SELECT * FROM @csv_stage/a.csv").unwrap();
+        assert_eq!(
+            event["stage"]["file_format"],
+            json!({"TYPE": "CSV", "FIELD_DELIMITER": "|", "SKIP_HEADER": "1"})
+        );
+        let parsed = Event::from_json(event).expect("the function accepts it");
+        let format = parsed.stage.file_format.expect("a format");
+        assert_eq!((format.field_delimiter, format.skip_header), (b'|', true));
+        let desc = run(&mut s, "DESC STAGE csv_stage").unwrap();
+        let shown = format!("{:?}", desc.table.expect("a table").rows);
+        assert!(
+            shown.contains(
+                "TYPE = CSV FIELD_DELIMITER = '|' RECORD_DELIMITER = '\\\\n' SKIP_HEADER = 1"
+            ),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //!     ROLE_ARN = '...' [EXTERNAL_ID = '...'] [REGION = '...'] [ENDPOINT_URL = '...']
 //! CREATE [OR REPLACE] STAGE [IF NOT EXISTS] name URL = 's3://bucket/prefix/'
 //!     CONNECTION = (CONNECTION_NAME = 'name' | ROLE_ARN = '...' ...)
-//!     [FILE_FORMAT = (TYPE = PARQUET)] [COMMENT = '...']
+//!     [FILE_FORMAT = (TYPE = CSV | TSV | NDJSON | PARQUET [option = value ...])]
+//!     [COMMENT = '...']
 //! SHOW CONNECTIONS | SHOW STAGES | DESC[RIBE] STAGE name | DESC[RIBE] CONNECTION name
 //! DROP CONNECTION [IF EXISTS] name | DROP STAGE [IF EXISTS] name
 //! ```
@@ -28,6 +29,8 @@ pub enum Statement {
         mode: CreateMode,
         url: String,
         connection: StageConnection,
+        /// `FILE_FORMAT = (...)`: option names upper-cased, values as written (checked).
+        file_format: Option<BTreeMap<String, String>>,
         comment: Option<String>,
     },
     ShowConnections,
@@ -139,8 +142,15 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
                             i += 1;
                             break;
                         }
+                        // Databend's escapes: \t \n \r \0, and \x for any other x.
                         '\\' if i + 1 < chars.len() => {
-                            value.push(chars[i + 1].1);
+                            value.push(match chars[i + 1].1 {
+                                't' => '\t',
+                                'n' => '\n',
+                                'r' => '\r',
+                                '0' => '\0',
+                                other => other,
+                            });
                             i += 2;
                         }
                         c => {
@@ -174,7 +184,8 @@ fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
                 });
                 i = j + 1;
             }
-            c if c.is_ascii_alphabetic() || c == '_' => {
+            // A number is a word too: only option values (SKIP_HEADER = 1) take one.
+            c if c.is_ascii_alphanumeric() || c == '_' => {
                 let start = i;
                 while i < chars.len()
                     && (chars[i].1.is_ascii_alphanumeric() || matches!(chars[i].1, '_' | '$'))
@@ -537,6 +548,7 @@ impl Parser {
         let mut url = None;
         let mut connection = None;
         let mut comment = None;
+        let mut file_format = None;
         while self.pos < self.tokens.len() {
             let key_offset = self.here();
             let key = match self.tokens.get(self.pos).map(|t| t.kind.clone()) {
@@ -567,22 +579,7 @@ impl Parser {
                     }
                     self.expect_symbol(')', "to close CONNECTION = (...)")?;
                 }
-                "FILE_FORMAT" => {
-                    self.expect_symbol('(', "to open FILE_FORMAT = (TYPE = PARQUET)")?;
-                    self.expect_keyword("TYPE", " in FILE_FORMAT = (TYPE = PARQUET)")?;
-                    self.expect_symbol('=', "after TYPE")?;
-                    let format = match self.tokens.get(self.pos).map(|t| t.kind.clone()) {
-                        Some(Kind::Word { text, .. }) | Some(Kind::Str(text)) => text,
-                        _ => return self.error("expected a file format such as PARQUET"),
-                    };
-                    if !format.eq_ignore_ascii_case("parquet") {
-                        return self.error(format!(
-                            "FILE_FORMAT TYPE {format} is not supported; xstage reads PARQUET"
-                        ));
-                    }
-                    self.pos += 1;
-                    self.expect_symbol(')', "to close FILE_FORMAT = (...)")?;
-                }
+                "FILE_FORMAT" => file_format = Some(self.file_format()?),
                 other => {
                     return Err(ParseError {
                         offset: key_offset,
@@ -606,8 +603,52 @@ impl Parser {
             mode,
             url,
             connection,
+            file_format,
             comment,
         })
+    }
+
+    /// `(TYPE = CSV FIELD_DELIMITER = ',' ...)`: options with bare, quoted or numeric values,
+    /// checked by the function's own rules ([`xstage_core::format::FileFormat::parse`]).
+    fn file_format(&mut self) -> Result<BTreeMap<String, String>, ParseError> {
+        let open = self.here();
+        self.expect_symbol('(', "to open FILE_FORMAT = (TYPE = CSV ...)")?;
+        let mut options: Vec<(String, String)> = Vec::new();
+        while !self.symbol(')') {
+            let key = match self.tokens.get(self.pos).map(|t| t.kind.clone()) {
+                Some(Kind::Word {
+                    text,
+                    quoted: false,
+                }) => text.to_ascii_uppercase(),
+                _ => {
+                    return self.error(format!(
+                        "expected a file format option such as TYPE = CSV, or ')', found {}",
+                        self.found()
+                    ));
+                }
+            };
+            self.pos += 1;
+            self.expect_symbol('=', &format!("after {key}"))?;
+            let value = match self.tokens.get(self.pos).map(|t| t.kind.clone()) {
+                Some(Kind::Word { text, .. }) | Some(Kind::Str(text)) => text,
+                _ => {
+                    return self.error(format!(
+                        "expected a value for {key}, found {}",
+                        self.found()
+                    ));
+                }
+            };
+            self.pos += 1;
+            self.symbol(',');
+            options.push((key, value));
+        }
+        xstage_core::format::FileFormat::parse(options.iter().map(|(k, v)| (k, v))).map_err(
+            |message| ParseError {
+                offset: open,
+                message,
+            },
+        )?;
+        Ok(options.into_iter().collect())
     }
 }
 
@@ -644,6 +685,7 @@ mod tests {
                 mode: CreateMode::Create,
                 url: "s3://test-bucket-123/optional/prefix/".into(),
                 connection: StageConnection::Named("databend_test".into()),
+                file_format: None,
                 comment: None,
             }
         );
@@ -651,6 +693,43 @@ mod tests {
             parse("SELECT * FROM @databend_test/test.parquet LIMIT 1").unwrap(),
             Statement::Query("SELECT * FROM @databend_test/test.parquet LIMIT 1".into())
         );
+    }
+
+    /// Databend's `FILE_FORMAT = (...)`: bare, quoted and numeric values, `\t` in a string,
+    /// and the function's own checks at parse time.
+    #[test]
+    fn stage_file_formats() {
+        let s = parse(
+            "CREATE STAGE s URL='s3://b/p/' CONNECTION=(CONNECTION_NAME='c') \
+             FILE_FORMAT = (TYPE = TSV, field_delimiter = '\\t' SKIP_HEADER = 1 NULL_DISPLAY = '\\\\N' COMPRESSION = 'gzip')",
+        )
+        .unwrap();
+        let Statement::CreateStage {
+            file_format: Some(f),
+            ..
+        } = s
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!(f["TYPE"], "TSV");
+        assert_eq!(f["FIELD_DELIMITER"], "\t");
+        assert_eq!(f["SKIP_HEADER"], "1");
+        assert_eq!(f["NULL_DISPLAY"], "\\N");
+        let (_, why) = error(
+            "CREATE STAGE s URL='s3://b/' CONNECTION=(CONNECTION_NAME='c') FILE_FORMAT=(TYPE=ORC)",
+        );
+        assert!(
+            why.contains("xstage reads CSV, TSV, NDJSON and PARQUET"),
+            "{why}"
+        );
+        let (_, why) = error(
+            "CREATE STAGE s URL='s3://b/' CONNECTION=(CONNECTION_NAME='c') FILE_FORMAT=(TYPE=CSV SKIP_HEADER=3)",
+        );
+        assert!(why.contains("SKIP_HEADER"), "{why}");
+        let (_, why) = error(
+            "CREATE STAGE s URL='s3://b/' CONNECTION=(CONNECTION_NAME='c') FILE_FORMAT=(TYPE=CSV",
+        );
+        assert!(why.contains("found the end"), "{why}");
     }
 
     #[test]

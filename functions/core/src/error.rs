@@ -34,6 +34,10 @@ pub enum ErrorKind {
     NotFound,
     /// An object is not a readable Parquet file.
     InvalidParquet,
+    /// A CSV, TSV or NDJSON file does not match its format: a malformed row, a wrong
+    /// delimiter, a truncated compressed stream, invalid UTF-8. The message names the file
+    /// and, where the reader can tell, the line.
+    InvalidFormat,
     /// AWS throttled the call; retry later.
     Throttled,
     /// A call to AWS did not finish in time.
@@ -71,6 +75,7 @@ impl ErrorKind {
             ErrorKind::WrongRegion => "WrongRegion",
             ErrorKind::NotFound => "NotFound",
             ErrorKind::InvalidParquet => "InvalidParquet",
+            ErrorKind::InvalidFormat => "InvalidFormat",
             ErrorKind::Throttled => "Throttled",
             ErrorKind::Timeout => "Timeout",
             ErrorKind::ServiceUnavailable => "ServiceUnavailable",
@@ -83,7 +88,7 @@ impl ErrorKind {
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::InvalidEvent,
         ErrorKind::InvalidQuery,
         ErrorKind::RoleNotAllowed,
@@ -97,6 +102,7 @@ impl ErrorKind {
         ErrorKind::WrongRegion,
         ErrorKind::NotFound,
         ErrorKind::InvalidParquet,
+        ErrorKind::InvalidFormat,
         ErrorKind::Throttled,
         ErrorKind::Timeout,
         ErrorKind::ServiceUnavailable,

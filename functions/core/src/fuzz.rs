@@ -76,6 +76,77 @@ pub fn parquet_footer(data: &[u8]) {
     statistics(&metadata);
 }
 
+/// A CSV, TSV or NDJSON file (the first byte picks the type, the header and gzip) through
+/// DataFusion's readers as xstage configures them ([`crate::format::listing`]): schema
+/// inference and a whole read, then the NDJSON line locator over the same bytes. It runs on
+/// one task without a runtime, as under WASI.
+pub fn text_file(data: &[u8]) {
+    use crate::format::{Compression, FileFormat, FormatType};
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let kind = [FormatType::Csv, FormatType::Tsv, FormatType::Ndjson][usize::from(pick % 3)];
+    let mut format = FileFormat::new(kind);
+    format.skip_header = pick & 0x40 != 0;
+    format.compression = if pick & 0x80 != 0 {
+        Compression::Gzip
+    } else {
+        Compression::None
+    };
+    futures::executor::block_on(read_text(format, Bytes::copy_from_slice(body)));
+}
+
+async fn read_text(format: crate::format::FileFormat, body: Bytes) {
+    use std::sync::Arc;
+
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
+    use datafusion::prelude::{SessionConfig, SessionContext};
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let store = Arc::new(InMemory::new());
+    let path = Path::from("f");
+    if store.put(&path, body.clone().into()).await.is_err() {
+        return;
+    }
+    let Ok(url) = url::Url::parse("memory://") else {
+        return;
+    };
+    ctx.register_object_store(&url, store.clone());
+    let reader = crate::format::listing::reader(&ctx, &format, format.compression);
+    let Ok(meta) = store.head(&path).await else {
+        return;
+    };
+    let dyn_store: Arc<dyn ObjectStore> = store;
+    let Ok(schema) = reader
+        .infer_schema(&ctx.state(), &dyn_store, std::slice::from_ref(&meta))
+        .await
+    else {
+        return;
+    };
+    if format.kind == crate::format::FormatType::Ndjson
+        && format.compression == crate::format::Compression::None
+    {
+        let once = futures::stream::once(async { Ok::<_, std::io::Error>(body) });
+        let _ = crate::format::locate::ndjson_line(once, schema.clone()).await;
+    }
+    let Ok(table_url) = ListingTableUrl::parse("memory:///f") else {
+        return;
+    };
+    let config = ListingTableConfig::new(table_url)
+        .with_listing_options(ListingOptions::new(reader).with_file_extension(""))
+        .with_schema(schema);
+    let Ok(table) = ListingTable::try_new(config) else {
+        return;
+    };
+    if let Ok(df) = ctx.read_table(Arc::new(table)) {
+        let _ = df.collect().await;
+    }
+}
+
 /// The column index entries a filter reads after planning, decoded from the tail beside the
 /// offset index, as [`crate::engine::column_index`] does.
 fn column_indexes_read_after_planning(
@@ -235,6 +306,24 @@ mod tests {
             "SELECT {columns} FROM @s/x.parquet t WHERE t.a.b[1] = 1.5"
         ))
         .unwrap();
+    }
+
+    /// Text files of every type, well-formed and not, through the fuzz target's path.
+    #[test]
+    fn text_files_never_panic() {
+        let inputs: &[&[u8]] = &[
+            b"\x40a,b\n1,2\n3,4\n",
+            b"\x40a,b\n1,2,3\n\xff\xfe\n",
+            b"\x41a\tb\n1\t\\N\n",
+            b"\x02{\"a\":1}\n{\"a\":\"x\"}\n{\n",
+            b"\x80\x1f\x8b\x08\x00garbage",
+            b"\xc2\x1f\x8b",
+            b"\x00",
+            b"",
+        ];
+        for input in inputs {
+            text_file(input);
+        }
     }
 
     #[test]

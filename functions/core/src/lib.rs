@@ -31,6 +31,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod fanout;
+pub mod format;
 pub mod fuzz;
 pub mod platform;
 pub mod result;

@@ -1,6 +1,7 @@
 //! Writes the fuzz corpus seeds (`fuzz/corpus/<target>/`), generated rather than committed:
 //! the seed scenario's events, the queries the tests and the README run, and the tails of
-//! Parquet files written here (every codec, page indexes, nested types, a hand-forged file).
+//! Parquet files written here (every codec, page indexes, nested types, a hand-forged file), and
+//! CSV, TSV and NDJSON files.
 //!
 //! `scripts/fuzz` runs it: `cargo build --workspace --bins && $CARGO_TARGET_DIR/debug/fuzz-seeds fuzz/corpus`
 
@@ -98,5 +99,33 @@ fn main() -> Result<()> {
         write(&root.join("parquet_footer"), &format!("{name}-tail"), &cut)?;
     }
     println!("fuzz seeds written under {}", root.display());
+    // Text files: the first byte picks CSV (0), TSV (1) or NDJSON (2), 0x40 a header line,
+    // 0x80 gzip (xstage_core::fuzz::text_file).
+    let people = fixtures::people(20);
+    let mut csv = String::from("id,name,age,score,active\n");
+    let mut ndjson = String::new();
+    for p in &people {
+        csv.push_str(&format!(
+            "{},\"{}\",{},{},{}\n",
+            p.id, p.name, p.age, p.score, p.active
+        ));
+        ndjson.push_str(&format!(
+            "{{\"id\":{},\"name\":\"{}\",\"tags\":[1,2],\"nested\":{{\"x\":null}}}}\n",
+            p.id, p.name
+        ));
+    }
+    let tsv = csv.replace(',', "\t").replace("\"", "");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, csv.as_bytes())?;
+    for (name, pick, body) in [
+        ("csv", 0x40u8, csv.clone().into_bytes()),
+        ("tsv", 0x41, tsv.into_bytes()),
+        ("ndjson", 0x02, ndjson.into_bytes()),
+        ("csv-gz", 0xc0, gz.finish()?),
+    ] {
+        let mut seed = vec![pick];
+        seed.extend_from_slice(&body);
+        write(&root.join("text_file"), name, &seed)?;
+    }
     Ok(())
 }

@@ -20,6 +20,26 @@ pub fn map(
     }
     let root = err.find_root();
     let detail = humanize(&root.to_string(), tables);
+    if is_text_error(root, stats) {
+        let file = stats
+            .last_streamed()
+            .map(|key| {
+                let bucket = files.first().and_then(|f| f.strip_prefix("s3://"));
+                let bucket = bucket.and_then(|f| f.split('/').next()).unwrap_or("");
+                format!("s3://{bucket}/{key}")
+            })
+            .unwrap_or_else(|| match files {
+                [one] => one.clone(),
+                _ => "a file of the stage".to_string(),
+            });
+        return FunctionError::new(
+            ErrorKind::InvalidFormat,
+            format!(
+                "{file} does not match its file format: {detail}. Check the format's TYPE, \
+                 FIELD_DELIMITER, QUOTE, SKIP_HEADER and COMPRESSION against the file"
+            ),
+        );
+    }
     let what = match files {
         [] => "the stage".to_string(),
         [one] => one.clone(),
@@ -88,6 +108,34 @@ fn humanize(message: &str, tables: &[(String, String)]) -> String {
             .replace(name.as_str(), written);
     }
     out
+}
+
+/// A CSV or JSON reader's refusal, or a failed decompression or UTF-8 check of a streamed
+/// (text) file.
+fn is_text_error(root: &DataFusionError, stats: &IoStats) -> bool {
+    use arrow::error::ArrowError;
+    let streamed = stats.last_streamed().is_some();
+    let arrow = |e: &ArrowError| match e {
+        ArrowError::CsvError(_) | ArrowError::JsonError(_) => true,
+        // A CSV value that does not parse as its inferred type names its line.
+        ArrowError::ParseError(m) => m.contains(" line "),
+        // A CSV value that does not convert to its column's inferred type
+        // (`tables::with_null_display`).
+        ArrowError::CastError(_) => streamed,
+        ArrowError::IoError(..) | ArrowError::ExternalError(_) => streamed,
+        _ => false,
+    };
+    match root {
+        DataFusionError::ArrowError(e, _) => arrow(e),
+        DataFusionError::IoError(_) => streamed,
+        DataFusionError::External(e) => {
+            streamed
+                && (e.downcast_ref::<std::io::Error>().is_some()
+                    || e.downcast_ref::<ArrowError>().is_some_and(arrow))
+        }
+        DataFusionError::Execution(m) => streamed && m.to_ascii_lowercase().contains("utf-8"),
+        _ => false,
+    }
 }
 
 fn is_parquet_arrow_error(e: &arrow::error::ArrowError) -> bool {

@@ -8,26 +8,36 @@ use object_store::ObjectMeta;
 use super::footer::PageIndexes;
 use super::hints;
 use crate::error::{ErrorKind, FunctionError, Result};
+use crate::format::{FileFormat, FormatType};
 use crate::s3::{IoStats, S3Store, key_of};
 use crate::stage::{Location, Selection, StageUrl};
 
 /// The most objects one location may list.
 pub const MAX_LISTED: usize = 100_000;
 
-/// Objects selected by `location`, sorted by key. `exists_check`: a plain path that names no
-/// object and no directory is an error (queries), rather than an empty result (LIST).
+/// Objects selected by `location`, sorted by key. `listing_only`: a plain path that names no
+/// object and no directory is an empty result (LIST), rather than an error (queries).
+/// `kind`: the format the query reads them as, if known before they are (else each key's
+/// extension tells, and a key without one is Parquet).
 pub async fn resolve(
     store: &S3Store,
     stats: &IoStats,
     stage: &StageUrl,
     location: &Location,
     listing_only: bool,
+    kind: Option<FormatType>,
     want: PageIndexes,
 ) -> Result<Vec<ObjectMeta>> {
     // The first read of a file: as much of its end as its footer (and the page indexes the
-    // query wants) took last time, else the default.
-    let first_read =
-        |key: &str| hints::first_read(store.bucket(), key, want).unwrap_or(hints::DEFAULT);
+    // query wants) took last time, else the default. A text file has no footer: its size
+    // costs one byte.
+    let first_read = |key: &str| {
+        let kind = kind.or_else(|| FileFormat::detect(key).map(|(k, _)| k));
+        if kind.is_some_and(|k| k != FormatType::Parquet) {
+            return 1;
+        }
+        hints::first_read(store.bucket(), key, want).unwrap_or(hints::DEFAULT)
+    };
     let list_prefix = match &location.selection {
         Selection::Path(p) if !listing_only && location.pattern.is_none() => {
             let key = stage.key(p);
@@ -109,4 +119,41 @@ pub fn store_error(e: object_store::Error, stats: &IoStats) -> FunctionError {
     stats
         .first_error()
         .unwrap_or_else(|| FunctionError::internal(format!("object store: {e}")))
+}
+
+/// The format of files nothing names one for: the one their extensions agree on (a file
+/// without a known extension follows the others), else Parquet. Extensions that disagree
+/// are an error naming two files.
+pub fn format_of(
+    stage: &StageUrl,
+    location: &Location,
+    metas: &[ObjectMeta],
+) -> Result<FileFormat> {
+    let mut seen: Option<(FormatType, String)> = None;
+    for meta in metas {
+        let key = key_of(&meta.location).unwrap_or_default();
+        let Some((kind, _)) = FileFormat::detect(&key) else {
+            continue;
+        };
+        match &seen {
+            None => seen = Some((kind, key)),
+            Some((first, first_key)) if *first != kind => {
+                let name = |k: &str| stage.relative(k).unwrap_or(k).to_string();
+                return Err(FunctionError::invalid_query(format!(
+                    "{} holds files of two formats: {} is {} and {} is {}; select one kind \
+                     with PATTERN (e.g. PATTERN => '.*[.]csv') or name it with FILE_FORMAT => '{}'",
+                    location.written,
+                    name(first_key),
+                    first.as_str(),
+                    name(&key),
+                    kind.as_str(),
+                    first.as_str().to_ascii_lowercase()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(FileFormat::new(
+        seen.map_or(FormatType::Parquet, |(k, _)| k),
+    ))
 }

@@ -1,4 +1,5 @@
-//! The query engine: Apache DataFusion over the stage's [`S3Store`].
+//! The query engine: Apache DataFusion over the stage's [`S3Store`], reading Parquet, CSV,
+//! TSV and NDJSON ([`crate::format`]).
 //!
 //! [`Plan::new`] checks the statement against the stage without I/O, so a bad path is
 //! rejected before any credential is requested. [`run`] then resolves files, registers one
@@ -12,6 +13,7 @@ mod files;
 pub mod footer;
 mod hints;
 mod kept;
+mod locate;
 mod prefetch;
 pub(crate) mod scans;
 mod serial;
@@ -31,6 +33,7 @@ use object_store::ObjectMeta;
 
 use crate::error::{FunctionError, Result};
 use crate::event::Stage;
+use crate::format::{FileFormat, FormatType};
 use crate::result::Stats;
 use crate::s3::{IoStats, S3Store, key_of};
 use crate::sql::{StageRef, Statement, TableSource};
@@ -45,7 +48,9 @@ pub const METADATA_SIZE_HINT: usize = hints::DEFAULT as usize;
 #[derive(Debug)]
 pub struct Plan {
     sql: String,
-    tables: Vec<(String, Source)>,
+    /// Each table's generated name, what it reads, and the format the query or the stage
+    /// names for it (`None`: the files' extensions decide).
+    tables: Vec<(String, Source, Option<FileFormat>)>,
     with_filename: bool,
     /// The page indexes worth fetching for this query.
     page_indexes: footer::PageIndexes,
@@ -83,10 +88,16 @@ impl Plan {
                 r.pattern.as_deref(),
             )
         };
+        // FILE_FORMAT => 'csv' takes the stage's CSV options, if the stage is CSV.
+        let format_of = |r: &StageRef| match (r.file_format, &stage.file_format) {
+            (Some(kind), Some(f)) if f.kind == kind => Some(f.clone()),
+            (Some(kind), _) => Some(FileFormat::new(kind)),
+            (None, f) => f.clone(),
+        };
         Ok(match statement {
             Statement::List(r) => Plan {
                 sql: "SELECT * FROM __xstage_list ORDER BY name".into(),
-                tables: vec![("__xstage_list".into(), Source::List(resolve(&r)?))],
+                tables: vec![("__xstage_list".into(), Source::List(resolve(&r)?), None)],
                 with_filename: false,
                 page_indexes: footer::PageIndexes {
                     offset_index: false,
@@ -101,13 +112,16 @@ impl Plan {
                 tables: tables
                     .iter()
                     .map(|t| {
-                        Ok((
-                            t.name.clone(),
-                            match &t.source {
-                                TableSource::Files(r) => Source::Files(resolve(r)?),
-                                TableSource::InferSchema(r) => Source::InferSchema(resolve(r)?),
-                            },
-                        ))
+                        Ok(match &t.source {
+                            TableSource::Files(r) => {
+                                (t.name.clone(), Source::Files(resolve(r)?), format_of(r))
+                            }
+                            TableSource::InferSchema(r) => (
+                                t.name.clone(),
+                                Source::InferSchema(resolve(r)?),
+                                format_of(r),
+                            ),
+                        })
                     })
                     .collect::<Result<_>>()?,
                 with_filename: traits.filename_column,
@@ -154,6 +168,8 @@ pub struct Prepared {
     written: Vec<(String, String)>,
     deferred: column_index::Deferred,
     page_indexes: footer::PageIndexes,
+    /// The NDJSON files read, for [`locate`] to name a refused line.
+    ndjson: Vec<locate::Ndjson>,
 }
 
 /// Resolves the plan's files, reads their footers and registers its tables.
@@ -170,11 +186,12 @@ pub async fn prepare(
     let written: Vec<(String, String)> = plan
         .tables
         .iter()
-        .map(|(name, source)| (name.clone(), source.location().written.clone()))
+        .map(|(name, source, _)| (name.clone(), source.location().written.clone()))
         .collect();
     let mut read: BTreeSet<String> = BTreeSet::new();
     let mut deferred = column_index::Deferred::default();
-    for (name, source) in &plan.tables {
+    let mut ndjson = Vec::new();
+    for (name, source, format) in &plan.tables {
         let location = source.location();
         let listing_only = matches!(source, Source::List(_));
         let metas: Vec<ObjectMeta> = files::resolve(
@@ -183,15 +200,21 @@ pub async fn prepare(
             &stage.url,
             location,
             listing_only,
+            format.as_ref().map(|f| f.kind),
             plan.page_indexes,
         )
         .await?;
+        let format = match format {
+            Some(f) => f.clone(),
+            None if listing_only => FileFormat::new(FormatType::Parquet),
+            None => files::format_of(&stage.url, location, &metas)?,
+        };
         let names: Vec<String> = metas
             .iter()
             .filter_map(|m| key_of(&m.location).ok())
             .map(|k| format!("s3://{}/{k}", stage.url.bucket()))
             .collect();
-        if !listing_only {
+        if !listing_only && format.kind == FormatType::Parquet {
             footer::prime(
                 &ctx,
                 store,
@@ -206,18 +229,34 @@ pub async fn prepare(
         }
         let table = match source {
             Source::Files(_) if plan.with_filename => {
-                tables::parquet_table_with_filename(&ctx, stage.url.bucket(), &stage.url, &metas)
-                    .await
+                let bucket = stage.url.bucket();
+                tables::file_table_with_filename(&ctx, bucket, &stage.url, &format, &metas).await
             }
-            Source::Files(_) => tables::parquet_table(&ctx, stage.url.bucket(), &metas).await,
+            Source::Files(_) => tables::file_table(&ctx, stage.url.bucket(), &format, &metas).await,
             Source::InferSchema(_) => {
-                tables::infer_schema_table(&ctx, store, &stage.url, &metas).await
+                tables::infer_schema_table(&ctx, store, &stage.url, &format, &metas).await
             }
             Source::List(_) => tables::list_table(&stage.url, &metas),
-        }
-        .map_err(|e| error::map(e, stats, &names, &written))?;
+        };
+        let table = match table {
+            Ok(table) => table,
+            Err(e) => {
+                let e = error::map(e, stats, &names, &written);
+                if e.kind() != crate::ErrorKind::InvalidFormat || format.kind != FormatType::Ndjson
+                {
+                    return Err(e);
+                }
+                // Inference refused a line: find it, checking the JSON alone.
+                let schema = Arc::new(arrow::datatypes::Schema::empty());
+                let files = locate::Ndjson::of(&format, &schema, &metas);
+                return Err(locate::line(e, store, stats, &files).await);
+            }
+        };
         if !matches!(source, Source::List(_)) {
             read.extend(names);
+        }
+        if matches!(source, Source::Files(_)) && format.kind == FormatType::Ndjson {
+            ndjson.extend(locate::Ndjson::of(&format, &table.schema(), &metas));
         }
         ctx.register_table(name.as_str(), table)
             .map_err(|e| FunctionError::internal(format!("registering {name}: {e}")))?;
@@ -229,6 +268,7 @@ pub async fn prepare(
         files: read.into_iter().collect(),
         written,
         deferred,
+        ndjson,
     })
 }
 
@@ -289,7 +329,7 @@ impl Prepared {
         let fail = |e: datafusion::error::DataFusionError| {
             error::map(e, stats, &self.files, &self.written)
         };
-        execute(
+        let result = execute(
             &self.ctx,
             physical,
             store,
@@ -299,7 +339,13 @@ impl Prepared {
             &fail,
             sink,
         )
-        .await
+        .await;
+        match result {
+            Err(e) if e.kind() == crate::ErrorKind::InvalidFormat => {
+                Err(locate::line(e, store, stats, &self.ndjson).await)
+            }
+            done => done,
+        }
     }
 }
 

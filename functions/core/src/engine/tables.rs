@@ -1,5 +1,6 @@
-//! The tables a query reads, registered under their generated names: Parquet files as a
-//! DataFusion `ListingTable`, and `LIST` / `INFER_SCHEMA` answers as in-memory tables.
+//! The tables a query reads, registered under their generated names: files as a DataFusion
+//! `ListingTable` of their format (one per compression, joined by name), and `LIST` /
+//! `INFER_SCHEMA` answers as in-memory tables.
 
 use std::sync::Arc;
 
@@ -8,15 +9,15 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::Result as DfResult;
-use datafusion::prelude::{SessionContext, lit};
+use datafusion::functions::expr_fn::nullif;
+use datafusion::prelude::{Expr, SessionContext, cast, ident, lit};
 use object_store::{ObjectMeta, ObjectStore};
 
+use crate::format::{Compression, FileFormat, FormatType, listing};
 use crate::s3::{S3Store, key_of};
 use crate::sql::FILENAME_COLUMN;
 use crate::stage::StageUrl;
@@ -37,14 +38,49 @@ fn url(bucket: &str, meta: &ObjectMeta) -> DfResult<ListingTableUrl> {
     ListingTableUrl::try_new(url, None)
 }
 
-fn parquet_format(ctx: &SessionContext) -> ParquetFormat {
-    ParquetFormat::default().with_options(ctx.state().default_table_options().parquet)
-}
-
-/// A table over exactly `files`. The schema is the union of the files' schemas.
-pub async fn parquet_table(
+/// A table over exactly `files`, read as `format`. The schema is the union of the files'
+/// schemas. Files of one compression share a listing table; tables of several are joined by
+/// column name.
+pub async fn file_table(
     ctx: &SessionContext,
     bucket: &str,
+    format: &FileFormat,
+    files: &[ObjectMeta],
+) -> DfResult<Arc<dyn TableProvider>> {
+    let mut groups: Vec<(Compression, Vec<ObjectMeta>)> = Vec::new();
+    for meta in files {
+        let compression = match format.kind {
+            FormatType::Parquet => Compression::None,
+            _ => format.compression.for_key(meta.location.as_ref()),
+        };
+        match groups.iter_mut().find(|(c, _)| *c == compression) {
+            Some((_, group)) => group.push(meta.clone()),
+            None => groups.push((compression, vec![meta.clone()])),
+        }
+    }
+    if let [(compression, group)] = groups.as_slice() {
+        return listing_table(ctx, bucket, format, *compression, group).await;
+    }
+    let mut union: Option<datafusion::dataframe::DataFrame> = None;
+    for (compression, group) in &groups {
+        let table = listing_table(ctx, bucket, format, *compression, group).await?;
+        let df = ctx.read_table(table)?;
+        union = Some(match union {
+            None => df,
+            Some(prev) => prev.union_by_name(df)?,
+        });
+    }
+    match union {
+        Some(df) => Ok(df.into_view()),
+        None => Err(datafusion::error::DataFusionError::Plan("no files".into())),
+    }
+}
+
+async fn listing_table(
+    ctx: &SessionContext,
+    bucket: &str,
+    format: &FileFormat,
+    compression: Compression,
     files: &[ObjectMeta],
 ) -> DfResult<Arc<dyn TableProvider>> {
     let urls = files
@@ -52,26 +88,76 @@ pub async fn parquet_table(
         .map(|m| url(bucket, m))
         .collect::<DfResult<Vec<_>>>()?;
     // Keys need not end in .parquet: the selection, not the extension, decides what is read.
-    let options = ListingOptions::new(Arc::new(parquet_format(ctx))).with_file_extension("");
+    let options =
+        ListingOptions::new(listing::reader(ctx, format, compression)).with_file_extension("");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .infer_schema(&ctx.state())
         .await?;
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    match (&config.file_schema, format.kind.is_delimited()) {
+        (Some(inferred), true) => {
+            let inferred = Arc::clone(inferred);
+            with_null_display(ctx, config, &inferred, &format.null_display)
+        }
+        _ => Ok(Arc::new(ListingTable::try_new(config)?)),
+    }
 }
 
-/// Like [`parquet_table`], with Databend's `METADATA$FILENAME` (the stage-relative path) as a
+/// A CSV or TSV table whose `NULL_DISPLAY` fields are NULL whatever their column's type.
+/// DataFusion 55 applies the NULL pattern when it infers the types but not when it reads
+/// (`CsvSource::builder` never sets it), so `\N` in a number column would fail to parse:
+/// the files are read as text (an empty field is NULL there) and each column is turned
+/// into its inferred type by a projection that DataFusion pushes projections, filters and
+/// limits through. A value that does not convert fails the query with the value and type.
+fn with_null_display(
+    ctx: &SessionContext,
+    config: ListingTableConfig,
+    inferred: &Schema,
+    null_display: &str,
+) -> DfResult<Arc<dyn TableProvider>> {
+    let text = Schema::new(
+        inferred
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    );
+    let table = ListingTable::try_new(config.with_schema(Arc::new(text)))?;
+    let columns: Vec<Expr> = inferred
+        .fields()
+        .iter()
+        .map(|f| {
+            let value = ident(f.name());
+            let value = match null_display {
+                "" => value,
+                shown => nullif(value, lit(shown)),
+            };
+            match f.data_type() {
+                DataType::Utf8 => value,
+                other => cast(value, other.clone()),
+            }
+            .alias(f.name())
+        })
+        .collect();
+    Ok(ctx
+        .read_table(Arc::new(table))?
+        .select(columns)?
+        .into_view())
+}
+
+/// Like [`file_table`], with Databend's `METADATA$FILENAME` (the stage-relative path) as a
 /// last column.
-pub async fn parquet_table_with_filename(
+pub async fn file_table_with_filename(
     ctx: &SessionContext,
     bucket: &str,
     stage: &StageUrl,
+    format: &FileFormat,
     files: &[ObjectMeta],
 ) -> DfResult<Arc<dyn TableProvider>> {
     let mut union: Option<datafusion::dataframe::DataFrame> = None;
     for meta in files {
         let name = super::files::relative(stage, meta).unwrap_or_default();
-        let table = parquet_table(ctx, bucket, std::slice::from_ref(meta)).await?;
+        let table = file_table(ctx, bucket, format, std::slice::from_ref(meta)).await?;
         let df = ctx
             .read_table(table)?
             .with_column(FILENAME_COLUMN, lit(name))?;
@@ -125,19 +211,21 @@ pub fn list_table(stage: &StageUrl, files: &[ObjectMeta]) -> DfResult<Arc<dyn Ta
 }
 
 /// Databend's `INFER_SCHEMA` columns: column_name, type, nullable, filenames, order_id. Each
-/// column appears once, in first-seen order; `filenames` lists the files that have it.
+/// column appears once, in first-seen order; `filenames` lists the files that have it. A
+/// text file's types come from its first [`listing::INFER_ROWS`] rows.
 pub async fn infer_schema_table(
     ctx: &SessionContext,
     store: &S3Store,
     stage: &StageUrl,
+    format: &FileFormat,
     files: &[ObjectMeta],
 ) -> DfResult<Arc<dyn TableProvider>> {
-    let format = parquet_format(ctx);
     let state = ctx.state();
     let store: Arc<dyn ObjectStore> = Arc::new(store.clone());
     let mut columns: Vec<(Field, Vec<String>)> = Vec::new();
     for meta in files.iter().take(INFER_SCHEMA_MAX_FILES) {
-        let schema = format
+        let compression = format.compression.for_key(meta.location.as_ref());
+        let schema = listing::reader(ctx, format, compression)
             .infer_schema(&state, &store, std::slice::from_ref(meta))
             .await?;
         let file = super::files::relative(stage, meta).unwrap_or_default();

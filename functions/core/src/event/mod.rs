@@ -9,6 +9,7 @@ pub mod validate;
 use serde_json::Value;
 
 use crate::error::{FunctionError, Result};
+use crate::format::FileFormat;
 use crate::stage::StageUrl;
 pub use fan_out::{FanOut, Fragment};
 use fields::Fields;
@@ -49,6 +50,8 @@ pub struct Connection {
 pub struct Stage {
     pub name: String,
     pub url: StageUrl,
+    /// `FILE_FORMAT = (TYPE = ...)`; `None`: each file's extension decides, else Parquet.
+    pub file_format: Option<FileFormat>,
 }
 
 /// Per-invocation limits.
@@ -80,7 +83,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "s3.bucket_name",
     "s3.path",
 ];
-const STAGE_KEYS: &[&str] = &["name", "url", "connection_name"];
+const STAGE_KEYS: &[&str] = &["name", "url", "connection_name", "file_format"];
 const OPTION_KEYS: &[&str] = &["max_rows", "fan_out"];
 
 impl Event {
@@ -110,6 +113,7 @@ impl Event {
             (None, Some((bucket, path))) => Stage {
                 name: connection.name.clone().unwrap_or_else(|| "s3".to_string()),
                 url: StageUrl::new(&bucket, &path)?,
+                file_format: None,
             },
             (Some(_), Some(_)) => {
                 return Err(FunctionError::invalid_event(
@@ -219,6 +223,10 @@ fn parse_stage(mut f: Fields, connection: &Connection) -> Result<Stage> {
         FunctionError::invalid_event("`stage.url` is missing: give s3://bucket/prefix/")
     })?;
     let connection_name = f.take_str(&["connection_name"])?;
+    let file_format = f
+        .take(&["file_format"])?
+        .map(|(_, v)| parse_file_format(v))
+        .transpose()?;
     f.finish(STAGE_KEYS)?;
     if !is_identifier(&name) {
         return Err(FunctionError::invalid_event(format!(
@@ -247,7 +255,35 @@ fn parse_stage(mut f: Fields, connection: &Connection) -> Result<Stage> {
     Ok(Stage {
         name,
         url: StageUrl::parse(&url)?,
+        file_format,
     })
+}
+
+/// `stage.file_format`: Databend's options as an object (`{"type": "csv", "skip_header": 1}`),
+/// or a type name alone (`"csv"`).
+fn parse_file_format(value: Value) -> Result<FileFormat> {
+    let fail = |why: String| FunctionError::invalid_event(format!("`stage.file_format`: {why}"));
+    let pairs: Vec<(String, String)> = match value {
+        Value::String(kind) => vec![("TYPE".into(), kind)],
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k, s)),
+                Value::Number(n) => Ok((k, n.to_string())),
+                other => Err(fail(format!(
+                    "`{k}` must be a string or a number, got {}",
+                    fields::kind_of(&other)
+                ))),
+            })
+            .collect::<Result<_>>()?,
+        other => {
+            return Err(fail(format!(
+                "must be an object such as {{\"type\": \"csv\", \"skip_header\": 1}}, got {}",
+                fields::kind_of(&other)
+            )));
+        }
+    };
+    FileFormat::parse(pairs).map_err(fail)
 }
 
 fn parse_options(mut f: Fields) -> Result<Options> {

@@ -56,6 +56,7 @@ async fn context() -> (SessionContext, Stage) {
     let stage = Stage {
         name: "s".into(),
         url: StageUrl::new("bucket", "stage/").unwrap(),
+        file_format: None,
     };
     let ctx = engine::planned_session(&stage, 256 << 20).unwrap();
     let store = Arc::new(InMemory::new());
@@ -221,6 +222,7 @@ async fn fragments_outside_their_stage_or_shape_are_refused() {
     let narrower = Stage {
         name: "s".into(),
         url: StageUrl::new("bucket", "stage/sub/").unwrap(),
+        file_format: None,
     };
     let e = fragment::decode(&bytes, &ctx, &narrower).err().unwrap();
     assert_eq!(e.kind(), crate::ErrorKind::InvalidEvent);
@@ -228,6 +230,7 @@ async fn fragments_outside_their_stage_or_shape_are_refused() {
     let other = Stage {
         name: "s".into(),
         url: StageUrl::new("other", "stage/").unwrap(),
+        file_format: None,
     };
     let e = fragment::decode(&bytes, &ctx, &other).err().unwrap();
     assert!(e.message().contains("outside the stage's bucket"), "{e}");

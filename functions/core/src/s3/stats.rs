@@ -13,6 +13,9 @@ pub struct IoStats {
     lists: AtomicU64,
     bytes: AtomicU64,
     first_error: Mutex<Option<FunctionError>>,
+    /// The object whose streamed body last gave bytes: the file a reader failing on them
+    /// was reading.
+    reading: Mutex<Option<String>>,
 }
 
 /// A snapshot of [`IoStats`].
@@ -42,6 +45,21 @@ impl IoStats {
 
     pub(crate) fn bytes(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn reading(&self, key: &str) {
+        let mut slot = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_deref() != Some(key) {
+            *slot = Some(key.to_string());
+        }
+    }
+
+    /// The key of the object a streamed read last took bytes from.
+    pub fn last_streamed(&self) -> Option<String> {
+        self.reading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Remembers the first failure: it is the root cause when a query fails later.

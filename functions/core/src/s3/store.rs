@@ -380,6 +380,9 @@ impl S3Store {
             && options.if_modified_since.is_none()
             && options.if_unmodified_since.is_none()
             && options.version.is_none();
+        if plain && options.range.is_none() && self.page_map(key).is_none() {
+            return self.stream(key).await;
+        }
         let wanted = match (&options.range, self.tails.size(key)) {
             (Some(range), Some(size)) if plain => absolute(range, size),
             _ => None,
@@ -424,6 +427,65 @@ impl S3Store {
             range,
             attributes: Default::default(),
         })
+    }
+
+    /// One GET of a whole object (a CSV or NDJSON file), its body passed on as it arrives:
+    /// memory stays one chunk, and a reader that stops early (a LIMIT) reads no further.
+    async fn stream(&self, key: &str) -> object_store::Result<GetResult> {
+        tracing::debug!(bucket = %self.bucket, key, "GetObject (streamed)");
+        self.stats.request(Request::Get);
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "GetObject", key))?;
+        self.saw_version(key, out.e_tag());
+        let size = out.content_length().unwrap_or(0).max(0) as u64;
+        let meta = ObjectMeta {
+            location: Self::path(key),
+            last_modified: to_chrono(out.last_modified()),
+            size,
+            e_tag: out.e_tag().map(str::to_string),
+            version: out.version_id().map(str::to_string),
+        };
+        let this = self.clone();
+        let key = key.to_string();
+        let body = stream::try_unfold((out.body, 0u64), move |(mut body, got)| {
+            let (this, key) = (this.clone(), key.clone());
+            async move {
+                match body.try_next().await {
+                    Ok(Some(chunk)) => {
+                        this.stats.bytes(chunk.len() as u64);
+                        this.stats.reading(&key);
+                        let got = got + chunk.len() as u64;
+                        Ok(Some((chunk, (body, got))))
+                    }
+                    Ok(None) if got == size => Ok(None),
+                    Ok(None) => {
+                        Err(this.cut_off(&key, format!("it ended after {got} of {size} bytes")))
+                    }
+                    Err(e) => Err(this.cut_off(&key, chain(&e))),
+                }
+            }
+        });
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(body.boxed()),
+            range: 0..size,
+            meta,
+            attributes: Default::default(),
+        })
+    }
+
+    fn cut_off(&self, key: &str, why: String) -> object_store::Error {
+        let failure = AwsFailure {
+            transport: Some(Transport::Unreachable),
+            message: Some(format!("the response body was cut off: {why}")),
+            ..AwsFailure::default()
+        };
+        self.fail(&failure, "GetObject", key)
     }
 
     /// One GET, its bytes kept as the object's tail when they reach its end.
@@ -524,14 +586,11 @@ impl S3Store {
             e_tag: out.e_tag().map(str::to_string),
             version: out.version_id().map(str::to_string),
         };
-        let body = out.body.collect().await.map_err(|e| {
-            let failure = AwsFailure {
-                transport: Some(Transport::Unreachable),
-                message: Some(format!("the response body was cut off: {}", chain(&e))),
-                ..AwsFailure::default()
-            };
-            self.fail(&failure, "GetObject", key)
-        })?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| self.cut_off(key, chain(&e)))?;
         let bytes = body.into_bytes();
         self.stats.bytes(bytes.len() as u64);
         if bytes.len() as u64 != range.end - range.start {

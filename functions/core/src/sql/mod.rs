@@ -10,6 +10,7 @@ mod lexer;
 use lexer::{Kind, Token, lex};
 
 use crate::error::{FunctionError, Result};
+use crate::format::FormatType;
 
 /// The most stage references one query may make.
 pub const MAX_REFERENCES: usize = 64;
@@ -25,12 +26,15 @@ pub struct StageRef {
     pub files: Option<Vec<String>>,
     /// Databend's `PATTERN => 'regex'`.
     pub pattern: Option<String>,
+    /// Databend's `FILE_FORMAT => 'csv'`: a type name, whose options come from the stage's
+    /// format when it has that type.
+    pub file_format: Option<FormatType>,
 }
 
 /// What a generated table name stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TableSource {
-    /// The rows of the Parquet files at a location.
+    /// The rows of the files at a location.
     Files(StageRef),
     /// `INFER_SCHEMA(location => ...)`: one row per column of the first file.
     InferSchema(StageRef),
@@ -260,6 +264,7 @@ fn split_ref(text: &str) -> Result<StageRef> {
         path: path.to_string(),
         files: None,
         pattern: None,
+        file_format: None,
     })
 }
 
@@ -284,7 +289,7 @@ fn parse_table_options(sig: &[&Token], open: usize, stage_ref: &mut StageRef) ->
         } else if name.is_word("PATTERN") {
             stage_ref.pattern = Some(pattern_value(value)?);
         } else if name.is_word("FILE_FORMAT") {
-            check_parquet(value)?;
+            stage_ref.file_format = Some(format_value(value)?);
         } else {
             return Err(FunctionError::invalid_query(format!(
                 "unknown table option {} at byte {}; xstage accepts FILES, PATTERN and FILE_FORMAT",
@@ -354,17 +359,13 @@ fn pattern_value(value: &Token) -> Result<String> {
         .ok_or_else(|| FunctionError::invalid_query("PATTERN takes a quoted regex"))
 }
 
-fn check_parquet(value: &Token) -> Result<()> {
-    let format = value
+/// `FILE_FORMAT => 'csv'` (or unquoted): one of the built-in type names.
+fn format_value(value: &Token) -> Result<FormatType> {
+    let name = value
         .string_value()
         .unwrap_or_else(|| value.text.to_string());
-    if format.eq_ignore_ascii_case("parquet") {
-        Ok(())
-    } else {
-        Err(FunctionError::invalid_query(format!(
-            "FILE_FORMAT {format:?} is not supported; xstage reads Parquet"
-        )))
-    }
+    FormatType::from_name(&name)
+        .map_err(|why| FunctionError::invalid_query(format!("FILE_FORMAT: {why}")))
 }
 
 /// `INFER_SCHEMA(location => '@stage/path' [, pattern => '..'] [, file_format => 'parquet'])`.
@@ -372,6 +373,7 @@ fn parse_infer_schema(sig: &[&Token], open: usize) -> Result<(StageRef, usize)> 
     let usage = "expected INFER_SCHEMA(location => '@stage/file.parquet')";
     let mut location: Option<StageRef> = None;
     let mut pattern = None;
+    let mut file_format = None;
     let mut i = open + 1;
     loop {
         let (name, arrow, value) = match (sig.get(i), sig.get(i + 1), sig.get(i + 2)) {
@@ -389,7 +391,7 @@ fn parse_infer_schema(sig: &[&Token], open: usize) -> Result<(StageRef, usize)> 
         } else if name.is_word("PATTERN") {
             pattern = Some(pattern_value(value)?);
         } else if name.is_word("FILE_FORMAT") {
-            check_parquet(value)?;
+            file_format = Some(format_value(value)?);
         } else {
             return Err(FunctionError::invalid_query(format!(
                 "unknown INFER_SCHEMA argument {}; {usage}",
@@ -405,6 +407,7 @@ fn parse_infer_schema(sig: &[&Token], open: usize) -> Result<(StageRef, usize)> 
     }
     let mut location = location.ok_or_else(|| FunctionError::invalid_query(usage))?;
     location.pattern = pattern;
+    location.file_format = file_format;
     Ok((location, i))
 }
 
@@ -429,6 +432,7 @@ mod tests {
             path: path.into(),
             files: None,
             pattern: None,
+            file_format: None,
         })
     }
 
@@ -475,7 +479,18 @@ mod tests {
             Some(&["a.parquet".to_string(), "b.parquet".to_string()][..])
         );
         assert_eq!(r.pattern.as_deref(), Some(".*"));
-        assert!(rewrite("SELECT * FROM @s (FILE_FORMAT => 'csv')").is_err());
+        assert_eq!(r.file_format, Some(FormatType::Parquet));
+        let (_, tables) = query("SELECT * FROM @s/a (FILE_FORMAT => 'TSV')");
+        let TableSource::Files(r) = &tables[0].source else {
+            panic!()
+        };
+        assert_eq!(r.file_format, Some(FormatType::Tsv));
+        let e = rewrite("SELECT * FROM @s (FILE_FORMAT => 'orc')").unwrap_err();
+        assert!(
+            e.message()
+                .contains("xstage reads CSV, TSV, NDJSON and PARQUET"),
+            "{e}"
+        );
         assert!(rewrite("SELECT * FROM @s (BOGUS => 1)").is_err());
         assert!(rewrite("SELECT * FROM @s (FILES => ('a'").is_err());
     }
@@ -491,7 +506,8 @@ mod tests {
                 stage: "s".into(),
                 path: "/test.parquet".into(),
                 files: None,
-                pattern: None
+                pattern: None,
+                file_format: None
             })
         );
         assert!(rewrite("SELECT * FROM INFER_SCHEMA(location => 'nope')").is_err());
@@ -505,7 +521,8 @@ mod tests {
                 stage: "s".into(),
                 path: "/dir/".into(),
                 files: None,
-                pattern: Some(".*[.]parquet".into())
+                pattern: Some(".*[.]parquet".into()),
+                file_format: None
             })
         );
         assert!(matches!(rewrite("LIST @s").unwrap(), Statement::List(_)));

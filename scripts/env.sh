@@ -12,7 +12,8 @@ LOCALSTACK_PINS=("cbor2<6" "pyopenssl<26")
 MOTO_SPEC="moto[server]==5.2.5"
 # Tools no one here wrote: clients of the emulator's Lambda Invoke API, cfn-lint, and
 # cargo-lambda (a Lambda Runtime API emulator for the native bootstrap).
-CLIENTS_SPEC=("awscli==1.46.3" "boto3==1.44.5" "cfn-lint==1.58.0" "cargo-lambda==1.9.2")
+CLIENTS_SPEC=("awscli==1.46.3" "boto3==1.44.5" "cfn-lint==1.58.0" "cargo-lambda==1.9.2"
+  "pyarrow==26.0.1")
 # The emulator that enforces IAM (trust policies, ExternalId, session policies, SigV4). AGPL:
 # only ever run as a separate test server, never linked into xstage.
 # The read benchmark's peers (tests/peers/peers.py) and its charts. DuckDB's httpfs comes as a

@@ -16,6 +16,9 @@ use xstage_tests::invoke::serve;
 use xstage_tests::process::{ServerProcess, free_port, http_get, log_tail, wait_ready};
 use xstage_tests::{clients, localstack, seed, wasm};
 
+#[path = "serve/streaming.rs"]
+mod streaming;
+
 const XSTAGE: &str = env!("CARGO_BIN_EXE_xstage");
 const ROWS: usize = 7;
 

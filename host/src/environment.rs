@@ -20,6 +20,7 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         world: "function",
         path: "../functions/component/wit",
+        imports: { default: async },
         exports: { default: async },
     });
 }
@@ -103,6 +104,8 @@ pub struct GuestState {
     pub outbound: Outbound,
     pub limiter: MemoryLimiter,
     pub logs: LogSink,
+    /// Where a streamed invocation's `response-stream.write` chunks go; `None` outside one.
+    pub stream: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 impl GuestState {
@@ -123,7 +126,21 @@ impl GuestState {
             outbound: Outbound::new(client),
             limiter: MemoryLimiter::new(memory_bytes),
             logs,
+            stream: None,
         }
+    }
+}
+
+impl bindings::xstage::function::response_stream::Host for GuestState {
+    /// Forwards a chunk, waiting while the receiver is behind (the channel is bounded).
+    async fn write(&mut self, chunk: Vec<u8>) -> Result<(), String> {
+        let Some(sender) = &self.stream else {
+            return Err("this invocation is not streamed: return the response instead".into());
+        };
+        sender
+            .send(chunk)
+            .await
+            .map_err(|_| "the client stopped reading the response".to_string())
     }
 }
 

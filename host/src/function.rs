@@ -189,6 +189,29 @@ impl Function {
         event: &[u8],
         request_id: String,
     ) -> Result<Invocation, InvokeError> {
+        self.call(event, request_id, None).await
+    }
+
+    /// Runs one invocation whose response is streamed (`handle-stream`): each chunk the
+    /// guest writes goes to `chunks` as it is written, the guest waiting while the channel
+    /// is full. The [`Invocation`]'s outcome is then an empty response, or the error that
+    /// ended the stream (after the chunks already sent). Dropping the receiver stops the
+    /// guest's next write with an error.
+    pub async fn invoke_streaming_as(
+        &self,
+        event: &[u8],
+        request_id: String,
+        chunks: tokio::sync::mpsc::Sender<Vec<u8>>,
+    ) -> Result<Invocation, InvokeError> {
+        self.call(event, request_id, Some(chunks)).await
+    }
+
+    async fn call(
+        &self,
+        event: &[u8],
+        request_id: String,
+        stream: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    ) -> Result<Invocation, InvokeError> {
         let inner = &self.inner;
         drop(inner.pool.reap(inner.config.idle_timeout));
         // A lease counts the environment as live until it is checked in; dropped otherwise (a
@@ -233,7 +256,7 @@ impl Function {
                 }
             }
         };
-        let (outcome, healthy, logs, mut stats) = inner.run(&mut env, event).await;
+        let (outcome, healthy, logs, mut stats) = inner.run(&mut env, event, stream).await;
         stats.init_duration = init_duration;
         if healthy {
             lease.checkin(env);
@@ -320,8 +343,11 @@ impl Inner {
         &self,
         env: &mut Environment,
         event: &[u8],
+        stream: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
     ) -> (Outcome, bool, Vec<u8>, InvocationStats) {
         let state = env.store.data_mut();
+        let streamed = stream.is_some();
+        state.stream = stream;
         state.outbound.allow = self.config.egress.allowlist(event, &self.config.region);
         state.outbound.stats = Arc::default();
         state.limiter.reset_refused();
@@ -330,13 +356,20 @@ impl Inner {
         env.invocations += 1;
 
         let started = Instant::now();
-        let call = env
-            .handler
-            .xstage_function_handler()
-            .call_handle(&mut env.store, event);
+        let handler = env.handler.xstage_function_handler();
+        let call = async {
+            if streamed {
+                let done = handler.call_handle_stream(&mut env.store, event).await;
+                done.map(|r| r.map(|()| Vec::new()))
+            } else {
+                handler.call_handle(&mut env.store, event).await
+            }
+        };
         let result = tokio::time::timeout(self.config.timeout, call).await;
         let duration = started.elapsed();
         env.last_used = Instant::now();
+        // The stream ends with the call: its receiver sees the channel close.
+        env.store.data_mut().stream = None;
 
         let state = env.store.data();
         let (mut logs, dropped) = state.logs.take();

@@ -44,6 +44,12 @@ impl Host {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| {
+                crate::environment::bindings::xstage::function::response_stream::add_to_linker::<
+                    GuestState,
+                    wasmtime::component::HasSelf<GuestState>,
+                >(&mut linker, |state| state)
+            })
             .map_err(|e| LoadError::Engine(format!("{e:#}")))?;
         let client = HttpClient::new().map_err(LoadError::Tls)?;
         let cache = config.cache_dir.as_ref().and_then(|dir| {

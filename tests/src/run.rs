@@ -71,3 +71,45 @@ pub async fn stage_query(
     })
     .await
 }
+
+/// A streamed answer: its bytes and, if it ended with one, the error (after those bytes).
+pub type Streamed = (Vec<u8>, Option<(String, String)>);
+
+/// The event streamed through `xstage_core::handle_streaming`.
+pub async fn native_streamed(event: Value) -> Streamed {
+    let mut body = Vec::new();
+    let sink = |chunk: bytes::Bytes| {
+        body.extend_from_slice(&chunk);
+        Ok(())
+    };
+    let error = xstage_core::handle_streaming(event, sink)
+        .await
+        .err()
+        .map(|e| (e.kind().as_str().to_string(), e.message().to_string()));
+    (body, error)
+}
+
+/// The event streamed through the component's `handle-stream`, with the invocation's
+/// counters; the chunks are read as the guest writes them.
+pub async fn wasi_streamed(function: &Function, event: &Value) -> (Streamed, InvocationStats) {
+    let (sender, mut chunks) = tokio::sync::mpsc::channel(4);
+    let payload = serde_json::to_vec(event).expect("the event serializes");
+    let call = function.invoke_streaming_as(&payload, "streamed".into(), sender);
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            body.extend_from_slice(&chunk);
+        }
+        body
+    };
+    let (invocation, body) = tokio::join!(call, read);
+    let invocation = invocation.expect("the invocation starts");
+    let error = match invocation.outcome {
+        Outcome::Response(_) => None,
+        Outcome::Error {
+            error_type,
+            error_message,
+        } => Some((error_type, error_message)),
+    };
+    ((body, error), invocation.stats)
+}

@@ -133,7 +133,7 @@ async fn handle(
     }
 }
 
-fn resolve(api: &Api, target: &Target) -> Result<Arc<Deployed>, ServiceError> {
+pub(super) fn resolve(api: &Api, target: &Target) -> Result<Arc<Deployed>, ServiceError> {
     let not_found = || {
         let mut arn = arn(&api.region, &target.name);
         if let Some(q) = &target.qualifier {
@@ -256,7 +256,7 @@ fn queue_event(
     Ok(request_id)
 }
 
-fn print_log(invocation: &Invocation) {
+pub(super) fn print_log(invocation: &Invocation) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(&invocation.logs);
     if !invocation.logs.ends_with(b"\n") {
@@ -264,7 +264,7 @@ fn print_log(invocation: &Invocation) {
     }
 }
 
-fn uuid() -> String {
+pub(super) fn uuid() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).unwrap_or_default();
     b[6] = (b[6] & 0x0f) | 0x40;

@@ -1,5 +1,6 @@
 //! The Lambda Invoke API over HTTP: `POST /2015-03-31/functions/{FunctionName}/invocations`,
-//! as the AWS CLI, the SDKs and `sam local start-lambda` speak it.
+//! as the AWS CLI, the SDKs and `sam local start-lambda` speak it, and InvokeWithResponseStream
+//! (`POST /2021-11-15/functions/{FunctionName}/response-streaming-invocations`, [`stream`]).
 //!
 //! - `X-Amz-Invocation-Type`: `RequestResponse` (200), `Event` (202, run in the background,
 //!   retried while the function is throttled), `DryRun` (204).
@@ -13,6 +14,7 @@
 mod body;
 mod error;
 mod invoke;
+mod stream;
 pub mod target;
 
 use std::sync::Arc;
@@ -26,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use error::{MAX_ASYNC_PAYLOAD, MAX_SYNC_PAYLOAD, ServiceError};
+pub use stream::MAX_STREAMED_RESPONSE;
 
 use crate::functions::Functions;
 
@@ -67,6 +70,10 @@ impl Api {
             .route(
                 "/2015-03-31/functions/{function}/invocations",
                 post(invoke::invoke),
+            )
+            .route(
+                "/2021-11-15/functions/{function}/response-streaming-invocations",
+                post(stream::invoke_stream),
             )
             .fallback(|request: Request| async move {
                 ServiceError::unknown_operation(request.method().as_str(), request.uri().path())

@@ -4,7 +4,8 @@
 //! and its ExternalId), a stage (`s3://bucket/prefix`) and a query; it assumes the role with
 //! `sts:AssumeRole`, reads Parquet from the stage with ranged GETs through an
 //! [`object_store::ObjectStore`] built on `aws-sdk-s3`, runs the query with Apache DataFusion
-//! and returns rows as JSON.
+//! and returns rows as JSON ([`handle`]), or streams them as JSON, NDJSON or Arrow IPC
+//! ([`handle_streaming`]).
 //!
 //! Neighbours: `functions/stage-query` wraps [`handle`] as a command (and later the Lambda
 //! bootstrap and the WASI component); `tests/` drives it against LocalStack and moto.
@@ -50,7 +51,8 @@ pub use result::Response;
 /// The memory DataFusion may use when the Lambda memory size is unknown.
 pub const DEFAULT_MEMORY_LIMIT: usize = 1024 * 1024 * 1024;
 
-/// Handles one event given as JSON.
+/// Handles one event given as JSON: the buffered answer (JSON, at most `max_rows` rows and
+/// [`result::MAX_RESPONSE_BYTES`], with `truncated` saying whether rows were left out).
 pub async fn handle(raw: serde_json::Value) -> Result<Response, FunctionError> {
     let started = Instant::now();
     let event = Event::from_json(raw.clone())?;
@@ -58,9 +60,68 @@ pub async fn handle(raw: serde_json::Value) -> Result<Response, FunctionError> {
     if let Some(fragment) = &event.fragment {
         return fanout::work(&event, &raw, fragment, started, memory_limit()).await;
     }
+    if event.options.format != result::stream::Format::Json {
+        return Err(FunctionError::invalid_event(format!(
+            "`options.format` {} answers are streamed: invoke with InvokeWithResponseStream \
+             (aws lambda invoke-with-response-stream), or ask for json",
+            event.options.format.as_str()
+        )));
+    }
+    let max_rows = event.options.max_rows;
+    let (writer, stats) = answer(
+        &event,
+        &raw,
+        started,
+        |schema| Ok(result::RowWriter::new(schema, max_rows)),
+        |writer, batch| writer.push(batch),
+    )
+    .await?;
+    Ok(writer.finish(stats))
+}
+
+/// Handles one event whose answer is streamed into `sink` as it is produced, in
+/// `options.format` ([`result::stream`]), up to [`result::stream::MAX_STREAM_BYTES`]: no row
+/// limit unless `options.max_rows` gives one. Returns the rows written. An error after the
+/// first bytes were sent is the stream's error: the transport must report it as such.
+pub async fn handle_streaming<S: result::stream::Sink>(
+    raw: serde_json::Value,
+    sink: S,
+) -> Result<u64, FunctionError> {
+    let started = Instant::now();
+    let mut event = Event::from_json(raw.clone())?;
+    access::Access::from_env()?.check(&event.connection)?;
+    if event.fragment.is_some() {
+        return Err(FunctionError::invalid_event(
+            "a fan-out worker's event is invoked with Invoke, not streamed",
+        ));
+    }
+    let limit = event.options.max_rows_given;
+    event.options.max_rows = limit.unwrap_or(u64::MAX);
+    let format = event.options.format;
+    let (writer, stats) = answer(
+        &event,
+        &raw,
+        started,
+        |schema| result::stream::AnswerWriter::new(format, schema, limit, sink),
+        |writer, batch| writer.push(batch),
+    )
+    .await?;
+    writer.finish(&stats)
+}
+
+/// Plans and runs the event's query (fanned out if it asks and it pays), starting the answer
+/// with `start` once the result's schema is known and feeding it each batch with `push`
+/// until that returns `false`.
+async fn answer<W>(
+    event: &Event,
+    raw: &serde_json::Value,
+    started: Instant,
+    start: impl FnOnce(&arrow::datatypes::Schema) -> Result<W, FunctionError>,
+    mut push: impl FnMut(&mut W, &arrow::record_batch::RecordBatch) -> Result<bool, FunctionError>,
+) -> Result<(W, result::Stats), FunctionError> {
     let statement = sql::rewrite(&event.query)?;
     let plan = engine::Plan::new(statement, &event.stage)?;
-    let connected = connect(&event).await?;
+    let connected = connect(event).await?;
     let (store, io) = (connected.store, connected.io);
     let memory_limit = memory_limit();
     let prepared = engine::prepare(plan, &event.stage, &store, &io, memory_limit).await?;
@@ -70,19 +131,21 @@ pub async fn handle(raw: serde_json::Value) -> Result<Response, FunctionError> {
         .options
         .fan_out
         .enabled()
-        .then(|| fanout::runner(&connected.base, &event, &raw).ok())
+        .then(|| fanout::runner(&connected.base, event, raw).ok())
         .flatten();
     let fanned = match &runner {
-        Some(runner) => fanout::coordinate(&event, &prepared, &io, runner).await?,
+        Some(runner) => fanout::coordinate(event, &prepared, &io, runner).await?,
         None => None,
     };
     let (physical, gathered) = match fanned {
         Some(f) => (f.plan, Some((f.gathered, f.last_worker))),
         None => (prepared.physical(&io, max_rows, false).await?, None),
     };
-    let mut writer = result::RowWriter::new(&physical.schema(), max_rows);
+    let mut writer = start(&physical.schema())?;
     prepared
-        .execute(physical, &store, &io, memory_limit, |b| writer.push(b))
+        .execute(physical, &store, &io, memory_limit, |b| {
+            push(&mut writer, b)
+        })
         .await?;
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let mut stats = engine::stats(&io, files, connected.sts_calls, elapsed_ms);
@@ -97,7 +160,7 @@ pub async fn handle(raw: serde_json::Value) -> Result<Response, FunctionError> {
         stats.tasks_speculated = Some(g.speculated);
         stats.last_worker_ms = Some(last.as_millis() as u64);
     }
-    Ok(writer.finish(stats))
+    Ok((writer, stats))
 }
 
 /// The event's AWS side: the function's base configuration, the role's credentials (from
@@ -146,6 +209,16 @@ pub async fn handle_bytes(event: &[u8]) -> Result<Response, FunctionError> {
     let value: serde_json::Value = serde_json::from_slice(event)
         .map_err(|e| FunctionError::invalid_event(format!("the event is not valid JSON: {e}")))?;
     handle(value).await
+}
+
+/// [`handle_streaming`] for an event given as JSON bytes.
+pub async fn handle_streaming_bytes<S: result::stream::Sink>(
+    event: &[u8],
+    sink: S,
+) -> Result<u64, FunctionError> {
+    let value: serde_json::Value = serde_json::from_slice(event)
+        .map_err(|e| FunctionError::invalid_event(format!("the event is not valid JSON: {e}")))?;
+    handle_streaming(value, sink).await
 }
 
 /// 60% of the Lambda memory size, leaving room for the runtime, buffers and the response.

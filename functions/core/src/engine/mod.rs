@@ -312,8 +312,12 @@ impl Prepared {
             .sql_with_options(&self.sql, options)
             .await
             .map_err(fail)?;
-        let fetch = usize::try_from(max_rows.saturating_add(1)).unwrap_or(usize::MAX);
-        let df = df.limit(0, Some(fetch)).map_err(fail)?;
+        // One row past `max_rows` tells whether the answer was truncated; `u64::MAX`: no limit
+        // (a streamed answer).
+        let df = match usize::try_from(max_rows.saturating_add(1)) {
+            Ok(fetch) if max_rows < u64::MAX => df.limit(0, Some(fetch)).map_err(fail)?,
+            _ => df,
+        };
         physical_plan(df, split).await.map_err(fail)
     }
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::{FunctionError, Result};
 use crate::format::FileFormat;
+use crate::result::stream::Format;
 use crate::stage::StageUrl;
 pub use fan_out::{FanOut, Fragment};
 use fields::Fields;
@@ -57,7 +58,12 @@ pub struct Stage {
 /// Per-invocation limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
+    /// The buffered answer's row limit ([`DEFAULT_MAX_ROWS`] unless given).
     pub max_rows: u64,
+    /// `max_rows` as the event gave it: a streamed answer has no row limit otherwise.
+    pub max_rows_given: Option<u64>,
+    /// How a streamed answer is encoded (`json`, `ndjson`, `arrow`).
+    pub format: Format,
     pub fan_out: FanOut,
 }
 
@@ -65,6 +71,8 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             max_rows: DEFAULT_MAX_ROWS,
+            max_rows_given: None,
+            format: Format::Json,
             fan_out: FanOut::default(),
         }
     }
@@ -84,7 +92,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "s3.path",
 ];
 const STAGE_KEYS: &[&str] = &["name", "url", "connection_name", "file_format"];
-const OPTION_KEYS: &[&str] = &["max_rows", "fan_out"];
+const OPTION_KEYS: &[&str] = &["max_rows", "format", "fan_out"];
 
 impl Event {
     /// Parses and validates an event.
@@ -287,7 +295,17 @@ fn parse_file_format(value: Value) -> Result<FileFormat> {
 }
 
 fn parse_options(mut f: Fields) -> Result<Options> {
-    let max_rows = f.take_u64(&["max_rows"])?.unwrap_or(DEFAULT_MAX_ROWS);
+    let max_rows_given = f.take_u64(&["max_rows"])?;
+    let max_rows = max_rows_given.unwrap_or(DEFAULT_MAX_ROWS);
+    let format = match f.take_str(&["format"])? {
+        None => Format::Json,
+        Some(name) => Format::from_name(&name).ok_or_else(|| {
+            FunctionError::invalid_event(format!(
+                "`options.format` {} is not a format; give json, ndjson or arrow",
+                validate::quote(&name)
+            ))
+        })?,
+    };
     let fan_out = match f.take(&["fan_out"])? {
         None => FanOut::default(),
         Some((_, v)) => FanOut::parse(v)?,
@@ -298,7 +316,12 @@ fn parse_options(mut f: Fields) -> Result<Options> {
             "`options.max_rows` {max_rows} is above the limit of 1000000; results are capped at 5 MB anyway"
         )));
     }
-    Ok(Options { max_rows, fan_out })
+    Ok(Options {
+        max_rows,
+        max_rows_given,
+        format,
+        fan_out,
+    })
 }
 
 /// A Databend-style unquoted identifier.

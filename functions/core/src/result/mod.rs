@@ -3,6 +3,7 @@
 //! `truncated: true`; Lambda's 6 MB synchronous limit is never reached.
 
 pub mod json;
+pub mod stream;
 
 use arrow::datatypes::Schema;
 use arrow::record_batch::RecordBatch;
@@ -85,6 +86,19 @@ pub enum QueryPath {
     Worker,
 }
 
+/// The answer's `schema`: each column's name, SQL type and nullability.
+pub fn columns(schema: &Schema) -> Vec<Column> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| Column {
+            name: f.name().clone(),
+            type_name: sql_type(f.data_type()),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
 /// Accumulates rows within the limits.
 pub struct RowWriter {
     schema: Vec<Column>,
@@ -96,15 +110,7 @@ pub struct RowWriter {
 
 impl RowWriter {
     pub fn new(schema: &Schema, max_rows: u64) -> Self {
-        let schema: Vec<Column> = schema
-            .fields()
-            .iter()
-            .map(|f| Column {
-                name: f.name().clone(),
-                type_name: sql_type(f.data_type()),
-                nullable: f.is_nullable(),
-            })
-            .collect();
+        let schema = columns(schema);
         let bytes = serde_json::to_string(&schema).map_or(0, |s| s.len()) + 512;
         Self {
             schema,

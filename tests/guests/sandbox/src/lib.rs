@@ -5,7 +5,9 @@
 //! `{"spin": true}` loops forever, `{"sleep_ms": N}` sleeps, `{"allocate_mb": N}` allocates and touches N MB,
 //! `{"environment": true}` returns the variables it sees, `{"read_dir": PATH}` lists a
 //! directory, `{"print": TEXT}` writes to stdout and stderr, `{"panic": TEXT}` panics, and
-//! anything else is echoed back. Built for `wasm32-wasip2` only; empty elsewhere.
+//! anything else is echoed back. Streamed (`handle-stream`), `{"chunks": N, "chunk_bytes":
+//! M, "fail": TEXT}` writes N chunks and then fails if asked. Built for `wasm32-wasip2` only;
+//! empty elsewhere.
 
 #![cfg(target_arch = "wasm32")]
 
@@ -24,6 +26,22 @@ fn error(error_type: &str, message: impl ToString) -> FunctionError {
 }
 
 impl Guest for Sandbox {
+    /// `{"chunks": N, "chunk_bytes": M}` writes N chunks of M bytes (the first `a`s, the next
+    /// `b`s, ...), then fails with `{"fail": TEXT}` if given.
+    fn handle_stream(event: Vec<u8>) -> Result<(), FunctionError> {
+        let event: Value = serde_json::from_slice(&event).map_err(|e| error("InvalidEvent", e))?;
+        let size = event["chunk_bytes"].as_u64().unwrap_or(16) as usize;
+        for i in 0..event["chunks"].as_u64().unwrap_or(1) {
+            let chunk = vec![b'a' + (i % 26) as u8; size];
+            xstage::function::response_stream::write(&chunk)
+                .map_err(|e| error("StreamClosed", e))?;
+        }
+        match event["fail"].as_str() {
+            Some(text) => Err(error("Failed", text)),
+            None => Ok(()),
+        }
+    }
+
     fn handle(event: Vec<u8>) -> Result<Vec<u8>, FunctionError> {
         let event: Value = serde_json::from_slice(&event).map_err(|e| error("InvalidEvent", e))?;
         let reply = if let Some(url) = event["fetch"].as_str() {

@@ -1,0 +1,108 @@
+//! Streamed answers (`handle_streaming` natively, `handle-stream` under the WASI host): the
+//! same bytes on both paths in every format, no row limit unless one is given, and an error
+//! that ends a stream after its first rows.
+
+use xstage_tests::run::{Streamed, native_streamed, wasi_streamed};
+
+use super::*;
+
+/// The event streamed both ways; the answers must be the same bytes, apart from the
+/// `stats` of a JSON or NDJSON answer's end (timing, and each side's S3 reads).
+async fn streamed(event: Value) -> Streamed {
+    let native = native_streamed(event.clone()).await;
+    let (wasm, stats) = wasi_streamed(function().await, &event).await;
+    assert!(
+        stats.denied_requests.is_empty(),
+        "{:?}",
+        stats.denied_requests
+    );
+    assert_eq!(native.1, wasm.1, "the errors differ for {event}");
+    let cut = |body: &[u8]| match body.windows(8).rposition(|w| w == b"\"stats\":") {
+        Some(at) if event["options"]["format"] != "arrow" => body[..at].to_vec(),
+        _ => body.to_vec(),
+    };
+    assert!(
+        cut(&native.0) == cut(&wasm.0),
+        "native and WASI streams differ for {event}: {} and {} bytes",
+        native.0.len(),
+        wasm.0.len()
+    );
+    native
+}
+
+fn event(sql: &str, options: Value) -> Value {
+    let w = WORLD.get().expect("the world is set up");
+    let mut event = seed::seed_event(&w.endpoint, sql);
+    event["options"] = options;
+    event
+}
+
+/// 20,000 rows, twice the buffered default: all of them, in each format.
+#[test]
+fn every_row_streams_the_same_natively_and_under_wasi() {
+    block_on(async {
+        world().await;
+        let sql = "SELECT * FROM @databend_test/whole/people.parquet";
+        let (body, error) = streamed(event(sql, json!({"format": "ndjson"}))).await;
+        assert_eq!(error, None);
+        let text = String::from_utf8(body).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), WHOLE_ROWS + 2);
+        assert_eq!(lines[WHOLE_ROWS + 1]["row_count"], WHOLE_ROWS);
+        assert_eq!(lines[WHOLE_ROWS + 1]["truncated"], false);
+        let want = fixtures::people(WHOLE_ROWS);
+        assert_eq!(lines[1], want[0].json());
+        assert_eq!(lines[WHOLE_ROWS], want[WHOLE_ROWS - 1].json());
+
+        let (body, error) = streamed(event(sql, json!({"format": "arrow"}))).await;
+        assert_eq!(error, None);
+        let reader =
+            arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None).unwrap();
+        let rows: usize = reader.map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(rows, WHOLE_ROWS);
+
+        let (body, error) =
+            streamed(event(sql, json!({"format": "json", "max_rows": 15_000}))).await;
+        assert_eq!(error, None);
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer["row_count"], 15_000);
+        assert_eq!(answer["truncated"], true);
+        assert_eq!(answer["rows"].as_array().unwrap().len(), 15_000);
+    })
+}
+
+/// An error met after rows were sent ends the stream with it; the bytes before it are
+/// never a whole answer (no closing line).
+#[test]
+fn an_error_after_the_first_rows_ends_the_stream() {
+    block_on(async {
+        world().await;
+        // The division fails at id 19000, the 18,001st row: batches of rows go out first.
+        let sql = "SELECT id, 1 / (id - 19000) AS x FROM @databend_test/whole/people.parquet";
+        let (body, error) = streamed(event(sql, json!({"format": "ndjson"}))).await;
+        let (kind, message) = error.expect("the query fails");
+        assert_eq!(kind, "InvalidQuery", "{message}");
+        assert!(
+            message.to_lowercase().contains("divide by zero"),
+            "{message}"
+        );
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            text.starts_with("{\"schema\""),
+            "{}",
+            &text[..text.len().min(200)]
+        );
+        assert!(
+            !text.contains("row_count"),
+            "no closing line after an error"
+        );
+        let sent = text.lines().count() - 1;
+        assert!(
+            sent > 1_000 && sent < 18_000,
+            "{sent} rows before the error"
+        );
+    })
+}

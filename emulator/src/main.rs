@@ -91,8 +91,12 @@ enum Command {
         /// Statements to run (repeatable), instead of a file or the prompt.
         #[arg(long, short = 'e')]
         execute: Vec<String>,
+        /// How rows are printed: table, json, csv, or arrow (an Arrow IPC stream).
         #[arg(long, short, default_value = "table")]
         format: Format,
+        /// Write query results to FILE instead of stdout (whole, or not at all).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
         /// The catalog file (default: $XSTAGE_CATALOG or ~/.local/share/xstage/catalog.json).
         #[arg(long)]
         catalog: Option<PathBuf>,
@@ -307,6 +311,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             file,
             execute,
             format,
+            output,
             catalog,
             endpoint,
             function,
@@ -335,6 +340,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut shell = Shell {
                 session: Session::new(store, connect),
                 format,
+                output,
             };
             let script = if !execute.is_empty() {
                 if file.is_some() {

@@ -75,15 +75,28 @@ pub async fn stage_query(
 /// A streamed answer: its bytes and, if it ended with one, the error (after those bytes).
 pub type Streamed = (Vec<u8>, Option<(String, String)>);
 
-/// The event streamed through `xstage_core::handle_streaming`.
+/// The event streamed through `xstage_core::handle_streaming`, its chunks read from a
+/// bounded channel as a transport would.
 pub async fn native_streamed(event: Value) -> Streamed {
-    let mut body = Vec::new();
-    let sink = |chunk: bytes::Bytes| {
-        body.extend_from_slice(&chunk);
-        Ok(())
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let sink = move |chunk: bytes::Bytes| {
+        let sender = sender.clone();
+        async move {
+            sender
+                .send(chunk)
+                .await
+                .map_err(|_| xstage_core::FunctionError::internal("the reader went away"))
+        }
     };
-    let error = xstage_core::handle_streaming(event, sink)
-        .await
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = chunks.recv().await {
+            body.extend_from_slice(&chunk);
+        }
+        body
+    };
+    let (result, body) = tokio::join!(xstage_core::handle_streaming(event, sink), read);
+    let error = result
         .err()
         .map(|e| (e.kind().as_str().to_string(), e.message().to_string()));
     (body, error)

@@ -233,6 +233,63 @@ fn a_panic_is_a_crash_with_its_message_and_the_next_call_works() {
     })
 }
 
+/// A streamed invocation (`handle-stream`): the chunks arrive in order as the guest writes
+/// them, the guest waits while the reader is behind (the channel holds one chunk), and a
+/// reader that goes away stops the guest's next write, which the guest sees as an error. The
+/// environment serves the next invocation.
+#[test]
+fn streamed_chunks_arrive_in_order_and_a_vanished_reader_stops_the_guest() {
+    block_on(async {
+        let f = load(config("stream")).await;
+        let event = serde_json::to_vec(&json!({"chunks": 40, "chunk_bytes": 1000})).unwrap();
+        let (sender, mut chunks) = tokio::sync::mpsc::channel(1);
+        let call = f.invoke_streaming_as(&event, "in-order".into(), sender);
+        let read = async {
+            let mut got = Vec::new();
+            while let Some(chunk) = chunks.recv().await {
+                // A slow reader: the guest must wait for it, not drop chunks.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                got.push(chunk);
+            }
+            got
+        };
+        let (invocation, got) = tokio::join!(call, read);
+        let invocation = invocation.expect("the invocation starts");
+        assert!(!invocation.is_error(), "{:?}", invocation.outcome);
+        assert_eq!(got.len(), 40);
+        for (i, chunk) in got.iter().enumerate() {
+            assert_eq!(chunk, &vec![b'a' + (i % 26) as u8; 1000], "chunk {i}");
+        }
+
+        let (sender, mut chunks) = tokio::sync::mpsc::channel(1);
+        let event = serde_json::to_vec(&json!({"chunks": 1000, "chunk_bytes": 10})).unwrap();
+        let call = f.invoke_streaming_as(&event, "vanishing".into(), sender);
+        let read = async move {
+            let first = chunks.recv().await;
+            drop(chunks);
+            first
+        };
+        let (invocation, first) = tokio::join!(call, read);
+        assert_eq!(first, Some(vec![b'a'; 10]));
+        let invocation = invocation.expect("the invocation starts");
+        assert_eq!(
+            invocation.error_type(),
+            Some("StreamClosed"),
+            "{:?}",
+            invocation.outcome
+        );
+        assert!(
+            String::from_utf8_lossy(&invocation.body()).contains("stopped reading"),
+            "{:?}",
+            invocation.outcome
+        );
+        assert_eq!(
+            response(&invoke(&f, json!({"after": "a stream"})).await),
+            json!({"after": "a stream"})
+        );
+    })
+}
+
 /// The components run without their main module's `name` section
 /// (`scripts/lib/wasm_strip.py`); the host names a trap's frames from the named copy kept
 /// beside the component, and numbers them without it.

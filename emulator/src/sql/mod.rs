@@ -5,9 +5,11 @@
 //! - [`catalog`] keeps connections and stages in a private JSON file;
 //! - [`session`] executes statements: DDL against the catalog, queries as events through an
 //!   [`invoker`] (the emulator's Invoke API, or the host in this process);
-//! - [`output`] prints results as a table, JSON or CSV;
+//! - [`output`] prints results as a table, JSON or CSV; [`answer`] prints a query's rows as
+//!   they stream in, with a progress line;
 //! - [`shell`] reads statements from `-e`, a file, standard input or a prompt with history.
 
+pub mod answer;
 pub mod catalog;
 pub mod invoker;
 pub mod output;

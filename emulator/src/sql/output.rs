@@ -1,5 +1,6 @@
 //! Results on stdout: an aligned table (the default), JSON (an array of objects, columns in
-//! order) or CSV (RFC 4180, a header line, NULL as an empty field).
+//! order), CSV (RFC 4180, a header line, NULL as an empty field), or Arrow IPC (the
+//! function's own stream, for `--output FILE` or a pipe).
 
 use std::fmt::Write as _;
 
@@ -12,6 +13,7 @@ pub enum Format {
     Table,
     Json,
     Csv,
+    Arrow,
 }
 
 impl std::str::FromStr for Format {
@@ -22,7 +24,10 @@ impl std::str::FromStr for Format {
             "table" => Ok(Self::Table),
             "json" => Ok(Self::Json),
             "csv" => Ok(Self::Csv),
-            other => Err(format!("unknown format {other:?}: use table, json or csv")),
+            "arrow" => Ok(Self::Arrow),
+            other => Err(format!(
+                "unknown format {other:?}: use table, json, csv or arrow"
+            )),
         }
     }
 }
@@ -51,7 +56,8 @@ impl Table {
 
 pub fn render(table: &Table, format: Format) -> String {
     match format {
-        Format::Table => text(table),
+        // Statements other than queries (SHOW, DESC) have no Arrow form: a table.
+        Format::Table | Format::Arrow => text(table),
         Format::Json => json(table),
         Format::Csv => csv(table),
     }
@@ -92,20 +98,27 @@ fn text(table: &Table) -> String {
 fn json(table: &Table) -> String {
     let mut out = String::from("[");
     for (i, row) in table.rows.iter().enumerate() {
-        out.push_str(if i == 0 { "\n  {" } else { ",\n  {" });
-        for (j, (name, value)) in table.columns.iter().zip(row).enumerate() {
-            if j > 0 {
-                out.push_str(", ");
-            }
-            let _ = write!(out, "{}: {}", Value::String(name.clone()), value);
-        }
-        out.push('}');
+        out.push_str(if i == 0 { "\n  " } else { ",\n  " });
+        out.push_str(&json_object(&table.columns, row));
     }
     out.push_str(if table.rows.is_empty() {
         "]\n"
     } else {
         "\n]\n"
     });
+    out
+}
+
+/// One row as a JSON object, its keys in column order.
+pub fn json_object(columns: &[String], row: &[Value]) -> String {
+    let mut out = String::from("{");
+    for (j, (name, value)) in columns.iter().zip(row).enumerate() {
+        if j > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{}: {}", Value::String(name.clone()), value);
+    }
+    out.push('}');
     out
 }
 
@@ -118,20 +131,29 @@ fn csv_field(s: &str) -> String {
 }
 
 fn csv(table: &Table) -> String {
-    let mut out = String::new();
-    let line = |fields: Vec<String>| fields.join(",") + "\r\n";
-    out.push_str(&line(table.columns.iter().map(|c| csv_field(c)).collect()));
+    let mut out = csv_header(table);
     for row in &table.rows {
-        out.push_str(&line(
-            row.iter()
-                .map(|v| match v {
-                    Value::Null => String::new(),
-                    v => csv_field(&cell(v)),
-                })
-                .collect(),
-        ));
+        out.push_str(&csv_row(row));
     }
     out
+}
+
+/// The CSV header line.
+pub fn csv_header(table: &Table) -> String {
+    let fields: Vec<String> = table.columns.iter().map(|c| csv_field(c)).collect();
+    fields.join(",") + "\r\n"
+}
+
+/// One row as a CSV line.
+pub fn csv_row(row: &[Value]) -> String {
+    let fields: Vec<String> = row
+        .iter()
+        .map(|v| match v {
+            Value::Null => String::new(),
+            v => csv_field(&cell(v)),
+        })
+        .collect();
+    fields.join(",") + "\r\n"
 }
 
 #[cfg(test)]

@@ -187,3 +187,83 @@ fn a_buffered_invoke_refuses_a_streamed_format() {
         "{body}"
     );
 }
+
+const ARROW_FILE: &str = r#"
+import json, sys
+import pyarrow.ipc
+table = pyarrow.ipc.open_stream(open(sys.argv[1], "rb")).read_all()
+print(json.dumps({"rows": table.num_rows, "ids": table.column("id").to_pylist()}))
+"#;
+
+/// `xstage sql` streams its queries through `xstage serve`: CSV rows on stdout, an Arrow IPC
+/// file with `--format arrow --output FILE` (read back with pyarrow), and a failed query
+/// leaves no output file behind.
+#[test]
+fn xstage_sql_streams_rows_and_writes_arrow_files() {
+    let server = &*SERVER;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    let sql = |format: &str, output: Option<&Path>, query: &str| {
+        let mut args = vec![
+            "sql".to_string(),
+            "--endpoint".into(),
+            server.url.clone(),
+            "--catalog".into(),
+            catalog.to_str().unwrap().into(),
+            "--format".into(),
+            format.into(),
+        ];
+        if let Some(path) = output {
+            args.extend(["--output".into(), path.to_str().unwrap().into()]);
+        }
+        for s in SEED_SQL.split_inclusive(';').map(str::trim) {
+            if s.starts_with("CREATE") {
+                args.extend(["-e".into(), s.replacen("CREATE", "CREATE OR REPLACE", 1)]);
+            }
+        }
+        args.extend(["-e".into(), query.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        xstage(&args, &[("AWS_ENDPOINT_URL", &WORLD.endpoint)])
+    };
+    let query = "SELECT id, name FROM @databend_test/test.parquet ORDER BY id";
+
+    let out = sql("csv", None, query);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let mut want = String::from("id,name\r\n");
+    for p in &WORLD.people {
+        want.push_str(&format!("{},{}\r\n", p.id, p.name));
+    }
+    assert_eq!(text, want);
+    assert!(
+        stderr(&out).contains(&format!("{ROWS} rows read in")),
+        "{}",
+        stderr(&out)
+    );
+
+    let file = dir.path().join("people.arrow");
+    let out = sql("arrow", Some(&file), query);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("written to"), "{}", stderr(&out));
+    let read = clients::python_script(ARROW_FILE, &[file.to_str().unwrap()]).unwrap();
+    let read: Value = serde_json::from_str(&read).unwrap();
+    let ids: Vec<i64> = WORLD.people.iter().map(|p| p.id).collect();
+    assert_eq!(read, json!({"rows": ROWS, "ids": ids}));
+
+    let failed = dir.path().join("failed.csv");
+    let out = sql(
+        "csv",
+        Some(&failed),
+        "SELECT 1 / (id - id) FROM @databend_test/test.parquet",
+    );
+    fails_with(&out, 1, "Divide by zero");
+    assert!(!failed.exists() && !failed.with_extension("partial").exists());
+
+    let out = sql("arrow", None, query);
+    assert!(
+        out.status.success(),
+        "arrow to a pipe is allowed: {}",
+        stderr(&out)
+    );
+    assert!(out.stdout.starts_with(b"\xff\xff\xff\xff"), "an IPC stream");
+}

@@ -31,10 +31,15 @@ fn to_wit(error: xstage_core::FunctionError) -> FunctionError {
 
 impl Guest for Function {
     fn handle_stream(event: Vec<u8>) -> Result<(), FunctionError> {
+        // A blocking import: the host holds the guest while the client is behind.
         let sink = |chunk: bytes::Bytes| {
-            xstage::function::response_stream::write(&chunk).map_err(|why| {
-                xstage_core::FunctionError::internal(format!("the response stream closed: {why}"))
-            })
+            std::future::ready(
+                xstage::function::response_stream::write(&chunk).map_err(|why| {
+                    xstage_core::FunctionError::internal(format!(
+                        "the response stream closed: {why}"
+                    ))
+                }),
+            )
         };
         wstd::runtime::block_on(xstage_core::handle_streaming_bytes(&event, sink))
             .map(|_rows| ())

@@ -72,8 +72,8 @@ pub async fn handle(raw: serde_json::Value) -> Result<Response, FunctionError> {
         &event,
         &raw,
         started,
-        |schema| Ok(result::RowWriter::new(schema, max_rows)),
-        |writer, batch| writer.push(batch),
+        async |schema| Ok(result::RowWriter::new(schema, max_rows)),
+        async |writer, batch| writer.push(batch),
     )
     .await?;
     Ok(writer.finish(stats))
@@ -102,11 +102,11 @@ pub async fn handle_streaming<S: result::stream::Sink>(
         &event,
         &raw,
         started,
-        |schema| result::stream::AnswerWriter::new(format, schema, limit, sink),
-        |writer, batch| writer.push(batch),
+        async |schema| result::stream::AnswerWriter::new(format, schema, limit, sink).await,
+        async |writer, batch| writer.push(batch).await,
     )
     .await?;
-    writer.finish(&stats)
+    writer.finish(&stats).await
 }
 
 /// Plans and runs the event's query (fanned out if it asks and it pays), starting the answer
@@ -116,8 +116,8 @@ async fn answer<W>(
     event: &Event,
     raw: &serde_json::Value,
     started: Instant,
-    start: impl FnOnce(&arrow::datatypes::Schema) -> Result<W, FunctionError>,
-    mut push: impl FnMut(&mut W, &arrow::record_batch::RecordBatch) -> Result<bool, FunctionError>,
+    start: impl AsyncFnOnce(&arrow::datatypes::Schema) -> Result<W, FunctionError>,
+    mut push: impl AsyncFnMut(&mut W, &arrow::record_batch::RecordBatch) -> Result<bool, FunctionError>,
 ) -> Result<(W, result::Stats), FunctionError> {
     let statement = sql::rewrite(&event.query)?;
     let plan = engine::Plan::new(statement, &event.stage)?;
@@ -141,10 +141,10 @@ async fn answer<W>(
         Some(f) => (f.plan, Some((f.gathered, f.last_worker))),
         None => (prepared.physical(&io, max_rows, false).await?, None),
     };
-    let mut writer = start(&physical.schema())?;
+    let mut writer = start(&physical.schema()).await?;
     prepared
-        .execute(physical, &store, &io, memory_limit, |b| {
-            push(&mut writer, b)
+        .execute(physical, &store, &io, memory_limit, async |b| {
+            push(&mut writer, b).await
         })
         .await?;
     let elapsed_ms = started.elapsed().as_millis() as u64;

@@ -328,7 +328,7 @@ impl Prepared {
         store: &S3Store,
         stats: &Arc<IoStats>,
         memory_limit: usize,
-        sink: impl FnMut(&RecordBatch) -> Result<bool>,
+        sink: impl AsyncFnMut(&RecordBatch) -> Result<bool>,
     ) -> Result<()> {
         let fail = |e: datafusion::error::DataFusionError| {
             error::map(e, stats, &self.files, &self.written)
@@ -433,7 +433,8 @@ pub fn failure(
 
 /// Runs `physical`: reads the column index entries its filters can use and starts the
 /// prefetch of the column chunks it reads whole, then streams its batches into `sink` until
-/// the plan ends or `sink` returns `false`.
+/// the plan ends or `sink` returns `false`. The plan waits on `sink`: a slow reader of a
+/// streamed answer slows the query instead of filling memory.
 #[allow(clippy::too_many_arguments)]
 pub async fn execute(
     ctx: &SessionContext,
@@ -443,7 +444,7 @@ pub async fn execute(
     deferred: column_index::Deferred,
     memory_limit: usize,
     fail: &dyn Fn(datafusion::error::DataFusionError) -> FunctionError,
-    mut sink: impl FnMut(&RecordBatch) -> Result<bool>,
+    mut sink: impl AsyncFnMut(&RecordBatch) -> Result<bool>,
 ) -> Result<()> {
     column_index::fetch(ctx, &physical, store, stats, deferred).await?;
     prefetch::start(ctx, &physical, store, stats, prefetch_budget(memory_limit))?;
@@ -451,7 +452,7 @@ pub async fn execute(
         datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).map_err(fail)?;
     let run = async {
         while let Some(batch) = stream.next().await {
-            if !sink(&batch.map_err(fail)?)? {
+            if !sink(&batch.map_err(fail)?).await? {
                 break;
             }
         }

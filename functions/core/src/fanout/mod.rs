@@ -219,7 +219,7 @@ pub async fn work(
         deferred,
         memory_limit,
         &fail,
-        |batch| out.push(batch).map(|()| true),
+        async |batch| out.push(batch).map(|()| true),
     )
     .await?;
     let mut stats = engine::stats(

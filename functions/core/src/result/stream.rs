@@ -15,6 +15,7 @@ use arrow::datatypes::Schema;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 
 use super::json;
 use super::{Column, Stats, columns};
@@ -62,15 +63,20 @@ impl Format {
     }
 }
 
-/// Where a streamed answer goes, chunk by chunk. An error (the client went away) stops the
+/// Where a streamed answer goes, chunk by chunk: the query waits on each write, so a slow
+/// reader slows it rather than filling memory. An error (the client went away) stops the
 /// query.
-pub trait Sink {
-    fn write(&mut self, chunk: Bytes) -> Result<()>;
+pub trait Sink: Send {
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, Result<()>>;
 }
 
-impl<F: FnMut(Bytes) -> Result<()>> Sink for F {
-    fn write(&mut self, chunk: Bytes) -> Result<()> {
-        self(chunk)
+impl<F, Fut> Sink for F
+where
+    F: FnMut(Bytes) -> Fut + Send,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
+    fn write(&mut self, chunk: Bytes) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self(chunk))
     }
 }
 
@@ -90,12 +96,17 @@ pub struct AnswerWriter<S: Sink> {
 impl<S: Sink> AnswerWriter<S> {
     /// Starts the answer: its schema goes out first. `max_rows`: stop after that many rows
     /// (`truncated` then says so); `None`, only the byte bound stops it.
-    pub fn new(format: Format, schema: &Schema, max_rows: Option<u64>, sink: S) -> Result<Self> {
-        Self::with_limit(format, schema, max_rows, sink, MAX_STREAM_BYTES)
+    pub async fn new(
+        format: Format,
+        schema: &Schema,
+        max_rows: Option<u64>,
+        sink: S,
+    ) -> Result<Self> {
+        Self::with_limit(format, schema, max_rows, sink, MAX_STREAM_BYTES).await
     }
 
     /// [`new`](Self::new) with another byte bound (tests).
-    pub fn with_limit(
+    pub async fn with_limit(
         format: Format,
         schema: &Schema,
         max_rows: Option<u64>,
@@ -131,12 +142,12 @@ impl<S: Sink> AnswerWriter<S> {
                 writer.take_arrow()?;
             }
         }
-        writer.flush_if_full()?;
+        writer.flush_if_full().await?;
         Ok(writer)
     }
 
     /// Adds a batch; returns `false` once `max_rows` rows were written.
-    pub fn push(&mut self, batch: &RecordBatch) -> Result<bool> {
+    pub async fn push(&mut self, batch: &RecordBatch) -> Result<bool> {
         let room = self
             .max_rows
             .map_or(u64::MAX, |m| m.saturating_sub(self.rows));
@@ -161,7 +172,7 @@ impl<S: Sink> AnswerWriter<S> {
                         self.pending.push(b'\n');
                     }
                     self.rows += 1;
-                    self.flush_if_full()?;
+                    self.flush_if_full().await?;
                 }
             }
             Format::Arrow => {
@@ -170,7 +181,7 @@ impl<S: Sink> AnswerWriter<S> {
                     ipc.write(&batch.slice(0, take)).map_err(arrow_error)?;
                     self.rows += take as u64;
                     self.take_arrow()?;
-                    self.flush_if_full()?;
+                    self.flush_if_full().await?;
                 }
             }
         }
@@ -178,7 +189,7 @@ impl<S: Sink> AnswerWriter<S> {
     }
 
     /// Ends the answer with its counts and `stats`, and sends what is left.
-    pub fn finish(mut self, stats: &Stats) -> Result<u64> {
+    pub async fn finish(mut self, stats: &Stats) -> Result<u64> {
         let tail = Tail {
             row_count: self.rows,
             truncated: self.truncated,
@@ -202,7 +213,7 @@ impl<S: Sink> AnswerWriter<S> {
                 }
             }
         }
-        self.flush()?;
+        self.flush().await?;
         Ok(self.rows)
     }
 
@@ -220,14 +231,14 @@ impl<S: Sink> AnswerWriter<S> {
         Ok(())
     }
 
-    fn flush_if_full(&mut self) -> Result<()> {
+    async fn flush_if_full(&mut self) -> Result<()> {
         if self.pending.len() >= CHUNK_BYTES {
-            self.flush()?;
+            self.flush().await?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
+    async fn flush(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -248,7 +259,7 @@ impl<S: Sink> AnswerWriter<S> {
             &mut self.pending,
             Vec::with_capacity(CHUNK_BYTES),
         ));
-        self.sink.write(chunk)?;
+        self.sink.write(chunk).await?;
         self.sent += len;
         Ok(())
     }
@@ -298,18 +309,24 @@ mod tests {
     }
 
     fn stream(format: Format, batches: &[RecordBatch], max_rows: Option<u64>) -> (Vec<Bytes>, u64) {
-        let mut chunks = Vec::new();
-        let mut w = AnswerWriter::new(format, &batches[0].schema(), max_rows, |c: Bytes| {
-            chunks.push(c);
-            Ok(())
-        })
-        .unwrap();
-        for b in batches {
-            if !w.push(b).unwrap() {
-                break;
+        let chunks = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = chunks.clone();
+        let sink = move |c: Bytes| {
+            kept.lock().unwrap().push(c);
+            std::future::ready(Ok(()))
+        };
+        let rows = futures::executor::block_on(async {
+            let mut w = AnswerWriter::new(format, &batches[0].schema(), max_rows, sink)
+                .await
+                .unwrap();
+            for b in batches {
+                if !w.push(b).await.unwrap() {
+                    break;
+                }
             }
-        }
-        let rows = w.finish(&Stats::default()).unwrap();
+            w.finish(&Stats::default()).await.unwrap()
+        });
+        let chunks = chunks.lock().unwrap().clone();
         (chunks, rows)
     }
 
@@ -377,41 +394,41 @@ mod tests {
 
     #[test]
     fn past_the_bound_is_a_typed_error_after_the_rows_sent() {
-        let mut sent = 0usize;
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = sent.clone();
+        let sink = move |c: Bytes| {
+            counted.fetch_add(c.len(), std::sync::atomic::Ordering::Relaxed);
+            std::future::ready(Ok(()))
+        };
         let schema = batch(0, 1).schema();
-        let mut w = AnswerWriter::with_limit(
-            Format::Ndjson,
-            &schema,
-            None,
-            |c: Bytes| {
-                sent += c.len();
-                Ok(())
-            },
-            200_000,
-        )
-        .unwrap();
-        let mut failed = None;
-        for i in 0..100 {
-            if let Err(e) = w.push(&batch(i * 1_000, 1_000)) {
-                failed = Some(e);
-                break;
+        let e = futures::executor::block_on(async {
+            let mut w = AnswerWriter::with_limit(Format::Ndjson, &schema, None, sink, 200_000)
+                .await
+                .unwrap();
+            for i in 0..100 {
+                if let Err(e) = w.push(&batch(i * 1_000, 1_000)).await {
+                    return e;
+                }
             }
-        }
-        let e = failed.expect("the bound is reached");
+            panic!("the bound is never reached")
+        });
         assert_eq!(e.kind(), ErrorKind::ResultTooLarge);
         assert!(e.message().contains("add a LIMIT"), "{e}");
-        drop(w);
+        let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
         assert!(sent > 100_000 && sent <= 200_000, "{sent}");
     }
 
     #[test]
     fn a_sink_that_fails_stops_the_writer() {
         let schema = batch(0, 1).schema();
-        let mut w = AnswerWriter::new(Format::Json, &schema, None, |_: Bytes| {
-            Err(FunctionError::internal("the client went away"))
-        })
-        .unwrap();
-        let e = w.push(&batch(0, 20_000)).unwrap_err();
+        let sink =
+            |_: Bytes| std::future::ready(Err(FunctionError::internal("the client went away")));
+        let e = futures::executor::block_on(async {
+            let mut w = AnswerWriter::new(Format::Json, &schema, None, sink)
+                .await
+                .unwrap();
+            w.push(&batch(0, 20_000)).await.unwrap_err()
+        });
         assert!(e.message().contains("went away"));
     }
 }

@@ -139,6 +139,64 @@ pub fn invoke(agent: &ureq::Agent, url: &str, function: &str, payload: &[u8]) ->
     })
 }
 
+/// A streamed invocation's answer: the `PayloadChunk` payloads joined, how many there were,
+/// and the `InvokeComplete` event's JSON (`{}` when it carried no error).
+#[derive(Debug, Clone)]
+pub struct Streamed {
+    pub body: Vec<u8>,
+    pub chunks: usize,
+    pub complete: Option<serde_json::Value>,
+}
+
+/// POSTs `payload` to `url` (a `.../response-streaming-invocations` path) and decodes
+/// Lambda's event stream with aws-smithy-eventstream.
+pub fn invoke_streaming(agent: &ureq::Agent, url: &str, payload: &[u8]) -> Result<Streamed> {
+    use aws_smithy_eventstream::frame::{DecodedFrame, MessageFrameDecoder};
+    let mut response = agent
+        .post(url)
+        .send(payload)
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status().as_u16();
+    let raw = response
+        .body_mut()
+        .with_config()
+        .limit(512 * 1024 * 1024)
+        .read_to_vec()
+        .with_context(|| format!("reading the answer of {url}"))?;
+    anyhow::ensure!(
+        status == 200,
+        "{url}: HTTP {status}: {}",
+        String::from_utf8_lossy(&raw)
+    );
+    let mut buffer = bytes::Bytes::from(raw);
+    let mut decoder = MessageFrameDecoder::new();
+    let mut streamed = Streamed {
+        body: Vec::new(),
+        chunks: 0,
+        complete: None,
+    };
+    while let DecodedFrame::Complete(message) = decoder.decode_frame(&mut buffer)? {
+        let event_type = message
+            .headers()
+            .iter()
+            .find(|h| h.name().as_str() == ":event-type")
+            .and_then(|h| h.value().as_string().ok().map(|s| s.as_str().to_string()))
+            .unwrap_or_default();
+        match event_type.as_str() {
+            "PayloadChunk" => {
+                streamed.chunks += 1;
+                streamed.body.extend_from_slice(message.payload());
+            }
+            "InvokeComplete" => {
+                streamed.complete =
+                    Some(serde_json::from_slice(message.payload()).unwrap_or_default())
+            }
+            other => anyhow::bail!("unexpected event {other:?} from {url}"),
+        }
+    }
+    Ok(streamed)
+}
+
 /// The resident memory of every process in process group `pgid`, in bytes (Linux).
 pub fn group_rss(pgid: u32) -> u64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -3,11 +3,20 @@
 //! core's `errorType`; logs go through `tracing`, as JSON when the function's log format is
 //! JSON (`AWS_LAMBDA_LOG_FORMAT`). Nothing is set up at init beyond the runtime itself: the
 //! SDK configuration is read per invocation and credentials are cached by the core.
+//!
+//! An event asking for `options.format` `ndjson` or `arrow` is answered with a streamed
+//! response (`lambda_runtime`'s streaming mode, for InvokeWithResponseStream): the rows go
+//! out as they are produced. The Runtime API does not say which Invoke API the client used,
+//! so a `json` answer stays buffered (at most 5 MB) on Lambda.
 
 use std::process::ExitCode;
 
-use lambda_runtime::{Diagnostic, LambdaEvent, service_fn, tracing};
-use xstage_core::{FunctionError, Response};
+use std::sync::Arc;
+
+use lambda_runtime::streaming::{Body, channel};
+use lambda_runtime::{Diagnostic, FunctionResponse, LambdaEvent, service_fn, tracing};
+use xstage_core::result::stream::Format;
+use xstage_core::{Event, FunctionError, Response};
 
 /// A core error as Lambda reports it.
 #[derive(Debug)]
@@ -22,7 +31,58 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-async fn handler(event: LambdaEvent<serde_json::Value>) -> Result<Response, HandlerError> {
+/// The answer: streamed when the event asks for NDJSON or Arrow, else buffered JSON.
+async fn handler(
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<FunctionResponse<Response, Body>, HandlerError> {
+    let streamed =
+        Event::from_json(event.payload.clone()).is_ok_and(|e| e.options.format != Format::Json);
+    if streamed {
+        return Ok(FunctionResponse::StreamingResponse(stream(event).into()));
+    }
+    buffered(event)
+        .await
+        .map(FunctionResponse::BufferedResponse)
+}
+
+/// Runs the query beside the response, each chunk sent as it is written (waiting while
+/// Lambda is behind). An error after the first bytes ends the stream with it.
+fn stream(event: LambdaEvent<serde_json::Value>) -> Body {
+    let (payload, context) = event.into_parts();
+    let (sender, body) = channel();
+    let sender = Arc::new(tokio::sync::Mutex::new(sender));
+    let sink_sender = Arc::clone(&sender);
+    let sink =
+        move |chunk: bytes::Bytes| {
+            let sender = Arc::clone(&sink_sender);
+            async move {
+                sender.lock().await.send_data(chunk).await.map_err(|e| {
+                    FunctionError::internal(format!("the response stream closed: {e}"))
+                })
+            }
+        };
+    // On this thread (the query's future is not `Send`), beside the runtime's own tasks.
+    tokio::task::spawn_local(async move {
+        match xstage_core::handle_streaming(payload, sink).await {
+            Ok(rows) => tracing::info!(request_id = %context.request_id, rows, "query streamed"),
+            Err(e) => {
+                tracing::warn!(
+                    request_id = %context.request_id,
+                    error_type = e.kind().as_str(),
+                    "streamed query failed: {}",
+                    e.message()
+                );
+                sender
+                    .lock()
+                    .await
+                    .send_error(lambda_runtime_api_client::Error::new(e));
+            }
+        }
+    });
+    body
+}
+
+async fn buffered(event: LambdaEvent<serde_json::Value>) -> Result<Response, HandlerError> {
     let (payload, context) = event.into_parts();
     match xstage_core::handle(payload).await {
         Ok(response) => {
@@ -62,7 +122,9 @@ pub fn run() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(lambda_runtime::run(service_fn(handler))) {
+    // A local set, for the streamed queries' tasks ([`stream`]).
+    let local = tokio::task::LocalSet::new();
+    match runtime.block_on(local.run_until(lambda_runtime::run(service_fn(handler)))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("the Lambda runtime stopped: {e}");

@@ -143,6 +143,60 @@ fn the_bootstrap_answers_cargo_lambda_like_the_command() {
     let expected: Vec<Value> = people.iter().map(|p| json!([p.id, p.name])).collect();
     assert_eq!(lambda["rows"], json!(expected));
 
+    // A streamed answer (cargo-lambda's InvokeWithResponseStream route): NDJSON rows as the
+    // bootstrap writes them, and an error after the schema line as the stream's error.
+    let agent = xstage_tests::invoke::agent(Duration::from_secs(120));
+    let url =
+        format!("http://127.0.0.1:{port}/2015-03-31/functions/_/response-streaming-invocations");
+    let mut streamed_event = event.clone();
+    streamed_event["options"] = json!({"format": "ndjson"});
+    let streamed =
+        xstage_tests::invoke::invoke_streaming(&agent, &url, streamed_event.to_string().as_bytes())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e:#}\n--- bootstrap log ---\n{}",
+                    log_tail(function.log_file(), 30)
+                )
+            });
+    let text = String::from_utf8(streamed.body.clone()).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?} in {text:?}")))
+        .collect();
+    assert_eq!(lines.len(), ROWS + 2, "{text}");
+    assert_eq!(
+        &lines[1..=ROWS],
+        lambda["rows"].as_array().unwrap().as_slice()
+    );
+    assert_eq!(lines[ROWS + 1]["row_count"], ROWS);
+    let mut failing = event.clone();
+    failing["query"] = json!("SELECT 1 / (id - id) AS x FROM @databend_test/test.parquet");
+    failing["options"] = json!({"format": "ndjson"});
+    let failed =
+        xstage_tests::invoke::invoke_streaming(&agent, &url, failing.to_string().as_bytes())
+            .unwrap();
+    // lambda_runtime 1.5 writes a mid-stream error into the body as text (its
+    // "trailer": `Runtime.StreamError` and the base64 of the error) rather than as HTTP
+    // trailers, so cargo-lambda's InvokeComplete carries no ErrorCode. The answer is still
+    // not whole (no closing line), and the core's error type and message are in it.
+    let body = String::from_utf8_lossy(&failed.body).into_owned();
+    assert!(!body.contains("row_count"), "{body}");
+    let marker = "Lambda-Runtime-Function-Error-Body: ";
+    let encoded = body
+        .split(marker)
+        .nth(1)
+        .map(|rest| rest.trim().to_string())
+        .unwrap_or_else(|| panic!("no error in the stream: {body} {:?}", failed.complete));
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    let decoded = String::from_utf8(decoded).unwrap();
+    assert!(
+        decoded.starts_with("InvalidQuery: ") && decoded.contains("Divide by zero"),
+        "{decoded}"
+    );
+
     // Lambda's JSON log format, from `tracing`.
     let log = std::fs::read_to_string(function.log_file()).unwrap();
     let json_lines: Vec<Value> = log

@@ -443,7 +443,7 @@ pub async fn execute(
     stats: &Arc<IoStats>,
     deferred: column_index::Deferred,
     memory_limit: usize,
-    fail: &dyn Fn(datafusion::error::DataFusionError) -> FunctionError,
+    fail: &(dyn Fn(datafusion::error::DataFusionError) -> FunctionError + Sync),
     mut sink: impl AsyncFnMut(&RecordBatch) -> Result<bool>,
 ) -> Result<()> {
     column_index::fetch(ctx, &physical, store, stats, deferred).await?;

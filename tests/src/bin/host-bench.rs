@@ -1,5 +1,7 @@
 //! Benchmark of the wasmtime host: compile, cache load, instantiation, warm-invocation
-//! overhead, and the wasm/native time ratio on a full-scan query over Parquet in LocalStack.
+//! overhead, the wasm/native time ratio on a full-scan query over Parquet in LocalStack, and
+//! streamed answers (`host-bench stream` runs only these): time to the first chunk, total
+//! time and the guest's peak memory in each format, at two answer sizes.
 //!
 //! Prints figures measured in one run; asserts nothing about time (these machines are
 //! noisy, so compare the ratios, not the absolute times). Build in release mode for
@@ -49,6 +51,14 @@ fn main() -> Result<()> {
 }
 
 async fn run() -> Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("stream") {
+        let host = Host::new(HostConfig::default())?;
+        let function = host
+            .load(&wasm::stage_query_component(), wasm::stage_query_config())
+            .await?;
+        let endpoint = upload_scan_file().await?;
+        return streams(&function, &endpoint).await;
+    }
     let component = wasm::stage_query_component();
     let size = std::fs::metadata(&component)?.len();
     println!(
@@ -132,17 +142,8 @@ async fn run() -> Result<()> {
     );
 
     // Full scan: every column of every row decoded, natively and in the guest.
-    eprintln!("==> starting LocalStack and uploading a {SCAN_ROWS}-row file ...");
-    let endpoint = localstack::localstack().endpoint().to_string();
-    let file = scan_file()?;
-    let admin = seed::seed(&endpoint, Bytes::from_static(b"PAR1")).await?;
-    admin
-        .put(
-            seed::BUCKET,
-            &format!("{}{SCAN_KEY}", seed::PREFIX),
-            file.clone(),
-        )
-        .await?;
+    let endpoint = upload_scan_file().await?;
+    let file_len = scan_file()?.len();
     let columns: Vec<String> = bench_data::schema()
         .fields()
         .iter()
@@ -180,14 +181,127 @@ async fn run() -> Result<()> {
     println!(
         "full scan of {SCAN_ROWS} rows x {} columns ({:.1} MB), median of {RUNS}: native {} wasm {} ratio {:.2}",
         columns.len(),
-        file.len() as f64 / 1e6,
+        file_len as f64 / 1e6,
         ms(n),
         ms(w),
         w.as_secs_f64() / n.as_secs_f64()
     );
     println!("answer: {}", json!(answers[0]));
     let _ = std::fs::remove_dir_all(&dir);
+    streams(&function, &endpoint).await
+}
+
+/// LocalStack with the seed and the scan file; its endpoint.
+async fn upload_scan_file() -> Result<String> {
+    eprintln!("==> starting LocalStack and uploading a {SCAN_ROWS}-row file ...");
+    let endpoint = localstack::localstack().endpoint().to_string();
+    let file = scan_file()?;
+    let admin = seed::seed(&endpoint, Bytes::from_static(b"PAR1")).await?;
+    admin
+        .put(seed::BUCKET, &format!("{}{SCAN_KEY}", seed::PREFIX), file)
+        .await?;
+    Ok(endpoint)
+}
+
+/// `SELECT *` streamed in each format, natively and through the host, at a fifth of the
+/// file and all of it: time to the first chunk, total time, bytes, and the guest's peak
+/// linear memory (which must not grow with the answer).
+async fn streams(function: &xstage_host::Function, endpoint: &str) -> Result<()> {
+    for rows in [SCAN_ROWS / 5, SCAN_ROWS] {
+        for format in ["json", "ndjson", "arrow"] {
+            let sql = format!("SELECT * FROM @databend_test/{SCAN_KEY} LIMIT {rows}");
+            let mut event = seed::seed_event(endpoint, &sql);
+            event["options"] = json!({ "format": format });
+            let (native, native_first, native_total) = native_stream(event.clone()).await?;
+            let (sender, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+            let payload = serde_json::to_vec(&event)?;
+            let started = Instant::now();
+            let call = function.invoke_streaming_as(&payload, "bench".into(), sender);
+            let read = async {
+                let (mut first, mut bytes) = (None, 0usize);
+                while let Some(chunk) = chunks.recv().await {
+                    first.get_or_insert_with(|| started.elapsed());
+                    bytes += chunk.len();
+                }
+                (first, bytes)
+            };
+            let (invocation, (first, bytes)) = tokio::join!(call, read);
+            let total = started.elapsed();
+            let invocation = invocation?;
+            anyhow::ensure!(!invocation.is_error(), "wasm: {:?}", invocation.outcome);
+            // The same rows; zstd's output for Arrow differs a little between wasm32 and
+            // x86-64 builds, so the sizes are compared within 1%.
+            anyhow::ensure!(
+                bytes.abs_diff(native) <= native / 100,
+                "{format}: wasm {bytes} bytes, native {native}"
+            );
+            println!(
+                "stream {rows} rows as {format:6}: {:.1} MB; first chunk native {} wasm {}; total native {} wasm {}; guest peak memory {:.0} MB",
+                bytes as f64 / 1e6,
+                ms(native_first),
+                ms(first.unwrap_or_default()),
+                ms(native_total),
+                ms(total),
+                invocation.stats.peak_memory_bytes as f64 / 1e6,
+            );
+        }
+    }
+    // The same input read once, twice and three times (UNION ALL) into one NDJSON answer:
+    // the guest's peak memory must not follow the answer's size. Three copies pass the
+    // 200 MB bound and end with ResultTooLarge.
+    for copies in [1, 2, 3] {
+        let one = format!("SELECT * FROM @databend_test/{SCAN_KEY}");
+        let sql = vec![one; copies].join(" UNION ALL ");
+        let mut event = seed::seed_event(endpoint, &sql);
+        event["options"] = json!({ "format": "ndjson" });
+        let (sender, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let payload = serde_json::to_vec(&event)?;
+        let started = Instant::now();
+        let call = function.invoke_streaming_as(&payload, "bound".into(), sender);
+        let read = async {
+            let mut bytes = 0usize;
+            while let Some(chunk) = chunks.recv().await {
+                bytes += chunk.len();
+            }
+            bytes
+        };
+        let (invocation, bytes) = tokio::join!(call, read);
+        let invocation = invocation?;
+        println!(
+            "stream the file x{copies} as ndjson: {:.1} MB in {}, ended with {}; guest peak memory {:.0} MB",
+            bytes as f64 / 1e6,
+            ms(started.elapsed()),
+            invocation.error_type().unwrap_or("success"),
+            invocation.stats.peak_memory_bytes as f64 / 1e6,
+        );
+    }
     Ok(())
+}
+
+/// `event` through `handle_streaming`: bytes, time to the first chunk, total time.
+async fn native_stream(event: serde_json::Value) -> Result<(usize, Duration, Duration)> {
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let sink = move |chunk: Bytes| {
+        let sender = sender.clone();
+        async move {
+            sender
+                .send(chunk)
+                .await
+                .map_err(|_| xstage_core::FunctionError::internal("the reader went away"))
+        }
+    };
+    let started = Instant::now();
+    let read = async {
+        let (mut first, mut bytes) = (None, 0usize);
+        while let Some(chunk) = chunks.recv().await {
+            first.get_or_insert_with(|| started.elapsed());
+            bytes += chunk.len();
+        }
+        (first, bytes)
+    };
+    let (done, (first, bytes)) = tokio::join!(xstage_core::handle_streaming(event, sink), read);
+    done.map_err(|e| anyhow::anyhow!("native: {e}"))?;
+    Ok((bytes, first.unwrap_or_default(), started.elapsed()))
 }
 
 fn tempfile_dir() -> Result<std::path::PathBuf> {

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use futures::StreamExt;
 use futures::future::Either;
@@ -446,6 +446,13 @@ pub async fn execute(
     fail: &(dyn Fn(datafusion::error::DataFusionError) -> FunctionError + Sync),
     mut sink: impl AsyncFnMut(&RecordBatch) -> Result<bool>,
 ) -> Result<()> {
+    // A plan left with several partitions (a UNION ALL without a LIMIT above it) is read
+    // one partition after another: DataFusion's own merge would spawn a tokio task each.
+    let physical: Arc<dyn ExecutionPlan> = if physical.output_partitioning().partition_count() > 1 {
+        Arc::new(serial::SerialCoalesceExec::new(physical))
+    } else {
+        physical
+    };
     column_index::fetch(ctx, &physical, store, stats, deferred).await?;
     prefetch::start(ctx, &physical, store, stats, prefetch_budget(memory_limit))?;
     let mut stream =

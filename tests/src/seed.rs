@@ -120,6 +120,55 @@ impl Admin {
         Ok(())
     }
 
+    /// Uploads `parts` as one multipart object (every part but the last at least 5 MiB).
+    pub async fn put_multipart(&self, bucket: &str, key: &str, parts: Vec<Bytes>) -> Result<()> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        let upload = self
+            .s3
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .with_context(|| format!("starting a multipart upload of s3://{bucket}/{key}"))?;
+        let id = upload.upload_id().context("an upload id")?;
+        let mut done = Vec::new();
+        for (i, body) in parts.into_iter().enumerate() {
+            let number = i as i32 + 1;
+            let part = self
+                .s3
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(id)
+                .part_number(number)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .with_context(|| format!("uploading part {number} of s3://{bucket}/{key}"))?;
+            done.push(
+                CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(part.e_tag().map(str::to_string))
+                    .build(),
+            );
+        }
+        self.s3
+            .complete_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(done))
+                    .build(),
+            )
+            .send()
+            .await
+            .with_context(|| format!("completing s3://{bucket}/{key}"))?;
+        Ok(())
+    }
+
     /// Creates (or updates) a role with a trust policy and one inline permission policy.
     pub async fn create_role(&self, name: &str, trust: &Value, permissions: &Value) -> Result<()> {
         let created = self

@@ -455,6 +455,45 @@ fn list_shows_the_stage() {
     })
 }
 
+/// LIST's `md5` is the MD5 of the bytes for a single-part object, and NULL for a multipart
+/// one, whose ETag is no MD5 (README).
+#[test]
+fn list_md5_is_the_bytes_md5_or_null() {
+    block_on(async {
+        let w = world().await;
+        let single = Bytes::from(vec![7u8; 1000]);
+        let big = Bytes::from(vec![1u8; 5 << 20]);
+        let key = |name: &str| format!("{}md5/{name}", seed::PREFIX);
+        w.admin
+            .put(seed::BUCKET, &key("single.bin"), single.clone())
+            .await
+            .unwrap();
+        w.admin
+            .put_multipart(
+                seed::BUCKET,
+                &key("multi.bin"),
+                vec![big, Bytes::from_static(b"end")],
+            )
+            .await
+            .unwrap();
+        let v = query("LIST @databend_test/md5/").await;
+        let md5 = |name: &str| {
+            rows(&v)
+                .iter()
+                .find(|r| r[0] == name)
+                .unwrap_or_else(|| panic!("{name} in {v}"))[2]
+                .clone()
+        };
+        use md5::Digest as _;
+        let want: String = md5::Md5::digest(&single)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(md5("md5/single.bin"), json!(want));
+        assert_eq!(md5("md5/multi.bin"), Value::Null);
+    })
+}
+
 #[test]
 fn infer_schema_describes_columns() {
     block_on(async {

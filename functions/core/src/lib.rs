@@ -2,14 +2,14 @@
 //!
 //! The stage query handler. One stateless call takes an event with a connection (a role ARN
 //! and its ExternalId), a stage (`s3://bucket/prefix`) and a query; it assumes the role with
-//! `sts:AssumeRole`, reads Parquet from the stage with ranged GETs through an
-//! [`object_store::ObjectStore`] built on `aws-sdk-s3`, runs the query with Apache DataFusion
-//! and returns rows as JSON ([`handle`]), or streams them as JSON, NDJSON or Arrow IPC
-//! ([`handle_streaming`]).
+//! `sts:AssumeRole`, reads the stage's files (Parquet with ranged GETs; CSV, TSV and NDJSON,
+//! [`format`], with one streamed GET each) through an [`object_store::ObjectStore`] built on
+//! `aws-sdk-s3`, runs the query with Apache DataFusion and returns rows as JSON
+//! ([`handle`]), or streams them as JSON, NDJSON or Arrow IPC ([`handle_streaming`]).
 //!
-//! Neighbours: `functions/stage-query` wraps [`handle`] as a command (and later the Lambda
-//! bootstrap and the WASI component); `tests/` drives it against LocalStack and moto.
-//! Everything that differs per target lives in [`platform`].
+//! Neighbours: `functions/stage-query` wraps [`handle`] and [`handle_streaming`] as a command
+//! and the Lambda bootstrap; `functions/component` as the WASI component; `tests/` drives it
+//! against LocalStack and moto. Everything that differs per target lives in [`platform`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), xstage_core::FunctionError> {

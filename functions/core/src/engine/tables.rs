@@ -172,7 +172,7 @@ pub async fn file_table_with_filename(
     }
 }
 
-/// Databend's `LIST` columns: name, size, md5, last_modified, creator.
+/// Databend's `LIST` columns: name, size, md5 ([`md5_of`]), last_modified, creator.
 pub fn list_table(stage: &StageUrl, files: &[ObjectMeta]) -> DfResult<Arc<dyn TableProvider>> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("name", DataType::Utf8, false),
@@ -190,10 +190,7 @@ pub fn list_table(stage: &StageUrl, files: &[ObjectMeta]) -> DfResult<Arc<dyn Ta
         .map(|m| super::files::relative(stage, m))
         .collect();
     let sizes = UInt64Array::from_iter_values(files.iter().map(|m| m.size));
-    let md5: StringArray = files
-        .iter()
-        .map(|m| m.e_tag.as_deref().map(|e| e.trim_matches('"').to_string()))
-        .collect();
+    let md5: StringArray = files.iter().map(|m| md5_of(m.e_tag.as_deref())).collect();
     let modified = TimestampMillisecondArray::from_iter_values(
         files.iter().map(|m| m.last_modified.timestamp_millis()),
     )
@@ -208,6 +205,14 @@ pub fn list_table(stage: &StageUrl, files: &[ObjectMeta]) -> DfResult<Arc<dyn Ta
     ];
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// The object's MD5, where its ETag is one: a single-part upload's ETag is the MD5 of its
+/// bytes (32 hex digits); a multipart upload's (`<hex>-<parts>`) is not, and gives NULL.
+fn md5_of(e_tag: Option<&str>) -> Option<String> {
+    let tag = e_tag?.trim_matches('"');
+    (tag.len() == 32 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| tag.to_ascii_lowercase())
 }
 
 /// Databend's `INFER_SCHEMA` columns: column_name, type, nullable, filenames, order_id. Each
@@ -262,4 +267,22 @@ pub async fn infer_schema_table(
         ],
     )?;
     Ok(Arc::new(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn md5_is_a_single_part_etag_only() {
+        let md5 = "\"9E107D9D372BB6826BD81D3542A419D6\"";
+        assert_eq!(
+            super::md5_of(Some(md5)).as_deref(),
+            Some("9e107d9d372bb6826bd81d3542a419d6")
+        );
+        assert_eq!(
+            super::md5_of(Some("\"9e107d9d372bb6826bd81d3542a419d6-2\"")),
+            None
+        );
+        assert_eq!(super::md5_of(Some("W/\"abc\"")), None);
+        assert_eq!(super::md5_of(None), None);
+    }
 }

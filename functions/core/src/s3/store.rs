@@ -29,9 +29,11 @@ use super::error::map as map_s3_error;
 use super::prefetched::Prefetched;
 use super::stats::{IoStats, Request};
 use super::tails::{Split, Tails, join};
-use crate::aws_error::{AwsFailure, Transport, chain};
+use crate::aws_error::{AwsFailure, chain};
 use crate::checks::PageMap;
 use crate::error::{ErrorKind, FunctionError};
+
+mod whole;
 
 /// Ranges closer than this are fetched with one GET. Small, because Parquet pages of one
 /// column sit a column chunk apart and reading the gap costs more than a request.
@@ -427,65 +429,6 @@ impl S3Store {
             range,
             attributes: Default::default(),
         })
-    }
-
-    /// One GET of a whole object (a CSV or NDJSON file), its body passed on as it arrives:
-    /// memory stays one chunk, and a reader that stops early (a LIMIT) reads no further.
-    async fn stream(&self, key: &str) -> object_store::Result<GetResult> {
-        tracing::debug!(bucket = %self.bucket, key, "GetObject (streamed)");
-        self.stats.request(Request::Get);
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "GetObject", key))?;
-        self.saw_version(key, out.e_tag());
-        let size = out.content_length().unwrap_or(0).max(0) as u64;
-        let meta = ObjectMeta {
-            location: Self::path(key),
-            last_modified: to_chrono(out.last_modified()),
-            size,
-            e_tag: out.e_tag().map(str::to_string),
-            version: out.version_id().map(str::to_string),
-        };
-        let this = self.clone();
-        let key = key.to_string();
-        let body = stream::try_unfold((out.body, 0u64), move |(mut body, got)| {
-            let (this, key) = (this.clone(), key.clone());
-            async move {
-                match body.try_next().await {
-                    Ok(Some(chunk)) => {
-                        this.stats.bytes(chunk.len() as u64);
-                        this.stats.reading(&key);
-                        let got = got + chunk.len() as u64;
-                        Ok(Some((chunk, (body, got))))
-                    }
-                    Ok(None) if got == size => Ok(None),
-                    Ok(None) => {
-                        Err(this.cut_off(&key, format!("it ended after {got} of {size} bytes")))
-                    }
-                    Err(e) => Err(this.cut_off(&key, chain(&e))),
-                }
-            }
-        });
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(body.boxed()),
-            range: 0..size,
-            meta,
-            attributes: Default::default(),
-        })
-    }
-
-    fn cut_off(&self, key: &str, why: String) -> object_store::Error {
-        let failure = AwsFailure {
-            transport: Some(Transport::Unreachable),
-            message: Some(format!("the response body was cut off: {why}")),
-            ..AwsFailure::default()
-        };
-        self.fail(&failure, "GetObject", key)
     }
 
     /// One GET, its bytes kept as the object's tail when they reach its end.

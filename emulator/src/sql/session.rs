@@ -282,11 +282,13 @@ impl Session {
         if let Some(format) = &stage.file_format {
             event_stage["file_format"] = json!(format);
         }
-        Ok(json!({
+        let event = json!({
             "connection": connection,
             "stage": event_stage,
             "query": sql,
-        }))
+        });
+        check(&event)?;
+        Ok(event)
     }
 }
 
@@ -379,6 +381,19 @@ fn resolve_connection(catalog: &Catalog, stage: &str, s: &Stage) -> Result<Conne
              CREATE CONNECTION {name} STORAGE_TYPE='s3' ROLE_ARN='...' EXTERNAL_ID='...' first"
         ))
     })
+}
+
+/// The function's own checks that need no I/O (the event, the stage paths, the SQL's
+/// syntax), so a bad query fails before the function is reached or loaded.
+fn check(event: &Value) -> Result<(), SqlError> {
+    let failed = |e: xstage_core::FunctionError| SqlError::Function {
+        error_type: e.kind().as_str().to_string(),
+        error_message: e.message().to_string(),
+    };
+    let event = Event::from_json(event.clone()).map_err(failed)?;
+    let statement = xstage_core::sql::rewrite(&event.query).map_err(failed)?;
+    xstage_core::engine::Plan::new(statement, &event.stage).map_err(failed)?;
+    Ok(())
 }
 
 /// The stage names a query reads, as the function's SQL layer finds them.
@@ -513,6 +528,33 @@ mod tests {
             ),
             "{shown}"
         );
+    }
+
+    /// README: a syntax error is reported before the function is reached or loaded.
+    #[test]
+    fn a_syntax_error_is_reported_before_the_function_is_reached() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = session(dir.path());
+        run(&mut s, CONNECTION).unwrap();
+        run(&mut s, STAGE).unwrap();
+        let e = run(
+            &mut s,
+            "SELECT * FROM @databend_test/x.parquet WHERE LIMIT 1",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("InvalidQuery: syntax error: "), "{e}");
+        assert!(e.contains("Line: 1, Column: 52"), "{e}");
+        assert!(!e.contains("no function in unit tests"), "{e}");
+        let e = run(&mut s, "SELECT * FROM @databend_test/../x.parquet")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("InvalidQuery: "), "{e}");
+        // The function was never reached: a valid query still meets the unit tests' stub.
+        let e = run(&mut s, "SELECT 1 FROM @databend_test/x.parquet")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no function in unit tests"), "{e}");
     }
 
     #[test]

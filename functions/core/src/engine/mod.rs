@@ -1,8 +1,9 @@
 //! The query engine: Apache DataFusion over the stage's [`S3Store`], reading Parquet, CSV,
 //! TSV and NDJSON ([`crate::format`]).
 //!
-//! [`Plan::new`] checks the statement against the stage without I/O, so a bad path is
-//! rejected before any credential is requested. [`run`] then resolves files, registers one
+//! [`Plan::new`] checks the statement against the stage without I/O (its paths, and its
+//! syntax as DataFusion parses it), so a bad query is rejected before any credential is
+//! requested. [`prepare`] then resolves files, registers one
 //! table per reference and streams the result into a [`RowWriter`]. DataFusion runs with one
 //! target partition: deterministic output, and no `tokio::spawn`, so the same code runs
 //! under a WASI executor. I/O concurrency lives in the store instead.
@@ -73,6 +74,7 @@ impl Source {
 
 impl Plan {
     pub fn new(statement: Statement, stage: &Stage) -> Result<Self> {
+        crate::sql::check_syntax(&statement)?;
         let resolve = |r: &StageRef| -> Result<Location> {
             if !r.stage.eq_ignore_ascii_case(&stage.name) {
                 return Err(FunctionError::invalid_query(format!(
@@ -108,6 +110,7 @@ impl Plan {
                 sql,
                 tables,
                 traits,
+                ..
             } => Plan {
                 tables: tables
                     .iter()

@@ -55,6 +55,10 @@ pub enum Statement {
         sql: String,
         tables: Vec<Table>,
         traits: Traits,
+        /// The query as written with each stage reference blanked to an identifier of as
+        /// many characters: DataFusion's parser reports a syntax error in it at the line and
+        /// column the user wrote.
+        syntax: String,
     },
     /// `LIST @stage[/path] [PATTERN => '...']`.
     List(StageRef),
@@ -158,6 +162,7 @@ fn parse_list(sig: &[&Token]) -> Result<Statement> {
 
 fn rewrite_query(sql: &str, sig: &[&Token]) -> Result<Statement> {
     let mut out = String::with_capacity(sql.len());
+    let mut syntax = String::with_capacity(sql.len());
     let mut copied = 0; // bytes of `sql` already handled
     let mut tables = Vec::new();
     // Per parenthesis depth: whether we are in a FROM list, where `'@stage/..'` is a table.
@@ -190,6 +195,9 @@ fn rewrite_query(sql: &str, sig: &[&Token]) -> Result<Statement> {
             let name = format!("__xstage_{}", tables.len());
             out.push_str(&sql[copied..t.start]);
             out.push_str(&name);
+            syntax.push_str(&sql[copied..t.start]);
+            let written = sql[t.start..sig[end_index].end].chars().count();
+            syntax.extend(std::iter::repeat_n('_', written));
             copied = sig[end_index].end;
             tables.push(Table { name, source });
             i = end_index + 1;
@@ -229,11 +237,33 @@ fn rewrite_query(sql: &str, sig: &[&Token]) -> Result<Statement> {
         i += 1;
     }
     out.push_str(&sql[copied..]);
+    syntax.push_str(&sql[copied..]);
     Ok(Statement::Query {
         sql: out,
         tables,
         traits: traits(sig),
+        syntax,
     })
+}
+
+/// Parses the query as DataFusion will (its generic dialect), so a syntax error is an
+/// `InvalidQuery` before any credential is requested, at the line and column the user wrote.
+pub fn check_syntax(statement: &Statement) -> Result<()> {
+    use datafusion::sql::sqlparser::parser::ParserError;
+    let Statement::Query { syntax, .. } = statement else {
+        return Ok(());
+    };
+    let Err(e) = datafusion::sql::parser::DFParser::parse_sql(syntax) else {
+        return Ok(());
+    };
+    let why = match e.find_root() {
+        datafusion::error::DataFusionError::SQL(e, _) => match e.as_ref() {
+            ParserError::ParserError(m) | ParserError::TokenizerError(m) => m.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    };
+    Err(FunctionError::invalid_query(format!("syntax error: {why}")))
 }
 
 /// `'@stage/...'` as a string literal.
@@ -434,6 +464,21 @@ mod tests {
             pattern: None,
             file_format: None,
         })
+    }
+
+    #[test]
+    fn syntax_errors_point_at_what_the_user_wrote() {
+        let e = check_syntax(&rewrite("SELECT * FROM @s/dir/x.parquet WHERE LIMIT 1").unwrap())
+            .unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidQuery);
+        assert!(e.message().starts_with("syntax error: "), "{e}");
+        // `1` is the 44th character of the query as written.
+        assert!(e.message().contains("Column: 44"), "{e}");
+        assert!(
+            check_syntax(&rewrite("SELECT a FROM '@s/é/x.csv' t, @s/y (PATTERN => 'z')").unwrap())
+                .is_ok()
+        );
+        assert!(check_syntax(&rewrite("LIST @s").unwrap()).is_ok());
     }
 
     #[test]

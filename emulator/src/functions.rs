@@ -103,14 +103,37 @@ pub fn component_path(
     }
     let dir = match &options.components_dir {
         Some(dir) => dir.clone(),
-        None => match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
-            Some(target) => PathBuf::from(target),
-            None => template.dir().join("target"),
-        }
-        .join("wasm32-wasip2")
-        .join("wasm"),
+        None => component_dirs(template.dir())
+            .into_iter()
+            .find(|dir| dir.join(path).exists())
+            .unwrap_or_else(|| component_dirs(template.dir()).remove(0)),
     };
     Ok(dir.join(path))
+}
+
+/// Where `build_components` leaves the components, in the order they are looked for:
+/// `$CARGO_TARGET_DIR`, the template's own `target/`, and the scripts' target directory
+/// (`$XSTAGE_CACHE/target`, else `~/.cache/xstage/target`), each under
+/// `wasm32-wasip2/wasm`. The last lets plain `cargo run` and any working directory find
+/// what the scripts built.
+fn component_dirs(template_dir: &Path) -> Vec<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let scripts = var("XSTAGE_CACHE")
+        .or_else(|| var("HOME").map(|h| h.join(".cache").join("xstage")))
+        .map(|cache| cache.join("target"));
+    [
+        var("CARGO_TARGET_DIR"),
+        Some(template_dir.join("target")),
+        scripts,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|target| target.join("wasm32-wasip2").join("wasm"))
+    .collect()
 }
 
 /// The host configuration of a function.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -153,10 +153,23 @@ impl FunctionArgs {
 
     fn template(&self, options: &LoadOptions) -> Result<Template, EmulatorError> {
         Ok(Template::load(
-            &self.template,
+            &self.template_path(),
             &self.parameter_overrides,
             &options.region,
         )?)
+    }
+
+    /// `--template`; left at its default outside a directory holding a `template.yaml`, the
+    /// template of the checkout this binary was built from, so `xstage` works from any
+    /// directory.
+    fn template_path(&self) -> PathBuf {
+        if self.template == Path::new("template.yaml") && !self.template.exists() {
+            let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+            if checkout.exists() {
+                return checkout;
+            }
+        }
+        self.template.clone()
     }
 }
 

@@ -1,7 +1,8 @@
 //! InvokeWithResponseStream on `xstage serve`, with boto3's `invoke_with_response_stream`
 //! and the AWS SDK for Rust's, unmodified: the stage query's
 //! answer in each format (Arrow read back with pyarrow), an error after the first chunks,
-//! an error before any, and the buffered call refusing a streamed format.
+//! an error before any, and the buffered call refusing a streamed format; `xstage sql`
+//! streaming through it, and `xstage sql --local` from any directory.
 
 use super::*;
 
@@ -266,4 +267,67 @@ fn xstage_sql_streams_rows_and_writes_arrow_files() {
         stderr(&out)
     );
     assert!(out.stdout.starts_with(b"\xff\xff\xff\xff"), "an IPC stream");
+}
+
+/// `xstage sql --local` from any directory, in a shell without `scripts/env.sh`: it finds
+/// the checkout's template and the components the scripts built, runs the seed query, and
+/// without platform credentials says so (`InvalidConfiguration`, naming the variables).
+#[test]
+fn xstage_sql_local_works_from_any_directory() {
+    let _ = &*WORLD;
+    let cwd = tempfile::tempdir().unwrap();
+    let catalog = cwd.path().join("catalog.json");
+    let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_default();
+    let run = |extra_env: &[(&str, &str)], remove: &[&str]| {
+        let mut command = Command::new(XSTAGE);
+        command
+            .current_dir(cwd.path())
+            .stdin(Stdio::null())
+            .env("AWS_ENDPOINT_URL", &WORLD.endpoint)
+            .env("AWS_REGION", seed::REGION)
+            .args(["sql", "--local", "--format", "csv", "--catalog"])
+            .arg(&catalog)
+            .args([
+                "--parameter-overrides",
+                "AllowedRoleArns=arn:aws:iam::987654321987:role/*",
+            ]);
+        // The scripts' target directory, found without CARGO_TARGET_DIR when it is theirs.
+        if let Some(cache) = target.strip_suffix("/target") {
+            command
+                .env_remove("CARGO_TARGET_DIR")
+                .env("XSTAGE_CACHE", cache);
+        }
+        for (k, v) in extra_env {
+            command.env(k, v);
+        }
+        for k in remove {
+            command.env_remove(k);
+        }
+        for s in SEED_SQL.split_inclusive(';').map(str::trim) {
+            command.args(["-e", &s.replacen("CREATE", "CREATE OR REPLACE", 1)]);
+        }
+        command.output().expect("run xstage")
+    };
+    let out = run(&[], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = &WORLD.people[0];
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("\r\n{},", p.id)),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run(
+        &[
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ],
+        &[
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+        ],
+    );
+    fails_with(&out, 1, "InvalidConfiguration");
+    fails_with(&out, 1, "AWS_ACCESS_KEY_ID");
 }

@@ -25,6 +25,8 @@ pub struct AwsFailure {
 pub enum Transport {
     Timeout,
     Unreachable,
+    /// The SDK found no credentials to sign with: nothing was sent.
+    NoCredentials,
     Other,
 }
 
@@ -49,20 +51,25 @@ impl AwsFailure {
                 message: Some("the request timed out".into()),
                 ..Self::default()
             },
-            SdkError::DispatchFailure(d) => Self {
-                transport: Some(if d.is_timeout() {
-                    Transport::Timeout
-                } else if d.is_io() {
-                    Transport::Unreachable
-                } else {
-                    Transport::Other
-                }),
-                message: Some(match d.as_connector_error() {
+            SdkError::DispatchFailure(d) => {
+                let message = match d.as_connector_error() {
                     Some(c) => chain(c),
                     None => "the request could not be sent".to_string(),
-                }),
-                ..Self::default()
-            },
+                };
+                Self {
+                    transport: Some(if d.is_timeout() {
+                        Transport::Timeout
+                    } else if d.is_io() {
+                        Transport::Unreachable
+                    } else if names_missing_credentials(&message) {
+                        Transport::NoCredentials
+                    } else {
+                        Transport::Other
+                    }),
+                    message: Some(message),
+                    ..Self::default()
+                }
+            }
             SdkError::ResponseError(r) => Self {
                 status: Some(r.raw().status().as_u16()),
                 message: Some("the response could not be read".into()),
@@ -99,6 +106,7 @@ impl AwsFailure {
         if let Some(t) = self.transport {
             return Some(match t {
                 Transport::Timeout => ErrorKind::Timeout,
+                Transport::NoCredentials => ErrorKind::InvalidConfiguration,
                 Transport::Unreachable | Transport::Other => ErrorKind::EndpointUnreachable,
             });
         }
@@ -131,6 +139,12 @@ impl AwsFailure {
     }
 }
 
+/// Whether the SDK's dispatch failure says it had no identity (credentials) to sign with:
+/// smithy's "no identity resolver" when no provider is configured or none found any.
+fn names_missing_credentials(message: &str) -> bool {
+    message.contains("no identity resolver") || message.contains("failed to select an auth scheme")
+}
+
 /// An error and its sources on one line, `outer: inner: root`, each said once: a connector
 /// error alone says only "io" or "other"; its sources say "connection reset by peer".
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -156,6 +170,9 @@ pub fn advice(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Timeout => {
             "the endpoint did not answer in time; check the endpoint, region and network path, then retry"
+        }
+        ErrorKind::InvalidConfiguration => {
+            "the function has no AWS credentials of its own to call STS with: on Lambda its execution role gives them; elsewhere set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) to the platform's identity"
         }
         ErrorKind::EndpointUnreachable => {
             "the connection failed or was cut; check `endpoint_url`/`region` and that the endpoint is reachable from the function, then retry"
@@ -192,6 +209,19 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&self.0)
         }
+    }
+
+    #[test]
+    fn a_missing_identity_is_a_configuration_error() {
+        let said = "other: failed to select an auth scheme to sign the request with. \"sigv4\" wasn't a valid option because there was no identity resolver for it.";
+        assert!(names_missing_credentials(said));
+        assert!(!names_missing_credentials("io: connection refused"));
+        let failure = AwsFailure {
+            transport: Some(Transport::NoCredentials),
+            ..AwsFailure::default()
+        };
+        assert_eq!(failure.common_kind(), Some(ErrorKind::InvalidConfiguration));
+        assert!(advice(ErrorKind::InvalidConfiguration).contains("AWS_ACCESS_KEY_ID"));
     }
 
     #[test]

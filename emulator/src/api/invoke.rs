@@ -65,49 +65,16 @@ async fn handle(
             )));
         }
     };
-    let tail = match header("x-amz-log-type") {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return Err(ServiceError::validation(format!(
-                "1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: \
-                 Member must satisfy enum value set: [Tail, None]"
-            )));
-        }
-    };
-    let target = Target::parse(function)
-        .with_qualifier(query.get("Qualifier").map(String::as_str))
-        .map_err(ServiceError::invalid_parameter)?;
-    let deployed = resolve(api, &target)?;
+    let tail = log_tail(headers)?;
+    let deployed = target_function(api, function, query)?;
 
     let limit = if kind == InvocationType::Event {
         MAX_ASYNC_PAYLOAD
     } else {
         MAX_SYNC_PAYLOAD
     };
-    let payload = match body::read(body, limit).await {
-        Read::Complete(bytes) => bytes,
-        Read::TooLarge => return Err(ServiceError::too_large(limit)),
-        Read::Failed(e) => {
-            return Err(ServiceError::invalid_parameter(format!(
-                "the request body could not be read: {e}"
-            )));
-        }
-    };
-    let payload = if payload.iter().all(u8::is_ascii_whitespace) {
-        bytes::Bytes::from_static(b"{}")
-    } else {
-        payload
-    };
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
-        return Err(ServiceError::invalid_json(&e.to_string()));
-    }
-    if deployed.spec.reserved_concurrency == Some(0) {
-        return Err(ServiceError::too_many_requests(format!(
-            "Rate Exceeded. Function {} has ReservedConcurrentExecutions 0: every invocation is throttled",
-            deployed.spec.name()
-        )));
-    }
+    let payload = event_payload(body, limit).await?;
+    refuse_if_never_runs(&deployed)?;
 
     match kind {
         InvocationType::DryRun => Ok(status_only(StatusCode::NO_CONTENT, None)),
@@ -133,7 +100,64 @@ async fn handle(
     }
 }
 
-pub(super) fn resolve(api: &Api, target: &Target) -> Result<Arc<Deployed>, ServiceError> {
+/// `X-Amz-Log-Type`: whether the log's tail is asked for.
+pub(super) fn log_tail(headers: &HeaderMap) -> Result<bool, ServiceError> {
+    match headers.get("x-amz-log-type").and_then(|v| v.to_str().ok()) {
+        None | Some("None") => Ok(false),
+        Some("Tail") => Ok(true),
+        Some(other) => Err(ServiceError::validation(format!(
+            "1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: \
+             Member must satisfy enum value set: [Tail, None]"
+        ))),
+    }
+}
+
+/// The function a `FunctionName` path segment and its `Qualifier` name.
+pub(super) fn target_function(
+    api: &Api,
+    function: &str,
+    query: &HashMap<String, String>,
+) -> Result<Arc<Deployed>, ServiceError> {
+    let target = Target::parse(function)
+        .with_qualifier(query.get("Qualifier").map(String::as_str))
+        .map_err(ServiceError::invalid_parameter)?;
+    resolve(api, &target)
+}
+
+/// The request body as an event: at most `limit` bytes of JSON; an empty body is `{}`.
+pub(super) async fn event_payload(body: Body, limit: usize) -> Result<bytes::Bytes, ServiceError> {
+    let payload = match body::read(body, limit).await {
+        Read::Complete(bytes) => bytes,
+        Read::TooLarge => return Err(ServiceError::too_large(limit)),
+        Read::Failed(e) => {
+            return Err(ServiceError::invalid_parameter(format!(
+                "the request body could not be read: {e}"
+            )));
+        }
+    };
+    let payload = if payload.iter().all(u8::is_ascii_whitespace) {
+        bytes::Bytes::from_static(b"{}")
+    } else {
+        payload
+    };
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+        return Err(ServiceError::invalid_json(&e.to_string()));
+    }
+    Ok(payload)
+}
+
+/// A function with `ReservedConcurrentExecutions: 0` is throttled before anything runs.
+pub(super) fn refuse_if_never_runs(deployed: &Deployed) -> Result<(), ServiceError> {
+    if deployed.spec.reserved_concurrency == Some(0) {
+        return Err(ServiceError::too_many_requests(format!(
+            "Rate Exceeded. Function {} has ReservedConcurrentExecutions 0: every invocation is throttled",
+            deployed.spec.name()
+        )));
+    }
+    Ok(())
+}
+
+fn resolve(api: &Api, target: &Target) -> Result<Arc<Deployed>, ServiceError> {
     let not_found = || {
         let mut arn = arn(&api.region, &target.name);
         if let Some(q) = &target.qualifier {
@@ -148,7 +172,7 @@ pub(super) fn resolve(api: &Api, target: &Target) -> Result<Arc<Deployed>, Servi
     }
 }
 
-fn status_only(status: StatusCode, request_id: Option<&str>) -> Response {
+pub(super) fn status_only(status: StatusCode, request_id: Option<&str>) -> Response {
     let mut response = status.into_response();
     let h = response.headers_mut();
     h.insert("X-Amz-Executed-Version", HeaderValue::from_static(LATEST));

@@ -23,9 +23,11 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use xstage_host::{Invocation, InvokeError, Outcome};
 
-use super::body::{self, Read};
-use super::invoke::{LOG_TAIL, print_log, resolve, uuid};
-use super::target::{LATEST, Target};
+use super::invoke::{
+    LOG_TAIL, event_payload, log_tail, print_log, refuse_if_never_runs, status_only,
+    target_function, uuid,
+};
+use super::target::LATEST;
 use super::{Api, MAX_SYNC_PAYLOAD, ServiceError};
 
 /// Lambda's bound on a streamed response.
@@ -64,49 +66,12 @@ async fn handle(
             )));
         }
     };
-    let tail = match header("x-amz-log-type") {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return Err(ServiceError::validation(format!(
-                "1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: \
-                 Member must satisfy enum value set: [Tail, None]"
-            )));
-        }
-    };
-    let target = Target::parse(function)
-        .with_qualifier(query.get("Qualifier").map(String::as_str))
-        .map_err(ServiceError::invalid_parameter)?;
-    let deployed = resolve(api, &target)?;
-    let payload = match body::read(body, MAX_SYNC_PAYLOAD).await {
-        Read::Complete(bytes) => bytes,
-        Read::TooLarge => return Err(ServiceError::too_large(MAX_SYNC_PAYLOAD)),
-        Read::Failed(e) => {
-            return Err(ServiceError::invalid_parameter(format!(
-                "the request body could not be read: {e}"
-            )));
-        }
-    };
-    let payload = if payload.iter().all(u8::is_ascii_whitespace) {
-        Bytes::from_static(b"{}")
-    } else {
-        payload
-    };
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
-        return Err(ServiceError::invalid_json(&e.to_string()));
-    }
-    if deployed.spec.reserved_concurrency == Some(0) {
-        return Err(ServiceError::too_many_requests(format!(
-            "Rate Exceeded. Function {} has ReservedConcurrentExecutions 0: every invocation is throttled",
-            deployed.spec.name()
-        )));
-    }
+    let tail = log_tail(headers)?;
+    let deployed = target_function(api, function, query)?;
+    let payload = event_payload(body, MAX_SYNC_PAYLOAD).await?;
+    refuse_if_never_runs(&deployed)?;
     if dry_run {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        response
-            .headers_mut()
-            .insert("X-Amz-Executed-Version", HeaderValue::from_static(LATEST));
-        return Ok(response);
+        return Ok(status_only(StatusCode::NO_CONTENT, None));
     }
 
     let request_id = uuid();

@@ -61,19 +61,12 @@ pub async fn file_table(
     if let [(compression, group)] = groups.as_slice() {
         return listing_table(ctx, bucket, format, *compression, group).await;
     }
-    let mut union: Option<datafusion::dataframe::DataFrame> = None;
+    let mut frames = Vec::with_capacity(groups.len());
     for (compression, group) in &groups {
         let table = listing_table(ctx, bucket, format, *compression, group).await?;
-        let df = ctx.read_table(table)?;
-        union = Some(match union {
-            None => df,
-            Some(prev) => prev.union_by_name(df)?,
-        });
+        frames.push(ctx.read_table(table)?);
     }
-    match union {
-        Some(df) => Ok(df.into_view()),
-        None => Err(datafusion::error::DataFusionError::Plan("no files".into())),
-    }
+    joined(frames)
 }
 
 async fn listing_table(
@@ -154,22 +147,27 @@ pub async fn file_table_with_filename(
     format: &FileFormat,
     files: &[ObjectMeta],
 ) -> DfResult<Arc<dyn TableProvider>> {
-    let mut union: Option<datafusion::dataframe::DataFrame> = None;
+    let mut frames = Vec::with_capacity(files.len());
     for meta in files {
         let name = super::files::relative(stage, meta).unwrap_or_default();
         let table = file_table(ctx, bucket, format, std::slice::from_ref(meta)).await?;
-        let df = ctx
-            .read_table(table)?
-            .with_column(FILENAME_COLUMN, lit(name))?;
-        union = Some(match union {
-            None => df,
-            Some(prev) => prev.union_by_name(df)?,
-        });
+        frames.push(
+            ctx.read_table(table)?
+                .with_column(FILENAME_COLUMN, lit(name))?,
+        );
     }
-    match union {
-        Some(df) => Ok(df.into_view()),
-        None => Err(datafusion::error::DataFusionError::Plan("no files".into())),
-    }
+    joined(frames)
+}
+
+/// `frames` joined by column name, as one table.
+fn joined(frames: Vec<datafusion::dataframe::DataFrame>) -> DfResult<Arc<dyn TableProvider>> {
+    let mut frames = frames.into_iter();
+    let first = frames
+        .next()
+        .ok_or_else(|| datafusion::error::DataFusionError::Plan("no files".into()))?;
+    Ok(frames
+        .try_fold(first, |joined, df| joined.union_by_name(df))?
+        .into_view())
 }
 
 /// Databend's `LIST` columns: name, size, md5 ([`md5_of`]), last_modified, creator.

@@ -186,6 +186,21 @@ impl S3Store {
         }
     }
 
+    /// An object's metadata from a `GetObject` answer and its full size.
+    fn meta_of(
+        key: &str,
+        size: u64,
+        out: &aws_sdk_s3::operation::get_object::GetObjectOutput,
+    ) -> ObjectMeta {
+        ObjectMeta {
+            location: Self::path(key),
+            last_modified: to_chrono(out.last_modified()),
+            size,
+            e_tag: out.e_tag().map(str::to_string),
+            version: out.version_id().map(str::to_string),
+        }
+    }
+
     /// Remembers metadata so `head` needs no request.
     pub fn remember(&self, meta: &ObjectMeta) {
         if let Ok(key) = key_of(&meta.location) {
@@ -263,13 +278,7 @@ impl S3Store {
                     || out.content_length().unwrap_or(0).max(0) as u64,
                     |(_, total)| *total,
                 );
-                let meta = ObjectMeta {
-                    location: Self::path(key),
-                    last_modified: to_chrono(out.last_modified()),
-                    size,
-                    e_tag: out.e_tag().map(str::to_string),
-                    version: out.version_id().map(str::to_string),
-                };
+                let meta = Self::meta_of(key, size, &out);
                 // A body cut short is not kept: the read that needs it fetches it again.
                 if let Ok(body) = out.body.collect().await {
                     let bytes = body.into_bytes();
@@ -522,13 +531,7 @@ impl S3Store {
                 (0..len, len)
             }
         };
-        let meta = ObjectMeta {
-            location: Self::path(key),
-            last_modified: to_chrono(out.last_modified()),
-            size,
-            e_tag: out.e_tag().map(str::to_string),
-            version: out.version_id().map(str::to_string),
-        };
+        let meta = Self::meta_of(key, size, &out);
         let body = out
             .body
             .collect()

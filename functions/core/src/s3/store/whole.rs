@@ -3,9 +3,9 @@
 //! reader's error can name the file.
 
 use futures::stream::{self, StreamExt};
-use object_store::{GetResult, GetResultPayload, ObjectMeta};
+use object_store::{GetResult, GetResultPayload};
 
-use super::{S3Store, to_chrono};
+use super::S3Store;
 use crate::aws_error::{AwsFailure, Transport, chain};
 use crate::s3::stats::Request;
 
@@ -25,13 +25,7 @@ impl S3Store {
             .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "GetObject", key))?;
         self.saw_version(key, out.e_tag());
         let size = out.content_length().unwrap_or(0).max(0) as u64;
-        let meta = ObjectMeta {
-            location: Self::path(key),
-            last_modified: to_chrono(out.last_modified()),
-            size,
-            e_tag: out.e_tag().map(str::to_string),
-            version: out.version_id().map(str::to_string),
-        };
+        let meta = Self::meta_of(key, size, &out);
         let this = self.clone();
         let key = key.to_string();
         let body = stream::try_unfold((out.body, 0u64), move |(mut body, got)| {

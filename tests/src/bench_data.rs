@@ -125,3 +125,40 @@ pub fn write(
     writer.close()?;
     Ok(bytes::Bytes::from(buf))
 }
+
+/// The first `rows` rows of the dataset (generator seeded with `seed`) as one CSV file with a
+/// header line, each value in Arrow's display form (timestamps in RFC 3339).
+pub fn write_csv(rows: usize, seed: u64) -> Result<bytes::Bytes, arrow::error::ArrowError> {
+    use arrow::util::display::{ArrayFormatter, FormatOptions};
+    use std::fmt::Write;
+
+    let schema = schema();
+    let mut out = String::new();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    out.push_str(&names.join(","));
+    out.push('\n');
+    let mut rng = Rng::new(seed);
+    let options = FormatOptions::default();
+    let mut start = 0;
+    while start < rows {
+        let len = 50_000.min(rows - start);
+        let batch = batch(&mut rng, start as i64, len);
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()?;
+        for row in 0..len {
+            for (i, f) in formatters.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                // No value holds a comma, a quote or a line break (`Rng::text` is alphanumeric).
+                write!(out, "{}", f.value(row)).expect("writing to a String");
+            }
+            out.push('\n');
+        }
+        start += len;
+    }
+    Ok(bytes::Bytes::from(out))
+}

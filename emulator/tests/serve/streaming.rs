@@ -1,5 +1,5 @@
 //! InvokeWithResponseStream on `xstage serve`, with boto3's `invoke_with_response_stream`
-//! and the AWS SDK for Rust's, unmodified: the stage query's
+//! and the AWS SDK for Rust's, unmodified (the AWS CLI has no such command): the stage query's
 //! answer in each format (Arrow read back with pyarrow), an error after the first chunks,
 //! an error before any, and the buffered call refusing a streamed format; `xstage sql`
 //! streaming through it, and `xstage sql --local` from any directory.
@@ -42,6 +42,28 @@ fn with_format(format: &str) -> Value {
     let mut event = seed_event("SELECT * FROM @databend_test/test.parquet ORDER BY id");
     event["options"] = json!({ "format": format });
     event
+}
+
+/// The AWS CLI removes `lambda invoke-with-response-stream` from its command table, v1 and v2
+/// alike (`awscli/customizations/removals.py`; checked in CLI 1.46.3 and in Debian's 2.23.6
+/// and 2.38.1), so boto3 and the AWS SDK for Rust are this call's clients. When the CLI gains
+/// the command, this fails, and the CLI joins them.
+#[test]
+fn the_aws_cli_has_no_invoke_with_response_stream() {
+    let server = &*SERVER;
+    let out = clients::aws_cli(&[
+        "lambda",
+        "invoke-with-response-stream",
+        "--endpoint-url",
+        &server.url,
+        "--function-name",
+        "StageQuery",
+        "/dev/null",
+    ])
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("Invalid choice"), "{stderr}");
 }
 
 #[test]
@@ -108,9 +130,8 @@ fn boto3_streams_every_format_and_errors_after_rows() {
     assert_eq!(r[4]["complete"]["ErrorCode"], "InvalidQuery", "{}", r[4]);
 }
 
-/// The AWS SDK for Rust's `invoke_with_response_stream`, a second client no one here wrote.
-/// (The AWS CLI's `lambda invoke-with-response-stream` exists only in CLI v2 from 2.11 on;
-/// PyPI has v1, which has no event-stream commands, and Debian has v2.9.)
+/// The AWS SDK for Rust's `invoke_with_response_stream`, a second client no one here wrote
+/// (the AWS CLI has none: [`the_aws_cli_has_no_invoke_with_response_stream`]).
 #[test]
 fn the_rust_sdk_streams_the_seed_query() {
     let server = &*SERVER;

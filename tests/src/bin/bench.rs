@@ -1,6 +1,6 @@
 //! The read benchmark: xstage (native, under the WASI host, through the emulator) beside
-//! DuckDB, pyarrow and polars, on the same Parquet files in LocalStack, all traffic through
-//! one counting proxy.
+//! DuckDB, pyarrow and polars, on the same Parquet files (and one CSV file) in LocalStack, all
+//! traffic through one counting proxy.
 //!
 //! Per query and path it prints requests (STS / HEAD / GET / LIST), response bytes, their
 //! ratio to the query's physical minimum (`xstage_tests::minimum`) and the median wall time,
@@ -12,7 +12,8 @@
 //!
 //! Usage: `scripts/bench` (release build, Python peers in their own venv). Environment:
 //! `XSTAGE_BENCH_RUNS` (5), `XSTAGE_BENCH_PATHS` (all: native,wasi,emulator,duckdb,pyarrow,
-//! polars), `XSTAGE_BENCH_QUERIES` (all: limit1,range,count,group,small,parts),
+//! polars), `XSTAGE_BENCH_QUERIES` (all: limit1,range,count,group,small,parts,csv_count,
+//! csv_group),
 //! `XSTAGE_BENCH_S3_LATENCY_MS` (0: every S3 request held this long in the proxy).
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ const ROW_GROUP: usize = 100_000;
 const SMALL_ROWS: usize = 1_000;
 const PARTS: usize = 10;
 const PART_ROWS: usize = 100_000;
+/// The first rows of `wide.parquet`'s data as `wide.csv`.
+const CSV_ROWS: usize = 500_000;
 /// About 100 rows of the sorted id.
 const RANGE: (i64, i64) = (1_234_500, 1_234_599);
 const FUNCTION: &str = "xstage-bench";
@@ -75,6 +78,7 @@ fn dataset() -> Result<Dataset> {
         .collect::<parquet::errors::Result<_>>()?;
     let w = Layout::parse(&wide)?;
     let s = Layout::parse(&small)?;
+    let csv = bench_data::write_csv(CSV_ROWS, 42)?;
     let part_footers: u64 = parts
         .iter()
         .map(|p| Layout::parse(p).map(|l| l.footer()))
@@ -127,8 +131,29 @@ fn dataset() -> Result<Dataset> {
             sql: format!("SELECT count(*) FROM {}", at("parts/")),
             minimum: part_footers,
         },
+        // A CSV file has no footer and no pages: every query reads all of it.
+        Query {
+            id: "csv_count",
+            label: "CSV count(*)",
+            sql: format!("SELECT count(*) FROM {}", at("wide.csv")),
+            minimum: csv.len() as u64,
+        },
+        Query {
+            id: "csv_group",
+            label: "CSV GROUP BY category, flag",
+            sql: format!(
+                "SELECT category, flag, count(*) FROM {} GROUP BY category, flag \
+                 ORDER BY category, flag",
+                at("wide.csv")
+            ),
+            minimum: csv.len() as u64,
+        },
     ];
-    let mut files = vec![(key("wide.parquet"), wide), (key("small.parquet"), small)];
+    let mut files = vec![
+        (key("wide.parquet"), wide),
+        (key("small.parquet"), small),
+        (key("wide.csv"), csv),
+    ];
     for (i, p) in parts.into_iter().enumerate() {
         files.push((key(&format!("parts/part-{i:02}.parquet")), p));
     }
@@ -324,6 +349,7 @@ fn check(q: &Query, results: &mut [(String, Measured)]) {
     let expected_count = match q.id {
         "count" => Some(WIDE_ROWS as u64),
         "parts" => Some((PARTS * PART_ROWS) as u64),
+        "csv_count" => Some(CSV_ROWS as u64),
         _ => None,
     };
     let reference = results
@@ -340,7 +366,7 @@ fn check(q: &Query, results: &mut [(String, Measured)]) {
             expected_count.filter(|&c| m.values.as_ref().and_then(|v| v[0][0].as_u64()) != Some(c))
         {
             m.error = Some(format!("answered {:?}, expected {count}", m.values));
-        } else if q.id == "group" && m.values != reference {
+        } else if q.id.ends_with("group") && m.values != reference {
             m.error = Some(format!("answered {:?}, others {reference:?}", m.values));
         }
     }
@@ -407,7 +433,7 @@ fn main() -> Result<()> {
     );
     let only = list(
         "XSTAGE_BENCH_QUERIES",
-        "limit1,range,count,group,small,parts",
+        "limit1,range,count,group,small,parts,csv_count,csv_group",
     );
     let out =
         PathBuf::from(std::env::var("XSTAGE_BENCH_OUT").unwrap_or_else(|_| "bench-out".into()));

@@ -99,8 +99,8 @@ fn main() -> Result<()> {
         write(&root.join("parquet_footer"), &format!("{name}-tail"), &cut)?;
     }
     println!("fuzz seeds written under {}", root.display());
-    // Text files: the first byte picks CSV (0), TSV (1) or NDJSON (2), 0x40 a header line,
-    // 0x80 gzip (xstage_core::fuzz::text_file).
+    // Text files: the first byte picks TSV (bit 0), a header line (0x40) and gzip (0x80)
+    // (xstage_core::fuzz::csv_file and ndjson_file).
     let people = fixtures::people(20);
     let mut csv = String::from("id,name,age,score,active\n");
     let mut ndjson = String::new();
@@ -115,17 +115,21 @@ fn main() -> Result<()> {
         ));
     }
     let tsv = csv.replace(',', "\t").replace("\"", "");
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, csv.as_bytes())?;
-    for (name, pick, body) in [
-        ("csv", 0x40u8, csv.clone().into_bytes()),
-        ("tsv", 0x41, tsv.into_bytes()),
-        ("ndjson", 0x02, ndjson.into_bytes()),
-        ("csv-gz", 0xc0, gz.finish()?),
+    let gzip = |text: &str| -> std::io::Result<Vec<u8>> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, text.as_bytes())?;
+        gz.finish()
+    };
+    for (target, name, pick, body) in [
+        ("csv_file", "csv", 0x40u8, csv.clone().into_bytes()),
+        ("csv_file", "tsv", 0x41, tsv.into_bytes()),
+        ("csv_file", "csv-gz", 0xc0, gzip(&csv)?),
+        ("ndjson_file", "ndjson", 0x00, ndjson.clone().into_bytes()),
+        ("ndjson_file", "ndjson-gz", 0x80, gzip(&ndjson)?),
     ] {
         let mut seed = vec![pick];
         seed.extend_from_slice(&body);
-        write(&root.join("text_file"), name, &seed)?;
+        write(&root.join(target), name, &seed)?;
     }
     Ok(())
 }

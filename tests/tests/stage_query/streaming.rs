@@ -7,8 +7,8 @@ use xstage_tests::run::{Streamed, native_streamed, wasi_streamed};
 use super::*;
 
 /// The event streamed both ways; the answers must be the same bytes, apart from the
-/// `stats` of a JSON or NDJSON answer's end (timing, and each side's S3 reads), and an
-/// Arrow answer's compressed buffers (the same batches).
+/// `stats` of a JSON or NDJSON answer's end (timing, and each side's S3 reads). An Arrow
+/// answer's batches must be equal; its bytes are compared too.
 async fn streamed(event: Value) -> Streamed {
     let native = native_streamed(event.clone()).await;
     let (wasm, stats) = wasi_streamed(function().await, &event).await;
@@ -19,13 +19,12 @@ async fn streamed(event: Value) -> Streamed {
     );
     assert_eq!(native.1, wasm.1, "the errors differ for {event}");
     if event["options"]["format"] == "arrow" {
-        // zstd compresses the same buffers a little differently on wasm32 and x86-64: the
-        // batches must be equal, not the bytes.
         assert_eq!(
             arrow_batches(&native.0),
             arrow_batches(&wasm.0),
             "native and WASI Arrow streams differ for {event}"
         );
+        assert!(native.0 == wasm.0, "the same batches in other bytes");
         return native;
     }
     let cut = |body: &[u8]| match body.windows(8).rposition(|w| w == b"\"stats\":") {
@@ -142,5 +141,74 @@ fn a_union_of_two_scans_runs_on_every_path() {
         assert_eq!(error, None);
         let lines = String::from_utf8(body).unwrap().lines().count();
         assert_eq!(lines, SEED_ROWS * 2 + 2);
+    })
+}
+
+/// `people.parquet` × `copies`, as one answer: every person once per `n` in 1..=copies.
+fn copies_sql(copies: usize) -> String {
+    let values: Vec<String> = (1..=copies).map(|n| format!("({n})")).collect();
+    format!(
+        "SELECT p.*, t.n FROM @databend_test/whole/people.parquet AS p CROSS JOIN (VALUES {}) AS t(n)",
+        values.join(", ")
+    )
+}
+
+/// A 50 MB answer, in each text format, is the same bytes natively and under WASI, and
+/// whole: every row, the closing counts, nothing truncated.
+#[test]
+fn a_fifty_megabyte_answer_is_the_same_bytes_on_both_paths() {
+    block_on(async {
+        world().await;
+        // About 40 bytes a row as JSON: 1,280,000 rows.
+        let copies = 64;
+        let rows = WHOLE_ROWS * copies;
+        for format in ["json", "ndjson"] {
+            let (body, error) =
+                streamed(event(&copies_sql(copies), json!({"format": format}))).await;
+            assert_eq!(error, None, "{format}");
+            assert!(body.len() > 50_000_000, "{format}: {} bytes", body.len());
+            let text = String::from_utf8(body).unwrap();
+            let (count, truncated) = if format == "json" {
+                let answer: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(answer["rows"].as_array().unwrap().len(), rows);
+                (answer["row_count"].clone(), answer["truncated"].clone())
+            } else {
+                let lines: Vec<&str> = text.lines().collect();
+                assert_eq!(lines.len(), rows + 2, "{format}");
+                let last: Value = serde_json::from_str(lines[rows + 1]).unwrap();
+                (last["row_count"].clone(), last["truncated"].clone())
+            };
+            assert_eq!(count, rows, "{format}");
+            assert_eq!(truncated, false, "{format}");
+        }
+    })
+}
+
+/// Past 200 MiB a stream ends with `ResultTooLarge`, on both paths, after as many bytes,
+/// and never more than the bound.
+#[test]
+fn past_two_hundred_megabytes_the_stream_ends_with_a_typed_error() {
+    block_on(async {
+        world().await;
+        // About 45 bytes a row as Arrow: 6,400,000 rows would take some 290 MB.
+        let event = event(&copies_sql(320), json!({"format": "arrow"}));
+        let native = native_streamed(event.clone()).await;
+        let (wasm, _) = wasi_streamed(function().await, &event).await;
+        let bound = xstage_core::result::stream::MAX_STREAM_BYTES as usize;
+        for (path, (body, error)) in [("native", &native), ("WASI", &wasm)] {
+            let (kind, message) = error.clone().expect("the answer passes the bound");
+            assert_eq!(kind, "ResultTooLarge", "{path}: {message}");
+            assert!(
+                message.contains("200 MB") && message.contains("add a LIMIT"),
+                "{message}"
+            );
+            assert!(
+                body.len() <= bound && body.len() > bound - 1_000_000,
+                "{path}: {} bytes",
+                body.len()
+            );
+        }
+        assert_eq!(native.0.len(), wasm.0.len(), "as many bytes on both paths");
+        assert_eq!(native.1, wasm.1);
     })
 }

@@ -3,6 +3,7 @@
 //! `truncated: true`; Lambda's 6 MB synchronous limit is never reached.
 
 pub mod json;
+pub mod plain;
 pub mod stream;
 
 use arrow::datatypes::Schema;

@@ -5,7 +5,8 @@
 //!   "row_count": …, "truncated": …, "stats": …}`), its rows written as they come.
 //! - `ndjson`: a first line `{"schema": […]}`, one line per row (a JSON array, as in `json`),
 //!   and a last line `{"row_count": …, "truncated": …, "stats": …}`.
-//! - `arrow`: an Arrow IPC stream (schema, then record batches, then the end marker).
+//! - `arrow`: an Arrow IPC stream (schema, then record batches, then the end marker), its
+//!   string and binary columns in Arrow's plain layouts ([`plain`]).
 //!
 //! An answer that would pass the bound ends with a typed `ResultTooLarge`, after the rows
 //! already sent: the transport reports it as the stream's error, so a client never takes a
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use super::json;
+use super::plain;
 use super::{Column, Stats, columns};
 use crate::error::{ErrorKind, FunctionError, Result};
 
@@ -137,7 +139,8 @@ impl<S: Sink> AnswerWriter<S> {
                 writer.pending.push(b'\n');
             }
             Format::Arrow => {
-                let ipc = StreamWriter::try_new(Vec::new(), schema).map_err(arrow_error)?;
+                let ipc = StreamWriter::try_new(Vec::new(), &plain::schema(schema))
+                    .map_err(arrow_error)?;
                 writer.arrow = Some(ipc);
                 writer.take_arrow()?;
             }
@@ -178,7 +181,8 @@ impl<S: Sink> AnswerWriter<S> {
             Format::Arrow => {
                 if take > 0 {
                     let ipc = self.arrow.as_mut().expect("an arrow answer has its writer");
-                    ipc.write(&batch.slice(0, take)).map_err(arrow_error)?;
+                    ipc.write(&plain::batch(&batch.slice(0, take))?)
+                        .map_err(arrow_error)?;
                     self.rows += take as u64;
                     self.take_arrow()?;
                     self.flush_if_full().await?;

@@ -261,3 +261,11 @@ pub fn types_batch() -> (RecordBatch, Vec<Value>) {
     ];
     (batch, expected)
 }
+
+/// `text` gzipped.
+pub fn gzip(text: &[u8]) -> Bytes {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text).expect("writing to memory");
+    Bytes::from(encoder.finish().expect("writing to memory"))
+}

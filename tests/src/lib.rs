@@ -14,6 +14,7 @@ pub mod fault_proxy;
 pub mod fixtures;
 pub mod forge;
 pub mod invoke;
+pub mod lambda_watch;
 pub mod localstack;
 pub mod minimum;
 pub mod moto;

@@ -140,7 +140,10 @@ async fn world() -> &'static World {
 /// Runs the event natively (the core as a library) and as the WASI component on the wasmtime
 /// host, asserts both give the same result, and returns the native one. Only the timing, the
 /// STS call count (each side has its own credential cache) and the S3 requests and bytes
-/// (each side learns files' metadata lengths in its own environment) may differ.
+/// may differ here: the tests of this binary run at once, so what each side's environment
+/// has learned of a file's metadata lengths depends on which ran first. The parity suite
+/// (`emulator/tests/serve/parity.rs`) runs its cases in order on four paths from the same
+/// state and compares the S3 requests and bytes too.
 async fn run(event: Value) -> Reply {
     let native = run_native(event.clone()).await;
     let wasm = run_wasm(&event).await;

@@ -14,10 +14,11 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use xstage_tests::process::{ServerCommand, ServerProcess, free_port, log_tail, wait_ready};
+use xstage_tests::lambda_watch::LambdaWatch;
+use xstage_tests::process::log_tail;
 use xstage_tests::{clients, localstack, query_cli, seed};
 
 const ROWS: usize = 5;
@@ -50,57 +51,11 @@ fn invoke(port: u16, event: &Value, dir: &Path) -> Output {
 
 #[test]
 fn the_bootstrap_answers_cargo_lambda_like_the_command() {
-    let cargo_lambda = clients::cargo_lambda();
-    clients::check(&cargo_lambda).unwrap();
     let endpoint = localstack::localstack().endpoint().to_string();
     let people = seed::seed_people(&endpoint, ROWS);
     let dir = tempfile::tempdir().unwrap();
-
-    // cargo-lambda's emulator (run in this package, so it finds a Cargo.toml); it builds nothing.
-    let port = free_port().unwrap();
-    let watch = ServerProcess::spawn(
-        &ServerCommand::new("cargo-lambda-watch", &cargo_lambda)
-            .args([
-                "lambda",
-                "watch",
-                "--only-lambda-apis",
-                "--invoke-address",
-                "127.0.0.1",
-                "--invoke-port",
-            ])
-            .args([port.to_string()])
-            // An invocation the function never answers fails instead of hanging the test.
-            .args(["--timeout", "120"]),
-    )
-    .unwrap();
-    let runtime_api = format!("http://127.0.0.1:{port}/.rt");
-    wait_ready(
-        "cargo lambda watch",
-        Duration::from_secs(60),
-        Some(&watch),
-        Some(watch.log_file()),
-        || {
-            std::net::TcpStream::connect(("127.0.0.1", port))?;
-            Ok(())
-        },
-    )
-    .unwrap();
-
-    // The bootstrap, as Lambda starts it.
-    let mut bootstrap = ServerCommand::new("bootstrap", bootstrap_path())
-        .env("AWS_LAMBDA_RUNTIME_API", &runtime_api)
-        .env("AWS_LAMBDA_FUNCTION_NAME", "_")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    for (k, v) in seed::platform_env() {
-        bootstrap = bootstrap.env(k, v);
-    }
-    let started = Instant::now();
-    let function = ServerProcess::spawn(&bootstrap).unwrap();
+    let watch = LambdaWatch::start(Path::new(&bootstrap_path())).unwrap();
+    let (port, started, function) = (watch.port, watch.started, &watch.function);
 
     // An event that fails validation needs no network: its round trip bounds the Init.
     let invalid = invoke(port, &json!({"query": "SELECT 1"}), dir.path());
@@ -211,6 +166,5 @@ fn the_bootstrap_answers_cargo_lambda_like_the_command() {
         !log.contains("platform-secret-key"),
         "a secret reached the log"
     );
-    function.stop();
     watch.stop();
 }

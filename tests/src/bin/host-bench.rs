@@ -1,7 +1,7 @@
 //! Benchmark of the wasmtime host: compile, cache load, instantiation, warm-invocation
 //! overhead, the wasm/native time ratio on a full-scan query over Parquet in LocalStack, and
 //! streamed answers (`host-bench stream` runs only these): time to the first chunk, total
-//! time and the guest's peak memory in each format, at two answer sizes.
+//! time and the guest's peak memory in each format, at 100,000 rows and at 100 MB.
 //!
 //! Prints figures measured in one run; asserts nothing about time (these machines are
 //! noisy, so compare the ratios, not the absolute times). Build in release mode for
@@ -203,48 +203,16 @@ async fn upload_scan_file() -> Result<String> {
     Ok(endpoint)
 }
 
-/// `SELECT *` streamed in each format, natively and through the host, at a fifth of the
-/// file and all of it: time to the first chunk, total time, bytes, and the guest's peak
-/// linear memory (which must not grow with the answer).
+/// `SELECT *` streamed in each format, natively and through the host: a fifth of the file,
+/// then as many rows as make a 100 MB answer in that format (the file read up to three times,
+/// `UNION ALL`): time to the first chunk, total time, bytes, and the guest's peak linear
+/// memory (which must not grow with the answer).
 async fn streams(function: &xstage_host::Function, endpoint: &str) -> Result<()> {
-    for rows in [SCAN_ROWS / 5, SCAN_ROWS] {
-        for format in ["json", "ndjson", "arrow"] {
-            let sql = format!("SELECT * FROM @databend_test/{SCAN_KEY} LIMIT {rows}");
-            let mut event = seed::seed_event(endpoint, &sql);
-            event["options"] = json!({ "format": format });
-            let (native, native_first, native_total) = native_stream(event.clone()).await?;
-            let (sender, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
-            let payload = serde_json::to_vec(&event)?;
-            let started = Instant::now();
-            let call = function.invoke_streaming_as(&payload, "bench".into(), sender);
-            let read = async {
-                let (mut first, mut bytes) = (None, 0usize);
-                while let Some(chunk) = chunks.recv().await {
-                    first.get_or_insert_with(|| started.elapsed());
-                    bytes += chunk.len();
-                }
-                (first, bytes)
-            };
-            let (invocation, (first, bytes)) = tokio::join!(call, read);
-            let total = started.elapsed();
-            let invocation = invocation?;
-            anyhow::ensure!(!invocation.is_error(), "wasm: {:?}", invocation.outcome);
-            // The same rows; zstd's output for Arrow differs a little between wasm32 and
-            // x86-64 builds, so the sizes are compared within 1%.
-            anyhow::ensure!(
-                bytes.abs_diff(native) <= native / 100,
-                "{format}: wasm {bytes} bytes, native {native}"
-            );
-            println!(
-                "stream {rows} rows as {format:6}: {:.1} MB; first chunk native {} wasm {}; total native {} wasm {}; guest peak memory {:.0} MB",
-                bytes as f64 / 1e6,
-                ms(native_first),
-                ms(first.unwrap_or_default()),
-                ms(native_total),
-                ms(total),
-                invocation.stats.peak_memory_bytes as f64 / 1e6,
-            );
-        }
+    for format in ["json", "ndjson", "arrow"] {
+        let small = SCAN_ROWS / 5;
+        let bytes = stream_once(function, endpoint, format, small).await?;
+        let rows = (100e6 * small as f64 / bytes as f64).ceil() as usize;
+        stream_once(function, endpoint, format, rows.min(3 * SCAN_ROWS)).await?;
     }
     // The same input read once, twice and three times (UNION ALL) into one NDJSON answer:
     // the guest's peak memory must not follow the answer's size. Three copies pass the
@@ -276,6 +244,55 @@ async fn streams(function: &xstage_host::Function, endpoint: &str) -> Result<()>
         );
     }
     Ok(())
+}
+
+/// The first `rows` rows of the file, up to three times over, streamed as `format` natively
+/// and through the host; prints the figures and returns the answer's bytes.
+async fn stream_once(
+    function: &xstage_host::Function,
+    endpoint: &str,
+    format: &str,
+    rows: usize,
+) -> Result<usize> {
+    let one = format!("SELECT * FROM @databend_test/{SCAN_KEY}");
+    let sql = format!(
+        "SELECT * FROM ({}) LIMIT {rows}",
+        vec![one; 3].join(" UNION ALL ")
+    );
+    let mut event = seed::seed_event(endpoint, &sql);
+    event["options"] = json!({ "format": format });
+    let (native, native_first, native_total) = native_stream(event.clone()).await?;
+    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let payload = serde_json::to_vec(&event)?;
+    let started = Instant::now();
+    let call = function.invoke_streaming_as(&payload, "bench".into(), sender);
+    let read = async {
+        let (mut first, mut bytes) = (None, 0usize);
+        while let Some(chunk) = chunks.recv().await {
+            first.get_or_insert_with(|| started.elapsed());
+            bytes += chunk.len();
+        }
+        (first, bytes)
+    };
+    let (invocation, (first, bytes)) = tokio::join!(call, read);
+    let total = started.elapsed();
+    let invocation = invocation?;
+    anyhow::ensure!(!invocation.is_error(), "wasm: {:?}", invocation.outcome);
+    // The same rows; a JSON or NDJSON answer's closing `stats` (timing) may differ a little.
+    anyhow::ensure!(
+        bytes.abs_diff(native) <= native / 100,
+        "{format}: wasm {bytes} bytes, native {native}"
+    );
+    println!(
+        "stream {rows} rows as {format:6}: {:.1} MB; first chunk native {} wasm {}; total native {} wasm {}; guest peak memory {:.0} MB",
+        bytes as f64 / 1e6,
+        ms(native_first),
+        ms(first.unwrap_or_default()),
+        ms(native_total),
+        ms(total),
+        invocation.stats.peak_memory_bytes as f64 / 1e6,
+    );
+    Ok(bytes)
 }
 
 /// `event` through `handle_streaming`: bytes, time to the first chunk, total time.

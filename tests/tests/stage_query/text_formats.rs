@@ -2,7 +2,6 @@
 //! under WASI (through [`run`]), and each kind of malformed input as a typed `InvalidFormat`
 //! naming the file and, where a line is at fault, the line.
 
-use std::io::Write;
 
 use super::*;
 
@@ -68,12 +67,6 @@ fn ndjson(people: &[Person]) -> String {
         .collect()
 }
 
-fn gzip(text: &[u8]) -> Bytes {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(text).unwrap();
-    Bytes::from(encoder.finish().unwrap())
-}
-
 fn zstd(text: &[u8]) -> Bytes {
     Bytes::from(zstd::bulk::compress(text, 3).unwrap())
 }
@@ -96,7 +89,7 @@ async fn text() -> &'static Text {
         ragged.splice(third..third, b",extra".iter().copied());
         let mut latin1 = b"id,name\n1,ok\n2,Ren".to_vec();
         latin1.extend_from_slice(b"\xe9e\n3,ok\n");
-        let gz = gzip(csv.as_bytes());
+        let gz = fixtures::gzip(csv.as_bytes());
         let files: Vec<(&str, Bytes)> = vec![
             ("people.csv", Bytes::from(csv.clone())),
             ("people.csv.gz", gz.clone()),
@@ -104,7 +97,7 @@ async fn text() -> &'static Text {
             ("people.tsv", Bytes::from(tsv)),
             ("people.ndjson", Bytes::from(ndjson.clone())),
             ("people.ndjson.zst", zstd(ndjson.as_bytes())),
-            ("people.jsonl.gz", gzip(ndjson.as_bytes())),
+            ("people.jsonl.gz", fixtures::gzip(ndjson.as_bytes())),
             ("people.data", Bytes::from(ndjson.clone())),
             ("big.csv", Bytes::from(big.clone())),
             ("mixed/a.csv", Bytes::from(csv.clone())),

@@ -215,6 +215,16 @@ pub fn types_batch() -> (RecordBatch, Vec<Value>) {
     map.append(true).expect("empty map row");
     let map = map.finish();
 
+    // README: a map whose keys are not strings is a list of `{"key", "value"}` objects.
+    let mut codes = MapBuilder::new(None, Int32Builder::new(), StringBuilder::new());
+    codes.keys().append_value(404);
+    codes.values().append_value("not found");
+    codes.keys().append_value(200);
+    codes.values().append_null();
+    codes.append(true).expect("map row");
+    codes.append(false).expect("null map row");
+    let codes = codes.finish();
+
     let columns: Vec<(&str, ArrayRef)> = vec![
         ("big", Arc::new(Int64Array::from(vec![big, -5]))),
         (
@@ -237,6 +247,7 @@ pub fn types_batch() -> (RecordBatch, Vec<Value>) {
         ("tags", Arc::new(list)),
         ("point", Arc::new(point)),
         ("attrs", Arc::new(map)),
+        ("codes", Arc::new(codes)),
     ];
     let schema = Arc::new(Schema::new(
         columns
@@ -255,9 +266,10 @@ pub fn types_batch() -> (RecordBatch, Vec<Value>) {
             "AP9oaQ==",
             [1, null, 3],
             {"x": 7, "label": "p"},
-            {"a": 1, "b": 2}
+            {"a": 1, "b": 2},
+            [{"key": 404, "value": "not found"}, {"key": 200, "value": null}]
         ]),
-        json!([-5, "-0.0050", "1970-01-01T00:00:00.000000Z", "1970-01-01", null, null, {"x": -1, "label": null}, {}]),
+        json!([-5, "-0.0050", "1970-01-01T00:00:00.000000Z", "1970-01-01", null, null, {"x": -1, "label": null}, {}, null]),
     ];
     (batch, expected)
 }

@@ -19,6 +19,8 @@ use xstage_tests::run::{self, Reply};
 use xstage_tests::seed::{self, Admin};
 use xstage_tests::{localstack, moto, wasm};
 
+#[path = "stage_query/claims.rs"]
+mod claims;
 #[path = "stage_query/streaming.rs"]
 mod streaming;
 #[path = "stage_query/text_formats.rs"]

@@ -53,7 +53,7 @@ impl AwsFailure {
             },
             SdkError::DispatchFailure(d) => {
                 let message = match d.as_connector_error() {
-                    Some(c) => chain(c),
+                    Some(c) => transport_cause(&chain(c)),
                     None => "the request could not be sent".to_string(),
                 };
                 Self {
@@ -145,6 +145,45 @@ fn names_missing_credentials(message: &str) -> bool {
     message.contains("no identity resolver") || message.contains("failed to select an auth scheme")
 }
 
+/// Why a request could not be sent, in the same words natively and under WASI: hyper says
+/// `tcp connect error: Connection refused (os error 111)` where wasi:http says
+/// `ErrorCode::ConnectionRefused`. A cause neither names is kept as the chain says it.
+pub fn transport_cause(chain: &str) -> String {
+    const CAUSES: &[(&[&str], &str)] = &[
+        (
+            &["connection refused", "connectionrefused"],
+            "connection refused",
+        ),
+        (
+            &[
+                "connection reset",
+                "connectionreset",
+                "connectionterminated",
+                "broken pipe",
+            ],
+            "connection reset",
+        ),
+        (
+            &[
+                "dns",
+                "failed to lookup address",
+                "name or service not known",
+            ],
+            "the endpoint's host name did not resolve",
+        ),
+        (
+            &["connection timed out", "connectiontimeout"],
+            "connection timed out",
+        ),
+        (&["certificate", "tls"], "TLS handshake failed"),
+    ];
+    let lower = chain.to_ascii_lowercase();
+    CAUSES
+        .iter()
+        .find(|(words, _)| words.iter().any(|w| lower.contains(w)))
+        .map_or_else(|| chain.to_string(), |(_, cause)| (*cause).to_string())
+}
+
 /// An error and its sources on one line, `outer: inner: root`, each said once: a connector
 /// error alone says only "io" or "other"; its sources say "connection reset by peer".
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
@@ -222,6 +261,20 @@ mod tests {
         };
         assert_eq!(failure.common_kind(), Some(ErrorKind::InvalidConfiguration));
         assert!(advice(ErrorKind::InvalidConfiguration).contains("AWS_ACCESS_KEY_ID"));
+    }
+
+    /// hyper's words (native) and wasi:http's (under WASI) for one cause give one message.
+    #[test]
+    fn transport_causes_read_the_same_on_both_targets() {
+        let native = "io error: client error (Connect): tcp connect error: Connection refused (os error 111)";
+        let wasi = "other: ErrorCode::ConnectionRefused";
+        assert_eq!(transport_cause(native), "connection refused");
+        assert_eq!(transport_cause(wasi), "connection refused");
+        assert_eq!(
+            transport_cause("dns error: failed to lookup address information"),
+            transport_cause("other: ErrorCode::DnsError(DnsErrorPayload { .. })")
+        );
+        assert_eq!(transport_cause("something new"), "something new");
     }
 
     #[test]

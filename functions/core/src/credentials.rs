@@ -139,10 +139,15 @@ fn map_sts_error(failure: &AwsFailure, connection: &Connection) -> FunctionError
         } else {
             ""
         };
+        // Where it was asked, when the connection says: an unreachable endpoint is a typo.
+        let at = match (&connection.endpoint_url, failure.transport) {
+            (Some(endpoint), Some(_)) => format!(" at {endpoint}"),
+            _ => String::new(),
+        };
         return FunctionError::new(
             kind,
             format!(
-                "STS AssumeRole on {role} failed{said}: {}.{extra}",
+                "STS AssumeRole on {role}{at} failed{said}: {}.{extra}",
                 advice(kind)
             ),
         );

@@ -2,7 +2,6 @@
 //! under WASI (through [`run`]), and each kind of malformed input as a typed `InvalidFormat`
 //! naming the file and, where a line is at fault, the line.
 
-
 use super::*;
 
 /// People in each text file.

@@ -16,6 +16,8 @@ use xstage_tests::invoke::serve;
 use xstage_tests::process::{ServerProcess, free_port, http_get, log_tail, wait_ready};
 use xstage_tests::{clients, localstack, seed, wasm};
 
+#[path = "serve/claims.rs"]
+mod claims;
 #[path = "serve/parity.rs"]
 mod parity;
 #[path = "serve/streaming.rs"]

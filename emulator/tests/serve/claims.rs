@@ -1,0 +1,134 @@
+//! README's claims about `xstage serve` and `xstage sql`, each end to end: a test here fails
+//! when the sentence it names stops being true.
+
+use super::*;
+
+/// "`xstage sql` … LIST and INFER_SCHEMA": both, through the emulator, with the seed's
+/// connection and stage.
+#[test]
+fn xstage_sql_runs_list_and_infer_schema() {
+    let server = &*SERVER;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    let run = |statement: &str| {
+        let statements: Vec<&str> = SEED_SQL
+            .split_inclusive(';')
+            .map(str::trim)
+            .filter(|s| s.starts_with("CREATE"))
+            .chain([statement])
+            .collect();
+        std::fs::remove_file(&catalog).ok();
+        let mut args = vec![
+            "sql",
+            "--endpoint",
+            &server.url,
+            "--catalog",
+            catalog.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
+        for s in &statements {
+            args.extend(["-e", s]);
+        }
+        let out = xstage(&args, &[("AWS_ENDPOINT_URL", &WORLD.endpoint)]);
+        assert!(out.status.success(), "{statement}: {}", stderr(&out));
+        let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON rows on stdout");
+        rows
+    };
+    let listed = run("LIST @databend_test PATTERN => 'test[.]parquet$';");
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["name"], "test.parquet", "{listed}");
+    assert!(listed[0]["size"].as_u64().unwrap() > 0, "{listed}");
+
+    let schema = run("SELECT * FROM INFER_SCHEMA(location => '@databend_test/test.parquet');");
+    let columns: Vec<(&str, &str)> = schema
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["column_name"].as_str().unwrap(),
+                c["type"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            ("id", "BIGINT"),
+            ("name", "VARCHAR"),
+            ("age", "INT"),
+            ("score", "DOUBLE"),
+            ("active", "BOOLEAN")
+        ]
+    );
+}
+
+/// "`Event` → 202 (run in the background; retried while throttled)": an `Event` invocation
+/// sent while a function's reserved concurrency is taken runs after the calls holding it.
+#[test]
+fn an_event_invocation_waits_out_the_throttle() {
+    const SCRIPT: &str = r#"
+import json, sys, threading, time
+import boto3
+from botocore.config import Config
+url = sys.argv[1]
+client = boto3.client("lambda", endpoint_url=url, region_name="us-east-1",
+                      config=Config(retries={"total_max_attempts": 1}, read_timeout=60))
+def hold():
+    client.invoke(FunctionName="Limited", Payload=json.dumps({"sleep_ms": 2500}))
+holders = [threading.Thread(target=hold) for _ in range(2)]
+[t.start() for t in holders]
+time.sleep(0.8)
+throttled = None
+try:
+    client.invoke(FunctionName="Limited", Payload=json.dumps({"echo": "sync"}))
+except client.exceptions.TooManyRequestsException:
+    throttled = "TooManyRequestsException"
+event = client.invoke(FunctionName="Limited", InvocationType="Event",
+                      Payload=json.dumps({"echo": "queued"}))
+[t.join() for t in holders]
+print(json.dumps({"throttled": throttled, "status": event["StatusCode"],
+                  "id": event["ResponseMetadata"]["RequestId"]}))
+"#;
+    // A server of its own: the 429 test shares `Limited` on the common one.
+    let dir = tempfile::tempdir().unwrap();
+    let (process, url) = serve(
+        XSTAGE,
+        "xstage-serve-event",
+        &template(dir.path()),
+        &WORLD.endpoint,
+    )
+    .expect("start xstage serve");
+    let out = clients::python_script(SCRIPT, &[&url]).unwrap();
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        r["throttled"], "TooManyRequestsException",
+        "both slots were taken: {r}"
+    );
+    assert_eq!(r["status"], 202, "{r}");
+    let id = r["id"].as_str().unwrap();
+    // Its log is printed when it ends: after the two calls that held the slots.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = std::fs::read_to_string(process.log_file()).unwrap_or_default();
+        if log.contains(&format!("END RequestId: {id}")) || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    process.stop();
+    let event_start = log
+        .find(&format!("START RequestId: {id}"))
+        .unwrap_or_else(|| panic!("the Event invocation never ran:\n{log}"));
+    let holders_done = log.match_indices("END RequestId:").count();
+    assert!(holders_done >= 3, "{log}");
+    let before: Vec<&str> = log[..event_start]
+        .match_indices("END RequestId:")
+        .map(|(_, m)| m)
+        .collect();
+    assert!(
+        before.len() >= 2,
+        "the Event ran before the calls holding the slots ended:\n{log}"
+    );
+}

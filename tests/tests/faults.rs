@@ -246,3 +246,117 @@ fn localstack_killed_mid_query_is_a_typed_error_and_a_restart_recovers() {
         assert_rows("WASI, after", wasi(proxy.url()).await, &expected(&people));
     });
 }
+
+/// Every refusal AWS can answer a query with, natively and under WASI: the kind, and the part
+/// of the message that names the cause and the fix. The proxy answers with AWS's own error
+/// responses (fakecloud provokes the STS ones for real, natively, in
+/// `functions/stage-query/tests/security.rs`).
+#[test]
+fn every_aws_refusal_is_typed_the_same_natively_and_under_wasi() {
+    block_on(async {
+        let refusals = [
+            (
+                Service::Sts,
+                Fault::sts_error(
+                    403,
+                    "AccessDenied",
+                    "User: arn:aws:iam::123456789012:user/platform is not authorized to perform: sts:AssumeRole",
+                ),
+                "AssumeRoleDenied",
+                "ExternalId",
+            ),
+            (
+                Service::Sts,
+                Fault::sts_error(
+                    403,
+                    "InvalidClientTokenId",
+                    "The security token included in the request is invalid.",
+                ),
+                "InvalidClientTokenId",
+                "role ARN's account",
+            ),
+            (
+                Service::Sts,
+                Fault::sts_error(
+                    403,
+                    "SignatureDoesNotMatch",
+                    "The request signature we calculated does not match the signature you provided.",
+                ),
+                "SignatureDoesNotMatch",
+                "secret",
+            ),
+            (
+                Service::S3,
+                Fault::s3_error(403, "AccessDenied", "Access Denied", &[]),
+                "S3AccessDenied",
+                "s3:GetObject",
+            ),
+            (
+                Service::S3,
+                Fault::s3_error(400, "ExpiredToken", "The provided token has expired.", &[]),
+                "ExpiredToken",
+                "re-assumes the role",
+            ),
+            (
+                Service::S3,
+                Fault::s3_error(
+                    301,
+                    "PermanentRedirect",
+                    "The bucket you are attempting to access must be addressed using the specified endpoint.",
+                    &[("x-amz-bucket-region", "eu-west-1")],
+                ),
+                "WrongRegion",
+                "REGION='eu-west-1'",
+            ),
+        ];
+        for (service, fault, kind, says) in refusals {
+            let faulted = fault_then_recover(service, fault, kind, says).await;
+            assert!(
+                faulted >= 2,
+                "{kind}: the fault answered {faulted} requests"
+            );
+        }
+    });
+}
+
+/// A function without an identity of its own (no `AWS_ACCESS_KEY_ID` in its environment),
+/// and one whose access settings are not valid, under the WASI host: `InvalidConfiguration`,
+/// naming what to set. (Natively: `xstage_sql_local_works_from_any_directory`, and
+/// `access::tests`.)
+#[test]
+fn a_misconfigured_function_is_invalid_configuration_under_wasi() {
+    block_on(async {
+        people().await;
+        let endpoint = localstack::localstack().endpoint().to_string();
+        let event = seed::seed_event(&endpoint, QUERY);
+        let mut config = xstage_tests::wasm::stage_query_config();
+        config.credentials = None;
+        let anonymous = xstage_tests::wasm::host()
+            .load(&xstage_tests::wasm::stage_query_component(), config)
+            .await
+            .expect("load");
+        let reply = run::wasi(&anonymous, &event).await.0;
+        assert_kind(
+            "WASI, no identity",
+            &reply,
+            "InvalidConfiguration",
+            "AWS_ACCESS_KEY_ID",
+        );
+
+        let mut config = xstage_tests::wasm::stage_query_config();
+        config
+            .environment
+            .insert("XSTAGE_REQUIRE_EXTERNAL_ID".into(), "sometimes".into());
+        let misconfigured = xstage_tests::wasm::host()
+            .load(&xstage_tests::wasm::stage_query_component(), config)
+            .await
+            .expect("load");
+        let reply = run::wasi(&misconfigured, &event).await.0;
+        assert_kind(
+            "WASI, a bad setting",
+            &reply,
+            "InvalidConfiguration",
+            "XSTAGE_REQUIRE_EXTERNAL_ID",
+        );
+    });
+}

@@ -360,3 +360,41 @@ fn a_misconfigured_function_is_invalid_configuration_under_wasi() {
         );
     });
 }
+
+/// A stalled S3 past the read timeout (`XSTAGE_AWS_READ_TIMEOUT_SECONDS`, short here) is the
+/// core's `Timeout` under WASI too, well before the function's own timeout, and the
+/// environment serves on. (Natively: `functions/stage-query/tests/diagnostics.rs`.)
+#[test]
+fn a_stalled_s3_past_the_read_timeout_is_the_cores_timeout_under_wasi() {
+    block_on(async {
+        let people = people().await;
+        let mut config = xstage_tests::wasm::stage_query_config();
+        config
+            .environment
+            .insert("XSTAGE_AWS_READ_TIMEOUT_SECONDS".into(), "1".into());
+        let function = xstage_tests::wasm::host()
+            .load(&xstage_tests::wasm::stage_query_component(), config)
+            .await
+            .expect("load");
+        let proxy = FaultProxy::start(localstack::localstack().endpoint()).expect("proxy");
+        proxy.inject(Service::S3, Fault::Stall(Duration::from_secs(60)));
+        let event = seed::seed_event(proxy.url(), QUERY);
+        let started = Instant::now();
+        let stalled = run::wasi(&function, &event).await.0;
+        let took = started.elapsed();
+        // The core's message names the object; the host's would be "Task timed out after".
+        assert_kind(
+            "WASI",
+            &stalled,
+            "Timeout",
+            "s3://test-bucket-123/optional/prefix/test.parquet",
+        );
+        assert!(took < Duration::from_secs(30), "{took:?}");
+        proxy.clear();
+        assert_rows(
+            "WASI, after",
+            run::wasi(&function, &event).await.0,
+            &expected(people),
+        );
+    });
+}

@@ -57,7 +57,8 @@ impl AwsFailure {
                     None => "the request could not be sent".to_string(),
                 };
                 Self {
-                    transport: Some(if d.is_timeout() {
+                    // wasi:http reports a read timeout as an error code, not as a timeout.
+                    transport: Some(if d.is_timeout() || message.contains("timed out") {
                         Transport::Timeout
                     } else if d.is_io() {
                         Transport::Unreachable
@@ -149,6 +150,7 @@ fn names_missing_credentials(message: &str) -> bool {
 /// `tcp connect error: Connection refused (os error 111)` where wasi:http says
 /// `ErrorCode::ConnectionRefused`. A cause neither names is kept as the chain says it.
 pub fn transport_cause(chain: &str) -> String {
+    const TIMED_OUT: &str = "the connection timed out";
     const CAUSES: &[(&[&str], &str)] = &[
         (
             &["connection refused", "connectionrefused"],
@@ -172,8 +174,14 @@ pub fn transport_cause(chain: &str) -> String {
             "the endpoint's host name did not resolve",
         ),
         (
-            &["connection timed out", "connectiontimeout"],
-            "connection timed out",
+            &[
+                "timed out",
+                "connectiontimeout",
+                "connectionreadtimeout",
+                "connectionwritetimeout",
+                "httpresponsetimeout",
+            ],
+            TIMED_OUT,
         ),
         (&["certificate", "tls"], "TLS handshake failed"),
     ];
@@ -273,6 +281,10 @@ mod tests {
         assert_eq!(
             transport_cause("dns error: failed to lookup address information"),
             transport_cause("other: ErrorCode::DnsError(DnsErrorPayload { .. })")
+        );
+        assert_eq!(
+            transport_cause("other: ErrorCode::ConnectionReadTimeout"),
+            "the connection timed out"
         );
         assert_eq!(transport_cause("something new"), "something new");
     }

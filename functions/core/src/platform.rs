@@ -16,13 +16,51 @@ use aws_types::region::Region;
 /// The region used when neither the connection nor `AWS_REGION` names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
-/// Connect, read and per-attempt limits for every AWS call.
+/// The variable that sets how long an AWS call waits for the first byte of its response.
+pub const READ_TIMEOUT_VAR: &str = "XSTAGE_AWS_READ_TIMEOUT_SECONDS";
+/// [`READ_TIMEOUT_VAR`]'s default.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connect, read and per-attempt limits for every AWS call. The read limit is
+/// [`READ_TIMEOUT_VAR`] (seconds, 0.1 to 900), else [`DEFAULT_READ_TIMEOUT`]; a call past it
+/// is retried, then fails with `Timeout`.
 pub fn timeouts() -> TimeoutConfig {
+    let read = read_timeout(std::env::var(READ_TIMEOUT_VAR).ok().as_deref());
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(5))
-        .read_timeout(Duration::from_secs(30))
-        .operation_attempt_timeout(Duration::from_secs(60))
+        .read_timeout(read)
+        .operation_attempt_timeout(read.max(Duration::from_secs(60)))
         .build()
+}
+
+fn read_timeout(value: Option<&str>) -> Duration {
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return DEFAULT_READ_TIMEOUT;
+    };
+    match value.parse::<f64>() {
+        Ok(s) if (0.1..=900.0).contains(&s) => Duration::from_secs_f64(s),
+        _ => {
+            tracing::warn!(
+                "{READ_TIMEOUT_VAR}={value:?} is not a number of seconds from 0.1 to 900; using {}s",
+                DEFAULT_READ_TIMEOUT.as_secs()
+            );
+            DEFAULT_READ_TIMEOUT
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_timeout_is_seconds_within_bounds() {
+        assert_eq!(read_timeout(None), DEFAULT_READ_TIMEOUT);
+        assert_eq!(read_timeout(Some(" 2.5 ")), Duration::from_millis(2500));
+        assert_eq!(read_timeout(Some("0")), DEFAULT_READ_TIMEOUT);
+        assert_eq!(read_timeout(Some("soon")), DEFAULT_READ_TIMEOUT);
+        assert_eq!(read_timeout(Some("901")), DEFAULT_READ_TIMEOUT);
+    }
 }
 
 /// The region from the environment, as Lambda sets it, else [`DEFAULT_REGION`].

@@ -115,3 +115,35 @@ fn a_missing_bucket_is_no_such_bucket() {
     let missing = run_event(&event);
     missing.assert_error("NoSuchBucket", &["xstage-no-such-bucket", "stage URL"]);
 }
+
+/// A stalled S3 past the read timeout (`XSTAGE_AWS_READ_TIMEOUT_SECONDS`, short here) is the
+/// core's `Timeout`, after the SDK's retries, naming the object; once S3 answers again, so
+/// does the function. (Under WASI: `tests/tests/faults.rs`.)
+#[test]
+fn a_stalled_s3_past_the_read_timeout_is_timeout() {
+    let proxy = FaultProxy::start(&ENDPOINT).unwrap();
+    proxy.inject(
+        Service::S3,
+        Fault::Stall(std::time::Duration::from_secs(60)),
+    );
+    let mut env = seed::platform_env();
+    env.push(("XSTAGE_AWS_READ_TIMEOUT_SECONDS", "1".to_string()));
+    let event = seed::seed_event(proxy.url(), QUERY);
+    let started = std::time::Instant::now();
+    let stalled = query_cli::run(Path::new(env!("CARGO_BIN_EXE_xstage-query")), &env, &event);
+    let took = started.elapsed();
+    stalled.assert_error(
+        "Timeout",
+        &[
+            "s3://test-bucket-123/optional/prefix/test.parquet",
+            "timed out",
+        ],
+    );
+    assert!(
+        took < std::time::Duration::from_secs(30),
+        "the read timeout ended it, not the stall: {took:?}"
+    );
+    proxy.clear();
+    let after = query_cli::run(Path::new(env!("CARGO_BIN_EXE_xstage-query")), &env, &event);
+    assert_ok(&after);
+}

@@ -281,3 +281,16 @@ pub fn gzip(text: &[u8]) -> Bytes {
     encoder.write_all(text).expect("writing to memory");
     Bytes::from(encoder.finish().expect("writing to memory"))
 }
+
+/// A query over no file with a million groups, each aggregating a 300-byte string: some
+/// 300 MB of state, past a 256 MB function's query pool.
+pub fn million_groups_sql() -> String {
+    let hundred: Vec<String> = (0..100).map(|n| format!("({n})")).collect();
+    let values = format!("(VALUES {})", hundred.join(", "));
+    format!(
+        "SELECT a.column1 AS a, b.column1 AS b, c.column1 AS c, \
+         max(repeat('x', 300) || CAST(c.column1 AS VARCHAR)) AS s \
+         FROM {values} AS a CROSS JOIN {values} AS b CROSS JOIN {values} AS c \
+         GROUP BY a.column1, b.column1, c.column1"
+    )
+}

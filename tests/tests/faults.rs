@@ -398,3 +398,35 @@ fn a_stalled_s3_past_the_read_timeout_is_the_cores_timeout_under_wasi() {
         );
     });
 }
+
+/// A GROUP BY of a million groups, each holding a 300-byte string, against a 256 MB function
+/// (a 153 MB query pool): `ResourcesExhausted` under WASI, whose guest has no disk to spill to,
+/// naming the fixes; the environment then serves on. (Natively: `diagnostics.rs`.)
+#[test]
+fn a_group_by_past_the_memory_limit_is_resources_exhausted_under_wasi() {
+    block_on(async {
+        let people = people().await;
+        let mut config = xstage_tests::wasm::stage_query_config();
+        config.memory_size_mb = 256;
+        let function = xstage_tests::wasm::host()
+            .load(&xstage_tests::wasm::stage_query_component(), config)
+            .await
+            .expect("load");
+        let endpoint = localstack::localstack().endpoint().to_string();
+        let event = seed::seed_event(&endpoint, &xstage_tests::fixtures::million_groups_sql());
+        let (reply, stats) = run::wasi(&function, &event).await;
+        assert_kind(
+            "WASI",
+            &reply,
+            "ResourcesExhausted",
+            "raise the function's memory",
+        );
+        assert!(stats.peak_memory_bytes < 256 << 20);
+        let event = seed::seed_event(&endpoint, QUERY);
+        assert_rows(
+            "WASI, after",
+            run::wasi(&function, &event).await.0,
+            &expected(people),
+        );
+    });
+}

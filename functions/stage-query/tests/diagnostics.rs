@@ -147,3 +147,18 @@ fn a_stalled_s3_past_the_read_timeout_is_timeout() {
     let after = query_cli::run(Path::new(env!("CARGO_BIN_EXE_xstage-query")), &env, &event);
     assert_ok(&after);
 }
+
+/// The query that is `ResourcesExhausted` under WASI (`tests/tests/faults.rs`), natively with
+/// the same 256 MB: DataFusion spills to the temporary directory (on Lambda, /tmp), and
+/// answers.
+#[test]
+fn a_group_by_past_the_memory_limit_spills_natively() {
+    let mut env = seed::platform_env();
+    env.push(("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256".to_string()));
+    let mut event = seed::seed_event(&ENDPOINT, &xstage_tests::fixtures::million_groups_sql());
+    event["options"] = json!({"max_rows": 3});
+    let out = query_cli::run(Path::new(env!("CARGO_BIN_EXE_xstage-query")), &env, &event);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.body["row_count"], 3, "{}", out.body);
+    assert_eq!(out.body["truncated"], true, "{}", out.body);
+}

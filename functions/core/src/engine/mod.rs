@@ -147,8 +147,16 @@ fn session(memory_limit: usize) -> Result<SessionContext> {
     parquet.metadata_size_hint = Some(METADATA_SIZE_HINT);
     parquet.pushdown_filters = true;
     parquet.reorder_filters = true;
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(memory_limit, 1.0)
+    let runtime = RuntimeEnvBuilder::new().with_memory_limit(memory_limit, 1.0);
+    // A WASI guest has no filesystem to spill to (DataFusion would panic trying): a query
+    // past the memory limit is `ResourcesExhausted` there. Natively (on Lambda, /tmp) it
+    // spills, DataFusion's default.
+    #[cfg(target_arch = "wasm32")]
+    let runtime = runtime.with_disk_manager_builder(
+        datafusion::execution::disk_manager::DiskManagerBuilder::default()
+            .with_mode(datafusion::execution::disk_manager::DiskManagerMode::Disabled),
+    );
+    let runtime = runtime
         .build_arc()
         .map_err(|e| FunctionError::internal(format!("building the query runtime: {e}")))?;
     let state = SessionStateBuilder::new()

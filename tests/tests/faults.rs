@@ -1,6 +1,8 @@
 //! Failing dependencies: S3 and STS behind a fault-injecting proxy in front of LocalStack
 //! (`xstage_tests::fault_proxy`), and a LocalStack killed in the middle of a query. Every
-//! fault ends the invocation with a typed error, natively and under the WASI host; the
+//! fault ends the invocation with a typed error, natively and under the WASI host (every AWS
+//! refusal, the core's `Timeout`, `ResourcesExhausted`, `InvalidConfiguration` and the host's
+//! `OutOfMemory` on the stage query component too); the
 //! host's execution environment keeps serving; and the next invocation succeeds once the
 //! fault is gone. (`functions/stage-query/tests/diagnostics.rs` covers throttling, expired
 //! tokens and wrong regions through the native binary; `emulator/tests/load.rs` the
@@ -422,6 +424,41 @@ fn a_group_by_past_the_memory_limit_is_resources_exhausted_under_wasi() {
             "raise the function's memory",
         );
         assert!(stats.peak_memory_bytes < 256 << 20);
+        let event = seed::seed_event(&endpoint, QUERY);
+        assert_rows(
+            "WASI, after",
+            run::wasi(&function, &event).await.0,
+            &expected(people),
+        );
+    });
+}
+
+/// The host's `OutOfMemory` on the stage query component itself: one value larger than the
+/// function's `MemorySize` (a 300 MB string in a 128 MB function) ends the invocation with
+/// the host's error naming the limit, and the next invocation, in a new environment, answers.
+#[test]
+fn a_value_past_memory_size_is_the_hosts_out_of_memory() {
+    block_on(async {
+        let people = people().await;
+        let mut config = xstage_tests::wasm::stage_query_config();
+        config.memory_size_mb = 128;
+        let function = xstage_tests::wasm::host()
+            .load(&xstage_tests::wasm::stage_query_component(), config)
+            .await
+            .expect("load");
+        let endpoint = localstack::localstack().endpoint().to_string();
+        let event = seed::seed_event(
+            &endpoint,
+            "SELECT length(repeat('x', 300000000)) AS n FROM @databend_test/test.parquet LIMIT 1",
+        );
+        let payload = serde_json::to_vec(&event).unwrap();
+        let big = function
+            .invoke(&payload)
+            .await
+            .expect("the invocation starts");
+        assert_eq!(big.error_type(), Some("OutOfMemory"), "{:?}", big.outcome);
+        let body = String::from_utf8_lossy(&big.body()).into_owned();
+        assert!(body.contains("MemorySize of 128 MB"), "{body}");
         let event = seed::seed_event(&endpoint, QUERY);
         assert_rows(
             "WASI, after",

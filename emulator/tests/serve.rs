@@ -20,6 +20,8 @@ use xstage_tests::{clients, localstack, seed, wasm};
 mod claims;
 #[path = "serve/parity.rs"]
 mod parity;
+#[path = "serve/readme.rs"]
+mod readme;
 #[path = "serve/streaming.rs"]
 mod streaming;
 

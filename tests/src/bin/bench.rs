@@ -62,6 +62,19 @@ struct Query {
     sql: String,
     /// Footer plus the pages the query must read.
     minimum: u64,
+    /// The stage's `file_format`, if not Parquet.
+    file_format: Option<Value>,
+}
+
+impl Query {
+    /// The seed's event for this query, at `endpoint`.
+    fn event(&self, endpoint: &str) -> Value {
+        let mut event = seed::seed_event(endpoint, &self.sql);
+        if let Some(format) = &self.file_format {
+            event["stage"]["file_format"] = format.clone();
+        }
+        event
+    }
 }
 
 struct Dataset {
@@ -90,6 +103,7 @@ fn dataset() -> Result<Dataset> {
             label: "SELECT * … LIMIT 1",
             sql: format!("SELECT * FROM {} LIMIT 1", at("wide.parquet")),
             minimum: w.first_row()?,
+            file_format: None,
         },
         Query {
             id: "range",
@@ -102,12 +116,14 @@ fn dataset() -> Result<Dataset> {
             ),
             // The id is the row number (`bench_data`).
             minimum: w.int64_range("id", RANGE.0, RANGE.1, RANGE.0..RANGE.1 + 1)?,
+            file_format: None,
         },
         Query {
             id: "count",
             label: "count(*)",
             sql: format!("SELECT count(*) FROM {}", at("wide.parquet")),
             minimum: w.footer(),
+            file_format: None,
         },
         Query {
             id: "group",
@@ -118,18 +134,21 @@ fn dataset() -> Result<Dataset> {
                 at("wide.parquet")
             ),
             minimum: w.whole_columns(&["category", "flag"])?,
+            file_format: None,
         },
         Query {
             id: "small",
             label: "all of a 1,000-row file",
             sql: format!("SELECT * FROM {}", at("small.parquet")),
             minimum: s.whole_columns(&[])?,
+            file_format: None,
         },
         Query {
             id: "parts",
             label: "count(*) over 10 files",
             sql: format!("SELECT count(*) FROM {}", at("parts/")),
             minimum: part_footers,
+            file_format: None,
         },
         // A CSV file has no footer and no pages: every query reads all of it.
         Query {
@@ -137,6 +156,7 @@ fn dataset() -> Result<Dataset> {
             label: "CSV count(*)",
             sql: format!("SELECT count(*) FROM {}", at("wide.csv")),
             minimum: csv.len() as u64,
+            file_format: Some(json!({"type": "CSV", "skip_header": 1})),
         },
         Query {
             id: "csv_group",
@@ -147,6 +167,7 @@ fn dataset() -> Result<Dataset> {
                 at("wide.csv")
             ),
             minimum: csv.len() as u64,
+            file_format: Some(json!({"type": "CSV", "skip_header": 1})),
         },
     ];
     let mut files = vec![
@@ -212,7 +233,7 @@ async fn native(proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
     for _ in 0..runs {
         proxy.take_traffic();
         let start = Instant::now();
-        let reply = run::native(seed::seed_event(proxy.url(), &q.sql)).await;
+        let reply = run::native(q.event(proxy.url())).await;
         m.ms.push(start.elapsed().as_secs_f64() * 1000.0);
         m.traffic.push(proxy.take_traffic());
         match reply {
@@ -244,7 +265,7 @@ async fn wasi(proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
     for _ in 0..runs {
         proxy.take_traffic();
         let start = Instant::now();
-        let (reply, stats) = run::wasi(&function, &seed::seed_event(proxy.url(), &q.sql)).await;
+        let (reply, stats) = run::wasi(&function, &q.event(proxy.url())).await;
         m.ms.push(start.elapsed().as_secs_f64() * 1000.0);
         m.traffic.push(proxy.take_traffic());
         m.peak_memory = Some(stats.peak_memory_bytes);
@@ -262,7 +283,7 @@ async fn wasi(proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
 fn emulator(server: &str, proxy: &FaultProxy, q: &Query, runs: usize) -> Measured {
     let mut m = Measured::default();
     let agent = agent(Duration::from_secs(300));
-    let payload = serde_json::to_vec(&seed::seed_event(proxy.url(), &q.sql)).unwrap();
+    let payload = serde_json::to_vec(&q.event(proxy.url())).unwrap();
     for _ in 0..runs {
         proxy.take_traffic();
         let start = Instant::now();

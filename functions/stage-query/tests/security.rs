@@ -48,6 +48,8 @@ struct World {
     generated_write_role: String,
     other_principal_role: String,
     no_s3_role: String,
+    /// Trusts the platform only for the SourceIdentity `xstage.acme.secure`.
+    source_identity_role: String,
 }
 
 static WORLD: LazyLock<World> = LazyLock::new(|| {
@@ -130,12 +132,27 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
                 }]}),
             )
             .await,
+            source_identity_role: role("customer-source-identity", {
+                let mut trust = documents::trust_policy(&platform_arn, "ext-source");
+                trust["Statement"][0]["Condition"]["StringEquals"]["sts:SourceIdentity"] =
+                    json!("xstage.acme.secure");
+                trust
+            }, read_everything_again())
+            .await,
             endpoint,
             platform,
             platform_arn,
         }
     })
 });
+
+fn read_everything_again() -> Value {
+    json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:ListBucket"],
+        "Resource": ["arn:aws:s3:::*", "arn:aws:s3:::*/*"]
+    }]})
+}
 
 fn stage_url() -> StageUrl {
     StageUrl::new(BUCKET, STAGE_PREFIX).unwrap()
@@ -469,4 +486,31 @@ mod aws_like {
             .map(drop)
             .map_err(|e| code(&e))
     }
+}
+
+/// README: `sts:AssumeRole` gets a stable `SourceIdentity`, `xstage.<connection>.<stage>`. A
+/// role whose trust requires `sts:SourceIdentity` = `xstage.acme.secure` lets the connection
+/// `acme`'s stage `secure` in, and refuses the same role and ExternalId from another
+/// connection: fakecloud saw the SourceIdentity each sent.
+#[test]
+fn the_source_identity_is_sent_and_a_trust_policy_can_require_it() {
+    let w = &*WORLD;
+    let query = "SELECT count(*) FROM @secure/data.parquet";
+    let ok = run(&event(
+        &w.endpoint,
+        &w.source_identity_role,
+        Some("ext-source"),
+        query,
+    ));
+    assert_eq!(count(&ok), json!(ROWS));
+    let mut other = event(
+        &w.endpoint,
+        &w.source_identity_role,
+        Some("ext-source"),
+        query,
+    );
+    other["connection"]["name"] = json!("globex");
+    other["stage"]["connection_name"] = json!("globex");
+    let denied = run(&other);
+    denied.assert_error("AssumeRoleDenied", &[&w.source_identity_role]);
 }

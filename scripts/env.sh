@@ -73,6 +73,71 @@ install_fakecloud() {
   mv "$FAKECLOUD_ROOT.partial" "$FAKECLOUD_ROOT"
 }
 
+# LocalStack's test container image: the same LocalStack as the localstack venv, tagged with
+# its version. No registry is reachable from these machines, so it is built here.
+LOCALSTACK_IMAGE="xstage/localstack:${LOCALSTACK_SPEC##*==}"
+
+# A Docker engine: Debian's docker.io installed if absent, dockerd started if not running.
+ensure_docker() {
+  docker info >/dev/null 2>&1 && return 0
+  if ! command -v dockerd >/dev/null; then
+    log "installing Docker's engine (Debian's docker.io)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io; } >&2 \
+      || return 1
+  fi
+  log "starting dockerd (log: $XSTAGE_CACHE/tmp/dockerd.log)"
+  mkdir -p "$XSTAGE_CACHE/tmp"
+  nohup dockerd >"$XSTAGE_CACHE/tmp/dockerd.log" 2>&1 &
+  local _
+  for _ in $(seq 1 30); do
+    docker info >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  return 1
+}
+
+# The image the tests run LocalStack from (tests/src/localstack.rs), built once per engine:
+# a Debian trixie rootfs (debootstrap, its Python 3.13), the localstack venv's exact packages
+# in /opt/localstack, `docker import`ed. About 3 minutes. Without an engine, or if the build
+# fails, the tests run LocalStack as a process and say so; so does this, in one line.
+container_images() {
+  if ! ensure_docker; then
+    log "no Docker engine: the tests will run LocalStack as a process"
+    return 0
+  fi
+  docker image inspect "$LOCALSTACK_IMAGE" >/dev/null 2>&1 && return 0
+  log "building the image $LOCALSTACK_IMAGE (debootstrap, then the localstack venv's packages)"
+  make_venv localstack "$LOCALSTACK_SPEC" "${LOCALSTACK_PINS[@]}" || return 0
+  if ! command -v debootstrap >/dev/null; then
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap; } >&2 \
+      || { log "no debootstrap: the tests will run LocalStack as a process"; return 0; }
+  fi
+  local root="$XSTAGE_CACHE/tmp/localstack-rootfs"
+  rm -rf "$root"
+  if ! (
+    set -e
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates trixie "$root" \
+      http://deb.debian.org/debian >&2
+    # This machine's extra certificate authorities, for pip's downloads only.
+    if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+      cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+      chroot "$root" update-ca-certificates >/dev/null 2>&1
+    fi
+    "$XSTAGE_VENVS/localstack/bin/pip" freeze --all | grep -v '^\(pip\|setuptools\|wheel\)==' \
+      >"$root/tmp/requirements.txt"
+    chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin PIP_DEFAULT_TIMEOUT=180 /bin/sh -c \
+      'python3 -m venv /opt/localstack && /opt/localstack/bin/pip install --quiet --disable-pip-version-check --no-deps -r /tmp/requirements.txt' >&2
+    rm -f "$root"/usr/local/share/ca-certificates/*.crt "$root/tmp/requirements.txt"
+    chroot "$root" update-ca-certificates --fresh >/dev/null 2>&1
+    tar -C "$root" -c . | docker import \
+      -c 'CMD ["/opt/localstack/bin/python", "-m", "localstack.runtime.main"]' \
+      -c 'ENV PYTHONUNBUFFERED=1' - "$LOCALSTACK_IMAGE" >/dev/null
+  ); then
+    log "building $LOCALSTACK_IMAGE failed: the tests will run LocalStack as a process"
+  fi
+  rm -rf "$root"
+}
+
 # Everything the tests and the demo need; safe to call every time.
 setup() {
   command -v rustup >/dev/null && rustup target list --installed | grep -qx wasm32-wasip2 \

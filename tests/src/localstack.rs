@@ -4,10 +4,12 @@
 //! Provisioning, first match wins:
 //! 1. `XSTAGE_TEST_ENDPOINT` set: that endpoint is used as is (kind `"env"`, nothing started or
 //!    checked).
-//! 2. A Docker engine answers: the image `XSTAGE_LOCALSTACK_IMAGE` (default
-//!    `localstack/localstack:4.14.0`, which needs no auth token) runs with testcontainers
-//!    (kind `"container"`, see [`crate::process::container`]).
-//! 3. Otherwise LocalStack runs in host mode as a child process (kind `"process"`):
+//! 2. A Docker engine answers and holds the image `XSTAGE_LOCALSTACK_IMAGE` (default
+//!    [`DEFAULT_IMAGE`], the same LocalStack as the process below, built locally): it runs
+//!    with testcontainers on the host's network, bound to a free port of 127.0.0.1 (kind
+//!    `"container"`, see [`crate::process::container`]).
+//! 3. Otherwise (and the test process says why in one line) LocalStack runs in host mode as a
+//!    child process (kind `"process"`):
 //!    `$XSTAGE_LOCALSTACK_PYTHON -m localstack.runtime.main` (default python:
 //!    `${XSTAGE_CACHE:-$HOME/.cache/xstage}/venv/localstack/bin/python`, installed by
 //!    `scripts/env.sh`'s `setup`), listening on a free port of 127.0.0.1 (see
@@ -49,8 +51,10 @@ use crate::process::{
     http_get_json, shared, wait_ready,
 };
 
-/// Default container image when Docker is used.
-pub const DEFAULT_IMAGE: &str = "localstack/localstack:4.14.0";
+/// Default container image when Docker is used: LocalStack 2026.3.0 in host mode, built on
+/// this machine (`scripts/env.sh`'s `container_images`: a Debian rootfs from debootstrap with
+/// `localstack-core` in a venv, `docker import`ed), since no registry is reachable.
+pub const DEFAULT_IMAGE: &str = "xstage/localstack:2026.3.0";
 
 /// The AWS services LocalStack is asked to provide.
 pub const SERVICES: &str = "s3,sts,iam";
@@ -69,19 +73,30 @@ pub fn localstack() -> &'static Emulator {
 
 fn start() -> Result<Emulator> {
     let image = env_var("XSTAGE_LOCALSTACK_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+    // The container runs the same host-mode LocalStack as a process would, on the host's
+    // network, bound to its loopback: nothing is published, nothing addresses the bridge.
+    let port = free_port()?;
     Provision {
         name: "LocalStack",
         endpoint_var: "XSTAGE_TEST_ENDPOINT",
         container: ContainerSpec {
             name: "localstack",
             image: &image,
-            port: 4566,
-            env: &[("SERVICES", SERVICES), ("DISABLE_EVENTS", "1")],
+            port,
+            env: host_mode_env(port, "/var/lib/xstage-localstack"),
+            host_network: true,
         },
         ready_timeout: READY_TIMEOUT,
         probe: check_health,
     }
     .run(spawn)
+}
+
+/// Why this process's LocalStack cannot run in a container (see the module docs), or `None`
+/// when it can: a Docker engine answers and holds the image.
+pub fn container_unavailable() -> Option<String> {
+    let image = env_var("XSTAGE_LOCALSTACK_IMAGE").unwrap_or_else(|| DEFAULT_IMAGE.to_owned());
+    crate::process::container::unavailable(&image)
 }
 
 /// A LocalStack of the caller's own, in host mode, ready when returned: for tests that kill

@@ -73,12 +73,18 @@ impl Provision<'_> {
                 Guard::None,
             ));
         }
-        let (endpoint, log_file, kind, guard) = if container::docker_available() {
+        let unavailable = container::unavailable(self.container.image);
+        let (endpoint, log_file, kind, guard) = if unavailable.is_none() {
             let started = container::start(&self.container)?;
             let endpoint = started.endpoint().to_owned();
             let log_file = started.log_file().to_owned();
             (endpoint, log_file, "container", Guard::Container(started))
         } else {
+            eprintln!(
+                "xstage-tests: {} runs as a process, not a container: {}",
+                self.name,
+                unavailable.unwrap_or_default()
+            );
             let (server, endpoint) = spawn()?;
             let log_file = server.log_file().to_owned();
             (endpoint, log_file, "process", Guard::Process(server))

@@ -69,6 +69,33 @@ async fn both_emulators_are_up() {
     moto::check_ready(mt.endpoint()).expect("moto answers");
 }
 
+/// When a Docker engine answers and holds LocalStack's image, the harness runs LocalStack
+/// in a container (testcontainers, on the host's network, bound to 127.0.0.1); otherwise as
+/// a process, having said why. Either way it is LocalStack 2026.3.0.
+#[tokio::test]
+async fn localstack_runs_in_a_container_when_docker_and_its_image_are_here() {
+    let ls = localstack();
+    if ls.kind() == "env" {
+        return;
+    }
+    match localstack::container_unavailable() {
+        None => assert_eq!(ls.kind(), "container", "Docker and the image are here"),
+        Some(why) => {
+            eprintln!("LocalStack is a process: {why}");
+            assert_eq!(ls.kind(), "process");
+        }
+    }
+    assert!(
+        ls.endpoint().starts_with("http://127.0.0.1:"),
+        "{}",
+        ls.endpoint()
+    );
+    let health =
+        xstage_tests::process::http_get_json(&format!("{}/_localstack/health", ls.endpoint()))
+            .expect("health");
+    assert_eq!(health["version"], "2026.3.0", "{health}");
+}
+
 #[tokio::test]
 async fn moto_records_the_external_id_of_assume_role() {
     let endpoint = moto().endpoint();

@@ -39,12 +39,15 @@ const DOCKER_CHECK_BUDGET: Duration = Duration::from_secs(1);
 /// How long pulling the image and starting the container may take.
 const START_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// What to run: `image` like `localstack/localstack:4.14.0`, serving HTTP on `port` inside.
+/// What to run: `image` serving HTTP on `port`.
 pub(crate) struct ContainerSpec<'a> {
     pub name: &'a str,
     pub image: &'a str,
     pub port: u16,
-    pub env: &'a [(&'a str, &'a str)],
+    pub env: Vec<(&'a str, String)>,
+    /// On the host's network (so `port` is a port of the host's loopback, which the image's
+    /// server must be told through `env`), rather than published from the bridge.
+    pub host_network: bool,
 }
 
 /// A started container; it is removed when the test process exits (or when this is dropped).
@@ -68,11 +71,29 @@ impl StartedContainer {
 
 /// True when Docker use is not disabled (`XSTAGE_TEST_DOCKER=0`) and the engine that
 /// testcontainers would use answers `GET /_ping` within about a second.
-pub(crate) fn docker_available() -> bool {
+fn docker_available() -> bool {
     if env_var("XSTAGE_TEST_DOCKER").is_some_and(|v| matches!(v.as_str(), "0" | "false" | "no")) {
         return false;
     }
     ping(&docker_host()).is_ok()
+}
+
+/// Why `image` cannot run here, or `None` when the engine answers and holds the image. No
+/// registry is reachable from these machines: an image must have been built locally
+/// (`scripts/env.sh`'s `container_images`).
+pub(crate) fn unavailable(image: &str) -> Option<String> {
+    if !docker_available() {
+        return Some("no Docker engine answers".into());
+    }
+    match get(&docker_host(), &format!("/images/{image}/json")) {
+        Ok(status) if status.contains(" 200 ") => None,
+        Ok(status) if status.contains(" 404 ") => Some(format!(
+            "Docker has no image {image}, and no registry is reachable (`source scripts/env.sh && \
+             container_images` builds LocalStack's)"
+        )),
+        Ok(status) => Some(format!("Docker answered {status} about image {image}")),
+        Err(e) => Some(format!("asking Docker about image {image}: {e:#}")),
+    }
 }
 
 /// The Docker host as testcontainers resolves it (without its optional properties file):
@@ -99,7 +120,18 @@ fn docker_host() -> String {
 /// Sends `GET /_ping` to a `unix://`, `tcp://` or `http://` Docker host and expects `200 OK`.
 /// (A TLS-protected `tcp://` engine fails this check, and testcontainers is built without TLS.)
 fn ping(host: &str) -> Result<()> {
-    const REQUEST: &[u8] = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
+    let status_line = get(host, "/_ping")?;
+    if status_line.starts_with("HTTP/1.") && status_line.contains(" 200 ") {
+        Ok(())
+    } else {
+        bail!("unexpected answer from {host}: {status_line}")
+    }
+}
+
+/// `GET path` of the Docker host's API; its status line.
+fn get(host: &str, path: &str) -> Result<String> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n");
+    let request = request.as_bytes();
     let budget = DOCKER_CHECK_BUDGET;
     let mut response = Vec::new();
     if let Some(path) = host.strip_prefix("unix://") {
@@ -107,7 +139,7 @@ fn ping(host: &str) -> Result<()> {
             UnixStream::connect(path).with_context(|| format!("connecting to {path}"))?;
         stream.set_read_timeout(Some(budget))?;
         stream.set_write_timeout(Some(budget))?;
-        stream.write_all(REQUEST)?;
+        stream.write_all(request)?;
         stream.take(4096).read_to_end(&mut response)?;
     } else if let Some(addr) = host
         .strip_prefix("tcp://")
@@ -122,18 +154,13 @@ fn ping(host: &str) -> Result<()> {
         let mut stream = TcpStream::connect_timeout(&addr, budget)?;
         stream.set_read_timeout(Some(budget))?;
         stream.set_write_timeout(Some(budget))?;
-        stream.write_all(REQUEST)?;
+        stream.write_all(request)?;
         stream.take(4096).read_to_end(&mut response)?;
     } else {
         bail!("unsupported DOCKER_HOST {host}");
     }
     let status_line = response.split(|&b| b == b'\n').next().unwrap_or_default();
-    let status_line = String::from_utf8_lossy(status_line);
-    if status_line.starts_with("HTTP/1.") && status_line.contains(" 200 ") {
-        Ok(())
-    } else {
-        bail!("unexpected answer from {host}: {status_line}")
-    }
+    Ok(String::from_utf8_lossy(status_line).trim_end().to_string())
 }
 
 /// Splits `name[:tag]` at the tag's colon (a colon before the last `/` belongs to a registry
@@ -170,8 +197,13 @@ pub(crate) fn start(spec: &ContainerSpec<'_>) -> Result<StartedContainer> {
 
     let (log_file, log) = new_log_file(&format!("{}-container", spec.name))?;
     let (name, tag) = split_image(spec.image);
-    let mut request: ContainerRequest<GenericImage> = GenericImage::new(name, tag)
-        .with_exposed_port(spec.port.tcp())
+    let image = GenericImage::new(name, tag);
+    let image = if spec.host_network {
+        image
+    } else {
+        image.with_exposed_port(spec.port.tcp())
+    };
+    let mut request: ContainerRequest<GenericImage> = image
         .with_label("xstage.tests", &label)
         .with_log_consumer(move |frame: &LogFrame| {
             let bytes = match frame {
@@ -180,11 +212,14 @@ pub(crate) fn start(spec: &ContainerSpec<'_>) -> Result<StartedContainer> {
             // Best effort: a lost log line must not disturb the tests.
             let _ = (&log).write_all(bytes);
         });
-    for (key, value) in spec.env {
-        request = request.with_env_var(*key, *value);
+    for (key, value) in &spec.env {
+        request = request.with_env_var(*key, value);
+    }
+    if spec.host_network {
+        request = request.with_network("host");
     }
 
-    let port = spec.port;
+    let (port, host_network) = (spec.port, spec.host_network);
     let (tx, rx) = mpsc::channel::<Result<(String, String)>>();
     thread::Builder::new()
         .name(format!("xstage-{}-container", spec.name))
@@ -202,6 +237,10 @@ pub(crate) fn start(spec: &ContainerSpec<'_>) -> Result<StartedContainer> {
             runtime.block_on(async move {
                 let started = async {
                     let container = request.start().await.context("starting the container")?;
+                    if host_network {
+                        let endpoint = format!("http://127.0.0.1:{port}");
+                        return anyhow::Ok((container, endpoint));
+                    }
                     let host = container
                         .get_host()
                         .await

@@ -82,11 +82,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         .await
         .expect("platform user");
 
-        let read_everything = json!({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow",
-            "Action": ["s3:GetObject", "s3:ListBucket"],
-            "Resource": ["arn:aws:s3:::*", "arn:aws:s3:::*/*"]
-        }]});
+        let everything = read_everything();
         let stage = stage_url();
         let role = |name: &'static str, trust: Value, permissions: Value| {
             let endpoint = endpoint.clone();
@@ -100,7 +96,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
             wide_role: role(
                 "customer-wide",
                 documents::trust_policy(&platform_arn, "ext-wide"),
-                read_everything.clone(),
+                everything.clone(),
             )
             .await,
             generated_role: role(
@@ -121,7 +117,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
                     &format!("arn:aws:iam::{}:user/someone-else", fakecloud::ACCOUNT),
                     "ext-other",
                 ),
-                read_everything,
+                everything,
             )
             .await,
             no_s3_role: role(
@@ -137,7 +133,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
                 trust["Statement"][0]["Condition"]["StringEquals"]["sts:SourceIdentity"] =
                     json!("xstage.acme.secure");
                 trust
-            }, read_everything_again())
+            }, read_everything())
             .await,
             endpoint,
             platform,
@@ -146,7 +142,8 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
     })
 });
 
-fn read_everything_again() -> Value {
+/// A permission policy reading every bucket: the stage's limits must come from xstage.
+fn read_everything() -> Value {
     json!({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow",
         "Action": ["s3:GetObject", "s3:ListBucket"],

@@ -140,5 +140,19 @@ fn engine_config(host: &HostConfig) -> Config {
         // DataFusion's function table alone has ~30k elements, above the default 20k.
         .table_elements(MAX_TABLE_ELEMENTS);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Functions Cranelift compiled before are taken from the cache directory: after a small
+    // change to a guest, only what changed is compiled again.
+    if let Some(dir) = &host.cache_dir {
+        match crate::cache::IncrementalStore::new(dir) {
+            Ok(store) => {
+                if let Err(e) = config.enable_incremental_compilation(Arc::new(store)) {
+                    tracing::warn!(error = %e, "incremental compilation disabled");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "incremental compilation disabled")
+            }
+        }
+    }
     config
 }

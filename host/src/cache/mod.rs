@@ -15,6 +15,7 @@
 //! half-written artifact, and concurrent writers of one key agree on its content.
 
 mod identity;
+mod incremental;
 #[cfg(target_os = "linux")]
 mod sealed;
 
@@ -28,6 +29,7 @@ use wasmtime::component::Component;
 
 use crate::error::LoadError;
 pub use identity::FileIdentity;
+pub use incremental::IncrementalStore;
 
 /// How a component was obtained.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +211,7 @@ impl ArtifactCache {
             .and_then(FileIdentity::of_file);
         write_digest_record(&digest_path, &digest(artifact_bytes), identity.as_ref())?;
         self.prune(MAX_ENTRIES);
+        incremental::prune(&self.dir, incremental::BUDGET);
         Ok(())
     }
 

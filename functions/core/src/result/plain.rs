@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, FieldRef, Schema};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{FunctionError, Result};
@@ -23,9 +23,8 @@ pub fn schema(schema: &Schema) -> Schema {
     )
 }
 
-/// `batch` in the layout of [`schema`]; a batch without views is returned as it is.
-pub fn batch(batch: &RecordBatch) -> Result<RecordBatch> {
-    let want = Arc::new(schema(&batch.schema()));
+/// `batch` in `want`, the [`schema`] of its own; a batch without views is returned as it is.
+pub fn batch(batch: &RecordBatch, want: &SchemaRef) -> Result<RecordBatch> {
     if want.fields() == batch.schema().fields() {
         return Ok(batch.clone());
     }
@@ -36,7 +35,7 @@ pub fn batch(batch: &RecordBatch) -> Result<RecordBatch> {
         .map(|(column, field)| cast(column, field.data_type()))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| FunctionError::internal(format!("casting views to plain Arrow: {e}")))?;
-    RecordBatch::try_new(want, columns)
+    RecordBatch::try_new(want.clone(), columns)
         .map_err(|e| FunctionError::internal(format!("casting views to plain Arrow: {e}")))
 }
 
@@ -95,7 +94,8 @@ mod tests {
     fn slices_carry_their_own_values_only() {
         let whole = views(10_000);
         let slices: Vec<RecordBatch> = (0..10).map(|i| whole.slice(i * 1_000, 1_000)).collect();
-        let plain: Vec<RecordBatch> = slices.iter().map(|b| batch(b).unwrap()).collect();
+        let want = Arc::new(schema(&whole.schema()));
+        let plain: Vec<RecordBatch> = slices.iter().map(|b| batch(b, &want).unwrap()).collect();
         let (as_views, as_plain) = (ipc_bytes(&slices), ipc_bytes(&plain));
         assert!(
             as_plain * 4 < as_views,
@@ -129,6 +129,6 @@ mod tests {
             vec![Arc::new(Int64Array::from(vec![1, 2]))],
         )
         .unwrap();
-        assert_eq!(batch(&b).unwrap(), b);
+        assert_eq!(batch(&b, &b.schema()).unwrap(), b);
     }
 }

@@ -12,7 +12,7 @@
 //! already sent: the transport reports it as the stream's error, so a client never takes a
 //! cut answer for a whole one.
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -92,7 +92,8 @@ pub struct AnswerWriter<S: Sink> {
     rows: u64,
     max_rows: Option<u64>,
     truncated: bool,
-    arrow: Option<StreamWriter<Vec<u8>>>,
+    /// An Arrow answer's IPC writer, and the plain schema its batches are cast to.
+    arrow: Option<(StreamWriter<Vec<u8>>, SchemaRef)>,
 }
 
 impl<S: Sink> AnswerWriter<S> {
@@ -139,9 +140,9 @@ impl<S: Sink> AnswerWriter<S> {
                 writer.pending.push(b'\n');
             }
             Format::Arrow => {
-                let ipc = StreamWriter::try_new(Vec::new(), &plain::schema(schema))
-                    .map_err(arrow_error)?;
-                writer.arrow = Some(ipc);
+                let plain = std::sync::Arc::new(plain::schema(schema));
+                let ipc = StreamWriter::try_new(Vec::new(), &plain).map_err(arrow_error)?;
+                writer.arrow = Some((ipc, plain));
                 writer.take_arrow()?;
             }
         }
@@ -180,8 +181,8 @@ impl<S: Sink> AnswerWriter<S> {
             }
             Format::Arrow => {
                 if take > 0 {
-                    let ipc = self.arrow.as_mut().expect("an arrow answer has its writer");
-                    ipc.write(&plain::batch(&batch.slice(0, take))?)
+                    let (ipc, plain) = self.arrow.as_mut().expect("an arrow answer has its writer");
+                    ipc.write(&plain::batch(&batch.slice(0, take), plain)?)
                         .map_err(arrow_error)?;
                     self.rows += take as u64;
                     self.take_arrow()?;
@@ -210,7 +211,7 @@ impl<S: Sink> AnswerWriter<S> {
                 self.pending.push(b'\n');
             }
             Format::Arrow => {
-                if let Some(mut ipc) = self.arrow.take() {
+                if let Some((mut ipc, _)) = self.arrow.take() {
                     ipc.finish().map_err(arrow_error)?;
                     self.pending
                         .extend_from_slice(&ipc.into_inner().map_err(arrow_error)?);
@@ -228,7 +229,7 @@ impl<S: Sink> AnswerWriter<S> {
 
     /// Bytes the IPC writer produced, moved to `pending`.
     fn take_arrow(&mut self) -> Result<()> {
-        if let Some(ipc) = self.arrow.as_mut() {
+        if let Some((ipc, _)) = self.arrow.as_mut() {
             let produced = std::mem::take(ipc.get_mut());
             self.pending.extend_from_slice(&produced);
         }

@@ -222,18 +222,11 @@ async fn streams(function: &xstage_host::Function, endpoint: &str) -> Result<()>
         let sql = vec![one; copies].join(" UNION ALL ");
         let mut event = seed::seed_event(endpoint, &sql);
         event["options"] = json!({ "format": "ndjson" });
-        let (sender, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+        let (sender, chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
         let payload = serde_json::to_vec(&event)?;
         let started = Instant::now();
         let call = function.invoke_streaming_as(&payload, "bound".into(), sender);
-        let read = async {
-            let mut bytes = 0usize;
-            while let Some(chunk) = chunks.recv().await {
-                bytes += chunk.len();
-            }
-            bytes
-        };
-        let (invocation, bytes) = tokio::join!(call, read);
+        let (invocation, (_, bytes)) = tokio::join!(call, read_chunks(chunks, started));
         let invocation = invocation?;
         println!(
             "stream the file x{copies} as ndjson: {:.1} MB in {}, ended with {}; guest peak memory {:.0} MB",
@@ -262,19 +255,11 @@ async fn stream_once(
     let mut event = seed::seed_event(endpoint, &sql);
     event["options"] = json!({ "format": format });
     let (native, native_first, native_total) = native_stream(event.clone()).await?;
-    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let (sender, chunks) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
     let payload = serde_json::to_vec(&event)?;
     let started = Instant::now();
     let call = function.invoke_streaming_as(&payload, "bench".into(), sender);
-    let read = async {
-        let (mut first, mut bytes) = (None, 0usize);
-        while let Some(chunk) = chunks.recv().await {
-            first.get_or_insert_with(|| started.elapsed());
-            bytes += chunk.len();
-        }
-        (first, bytes)
-    };
-    let (invocation, (first, bytes)) = tokio::join!(call, read);
+    let (invocation, (first, bytes)) = tokio::join!(call, read_chunks(chunks, started));
     let total = started.elapsed();
     let invocation = invocation?;
     anyhow::ensure!(!invocation.is_error(), "wasm: {:?}", invocation.outcome);
@@ -295,9 +280,22 @@ async fn stream_once(
     Ok(bytes)
 }
 
+/// Reads a stream's chunks to its end: when the first came (after `started`), and the bytes.
+async fn read_chunks<T: AsRef<[u8]>>(
+    mut chunks: tokio::sync::mpsc::Receiver<T>,
+    started: Instant,
+) -> (Option<Duration>, usize) {
+    let (mut first, mut bytes) = (None, 0usize);
+    while let Some(chunk) = chunks.recv().await {
+        first.get_or_insert_with(|| started.elapsed());
+        bytes += chunk.as_ref().len();
+    }
+    (first, bytes)
+}
+
 /// `event` through `handle_streaming`: bytes, time to the first chunk, total time.
 async fn native_stream(event: serde_json::Value) -> Result<(usize, Duration, Duration)> {
-    let (sender, mut chunks) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (sender, chunks) = tokio::sync::mpsc::channel::<Bytes>(8);
     let sink = move |chunk: Bytes| {
         let sender = sender.clone();
         async move {
@@ -308,15 +306,10 @@ async fn native_stream(event: serde_json::Value) -> Result<(usize, Duration, Dur
         }
     };
     let started = Instant::now();
-    let read = async {
-        let (mut first, mut bytes) = (None, 0usize);
-        while let Some(chunk) = chunks.recv().await {
-            first.get_or_insert_with(|| started.elapsed());
-            bytes += chunk.len();
-        }
-        (first, bytes)
-    };
-    let (done, (first, bytes)) = tokio::join!(xstage_core::handle_streaming(event, sink), read);
+    let (done, (first, bytes)) = tokio::join!(
+        xstage_core::handle_streaming(event, sink),
+        read_chunks(chunks, started)
+    );
     done.map_err(|e| anyhow::anyhow!("native: {e}"))?;
     Ok((bytes, first.unwrap_or_default(), started.elapsed()))
 }

@@ -98,26 +98,25 @@ Resources:
     path
 }
 
-/// A running `xstage serve`.
+/// A running `xstage serve`; `dir` holds its template, and room for a test's files.
 struct Server {
     url: String,
-    _process: ServerProcess,
-    _dir: tempfile::TempDir,
+    process: ServerProcess,
+    dir: tempfile::TempDir,
 }
 
-static SERVER: LazyLock<Server> = LazyLock::new(start);
+/// The server most tests share.
+static SERVER: LazyLock<Server> = LazyLock::new(|| start("xstage-serve"));
 
-fn start() -> Server {
+/// `xstage serve` with the test template, as a process named `name`: a test that must not
+/// share its functions' environments with the others starts one of its own.
+fn start(name: &str) -> Server {
     let world = &*WORLD;
     let dir = tempfile::tempdir().unwrap();
     let template = template(dir.path());
     let (process, url) =
-        serve(XSTAGE, "xstage-serve", &template, &world.endpoint).expect("start xstage serve");
-    Server {
-        url,
-        _process: process,
-        _dir: dir,
-    }
+        serve(XSTAGE, name, &template, &world.endpoint).expect("start xstage serve");
+    Server { url, process, dir }
 }
 
 fn seed_event(query: &str) -> Value {
@@ -363,12 +362,9 @@ const SEED_SQL: &str = "CREATE CONNECTION databend_test STORAGE_TYPE='s3' ROLE_A
 CREATE STAGE databend_test URL='s3://test-bucket-123/optional/prefix/' CONNECTION=(CONNECTION_NAME='databend_test');
 SELECT * FROM @databend_test/test.parquet LIMIT 1;";
 
-#[test]
-fn xstage_sql_runs_the_seed_statements_through_the_emulator() {
-    let server = &*SERVER;
-    let dir = tempfile::tempdir().unwrap();
-    let catalog = dir.path().join("catalog.json");
-    let mut args = vec![
+/// `xstage sql` through `server`, with `catalog`, answering in JSON.
+fn sql_args<'a>(server: &'a Server, catalog: &'a Path) -> Vec<&'a str> {
+    vec![
         "sql",
         "--endpoint",
         &server.url,
@@ -376,7 +372,15 @@ fn xstage_sql_runs_the_seed_statements_through_the_emulator() {
         catalog.to_str().unwrap(),
         "--format",
         "json",
-    ];
+    ]
+}
+
+#[test]
+fn xstage_sql_runs_the_seed_statements_through_the_emulator() {
+    let server = &*SERVER;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    let mut args = sql_args(server, &catalog);
     let statements: Vec<&str> = SEED_SQL.split_inclusive(';').map(str::trim).collect();
     for s in &statements {
         args.extend(["-e", s]);

@@ -18,15 +18,7 @@ fn xstage_sql_runs_list_and_infer_schema() {
             .chain([statement])
             .collect();
         std::fs::remove_file(&catalog).ok();
-        let mut args = vec![
-            "sql",
-            "--endpoint",
-            &server.url,
-            "--catalog",
-            catalog.to_str().unwrap(),
-            "--format",
-            "json",
-        ];
+        let mut args = sql_args(server, &catalog);
         for s in &statements {
             args.extend(["-e", s]);
         }
@@ -92,15 +84,8 @@ print(json.dumps({"throttled": throttled, "status": event["StatusCode"],
                   "id": event["ResponseMetadata"]["RequestId"]}))
 "#;
     // A server of its own: the 429 test shares `Limited` on the common one.
-    let dir = tempfile::tempdir().unwrap();
-    let (process, url) = serve(
-        XSTAGE,
-        "xstage-serve-event",
-        &template(dir.path()),
-        &WORLD.endpoint,
-    )
-    .expect("start xstage serve");
-    let out = clients::python_script(SCRIPT, &[&url]).unwrap();
+    let server = start("xstage-serve-event");
+    let out = clients::python_script(SCRIPT, &[&server.url]).unwrap();
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         r["throttled"], "TooManyRequestsException",
@@ -111,13 +96,13 @@ print(json.dumps({"throttled": throttled, "status": event["StatusCode"],
     // Its log is printed when it ends: after the two calls that held the slots.
     let deadline = Instant::now() + Duration::from_secs(30);
     let log = loop {
-        let log = std::fs::read_to_string(process.log_file()).unwrap_or_default();
+        let log = std::fs::read_to_string(server.process.log_file()).unwrap_or_default();
         if log.contains(&format!("END RequestId: {id}")) || Instant::now() > deadline {
             break log;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    process.stop();
+    server.process.stop();
     let event_start = log
         .find(&format!("START RequestId: {id}"))
         .unwrap_or_else(|| panic!("the Event invocation never ran:\n{log}"));

@@ -295,18 +295,11 @@ for event in events:
     out.append({"error": "FunctionError" in r, "body": r["Payload"].read().decode()})
 print(json.dumps(out))
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    let (process, url) = serve(
-        XSTAGE,
-        "xstage-serve-parity",
-        &template(dir.path()),
-        &WORLD.endpoint,
-    )
-    .expect("start xstage serve");
+    let server = start("xstage-serve-parity");
     let events: Vec<&Value> = cases.iter().map(|(_, e)| e).collect();
-    let file = write_json(dir.path(), "events.json", &json!(events));
-    let out = clients::python_script(INVOKE, &[&url, file.to_str().unwrap()]).unwrap();
-    process.stop();
+    let file = write_json(server.dir.path(), "events.json", &json!(events));
+    let out = clients::python_script(INVOKE, &[&server.url, file.to_str().unwrap()]).unwrap();
+    server.process.stop();
     let answers: Vec<Value> = serde_json::from_str(&out).unwrap();
     answers
         .iter()

@@ -61,15 +61,18 @@ pub async fn stage_query(
     cell: &OnceCell<Function>,
     configure: impl FnOnce(&mut FunctionConfig),
 ) -> &Function {
-    cell.get_or_init(|| async {
-        let mut config = wasm::stage_query_config();
-        configure(&mut config);
-        wasm::host()
-            .load(&wasm::stage_query_component(), config)
-            .await
-            .expect("load the stage query component")
-    })
-    .await
+    cell.get_or_init(|| load_stage_query(configure)).await
+}
+
+/// The stage query component, newly loaded with `configure` applied to
+/// [`wasm::stage_query_config`]: a function of the caller's own.
+pub async fn load_stage_query(configure: impl FnOnce(&mut FunctionConfig)) -> Function {
+    let mut config = wasm::stage_query_config();
+    configure(&mut config);
+    wasm::host()
+        .load(&wasm::stage_query_component(), config)
+        .await
+        .expect("load the stage query component")
 }
 
 /// A streamed answer: its bytes and, if it ended with one, the error (after those bytes).

@@ -301,12 +301,7 @@ fn every_aws_refusal_is_typed_the_same_natively_and_under_wasi() {
             ),
             (
                 Service::S3,
-                Fault::s3_error(
-                    301,
-                    "PermanentRedirect",
-                    "The bucket you are attempting to access must be addressed using the specified endpoint.",
-                    &[("x-amz-bucket-region", "eu-west-1")],
-                ),
+                Fault::s3_bucket_in("eu-west-1"),
                 "WrongRegion",
                 "REGION='eu-west-1'",
             ),
@@ -331,12 +326,10 @@ fn a_misconfigured_function_is_invalid_configuration_under_wasi() {
         people().await;
         let endpoint = localstack::localstack().endpoint().to_string();
         let event = seed::seed_event(&endpoint, QUERY);
-        let mut config = xstage_tests::wasm::stage_query_config();
-        config.credentials = None;
-        let anonymous = xstage_tests::wasm::host()
-            .load(&xstage_tests::wasm::stage_query_component(), config)
-            .await
-            .expect("load");
+        let anonymous = run::load_stage_query(|config| {
+            config.credentials = None;
+        })
+        .await;
         let reply = run::wasi(&anonymous, &event).await.0;
         assert_kind(
             "WASI, no identity",
@@ -345,14 +338,12 @@ fn a_misconfigured_function_is_invalid_configuration_under_wasi() {
             "AWS_ACCESS_KEY_ID",
         );
 
-        let mut config = xstage_tests::wasm::stage_query_config();
-        config
-            .environment
-            .insert("XSTAGE_REQUIRE_EXTERNAL_ID".into(), "sometimes".into());
-        let misconfigured = xstage_tests::wasm::host()
-            .load(&xstage_tests::wasm::stage_query_component(), config)
-            .await
-            .expect("load");
+        let misconfigured = run::load_stage_query(|config| {
+            config
+                .environment
+                .insert("XSTAGE_REQUIRE_EXTERNAL_ID".into(), "sometimes".into());
+        })
+        .await;
         let reply = run::wasi(&misconfigured, &event).await.0;
         assert_kind(
             "WASI, a bad setting",
@@ -370,14 +361,12 @@ fn a_misconfigured_function_is_invalid_configuration_under_wasi() {
 fn a_stalled_s3_past_the_read_timeout_is_the_cores_timeout_under_wasi() {
     block_on(async {
         let people = people().await;
-        let mut config = xstage_tests::wasm::stage_query_config();
-        config
-            .environment
-            .insert("XSTAGE_AWS_READ_TIMEOUT_SECONDS".into(), "1".into());
-        let function = xstage_tests::wasm::host()
-            .load(&xstage_tests::wasm::stage_query_component(), config)
-            .await
-            .expect("load");
+        let function = run::load_stage_query(|config| {
+            config
+                .environment
+                .insert("XSTAGE_AWS_READ_TIMEOUT_SECONDS".into(), "1".into());
+        })
+        .await;
         let proxy = FaultProxy::start(localstack::localstack().endpoint()).expect("proxy");
         proxy.inject(Service::S3, Fault::Stall(Duration::from_secs(60)));
         let event = seed::seed_event(proxy.url(), QUERY);
@@ -408,12 +397,10 @@ fn a_stalled_s3_past_the_read_timeout_is_the_cores_timeout_under_wasi() {
 fn a_group_by_past_the_memory_limit_is_resources_exhausted_under_wasi() {
     block_on(async {
         let people = people().await;
-        let mut config = xstage_tests::wasm::stage_query_config();
-        config.memory_size_mb = 256;
-        let function = xstage_tests::wasm::host()
-            .load(&xstage_tests::wasm::stage_query_component(), config)
-            .await
-            .expect("load");
+        let function = run::load_stage_query(|config| {
+            config.memory_size_mb = 256;
+        })
+        .await;
         let endpoint = localstack::localstack().endpoint().to_string();
         let event = seed::seed_event(&endpoint, &xstage_tests::fixtures::million_groups_sql());
         let (reply, stats) = run::wasi(&function, &event).await;
@@ -440,12 +427,10 @@ fn a_group_by_past_the_memory_limit_is_resources_exhausted_under_wasi() {
 fn a_value_past_memory_size_is_the_hosts_out_of_memory() {
     block_on(async {
         let people = people().await;
-        let mut config = xstage_tests::wasm::stage_query_config();
-        config.memory_size_mb = 128;
-        let function = xstage_tests::wasm::host()
-            .load(&xstage_tests::wasm::stage_query_component(), config)
-            .await
-            .expect("load");
+        let function = run::load_stage_query(|config| {
+            config.memory_size_mb = 128;
+        })
+        .await;
         let endpoint = localstack::localstack().endpoint().to_string();
         let event = seed::seed_event(
             &endpoint,

@@ -85,6 +85,17 @@ impl Fault {
             ),
         }
     }
+
+    /// S3's answer for a bucket in another region than the one asked: a 301
+    /// `PermanentRedirect` naming `region` in `x-amz-bucket-region`.
+    pub fn s3_bucket_in(region: &str) -> Self {
+        Self::s3_error(
+            301,
+            "PermanentRedirect",
+            "The bucket you are attempting to access must be addressed using the specified endpoint.",
+            &[("x-amz-bucket-region", region)],
+        )
+    }
 }
 
 /// Which requests of a service a fault applies to ([`FaultProxy::inject_only`]).

@@ -93,15 +93,7 @@ fn an_expired_token_on_s3_says_so() {
 #[test]
 fn a_bucket_in_another_region_names_its_region() {
     let proxy = FaultProxy::start(&ENDPOINT).unwrap();
-    proxy.inject(
-        Service::S3,
-        Fault::s3_error(
-            301,
-            "PermanentRedirect",
-            "The bucket you are attempting to access must be addressed using the specified endpoint.",
-            &[("x-amz-bucket-region", "eu-west-1")],
-        ),
-    );
+    proxy.inject(Service::S3, Fault::s3_bucket_in("eu-west-1"));
     let moved = run(proxy.url());
     moved.assert_error("WrongRegion", &["test-bucket-123", "REGION='eu-west-1'"]);
     proxy.clear();

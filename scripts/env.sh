@@ -139,7 +139,9 @@ container_images() {
 }
 
 # Everything the tests and the demo need; safe to call every time.
-setup() {
+# What the builds need: the wasm32-wasip2 target, and clang for the C code compiled into the
+# components.
+setup_toolchain() {
   command -v rustup >/dev/null && rustup target list --installed | grep -qx wasm32-wasip2 \
     || { log "adding rustup target wasm32-wasip2"; rustup target add wasm32-wasip2 >&2; }
   # zstd-sys and other C code need clang to target wasm32-wasip2.
@@ -147,14 +149,29 @@ setup() {
     log "installing clang"
     apt-get update -qq >&2 && apt-get install -y -qq clang >&2
   fi
+}
+
+# What the tests and benches run: the Python venvs of LocalStack, moto and the clients. Mostly
+# downloads, so scripts/test and scripts/demo make them beside the builds.
+setup_venvs() {
   make_venv localstack "$LOCALSTACK_SPEC" "${LOCALSTACK_PINS[@]}"
   make_venv moto "$MOTO_SPEC"
   make_venv clients "${CLIENTS_SPEC[@]}"
+}
+
+# Where the tests find those tools (the venvs may still be in the making).
+setup_paths() {
   # Installed by install_fakecloud (scripts/test runs it beside the builds).
   export XSTAGE_FAKECLOUD="$FAKECLOUD_ROOT/bin/fakecloud"
   export XSTAGE_LOCALSTACK_PYTHON="$XSTAGE_VENVS/localstack/bin/python"
   export XSTAGE_MOTO_SERVER="$XSTAGE_VENVS/moto/bin/moto_server"
   export XSTAGE_CLIENTS_PYTHON="$XSTAGE_VENVS/clients/bin/python"
+}
+
+setup() {
+  setup_toolchain
+  setup_venvs
+  setup_paths
 }
 
 # The WASI components the host runs: the stage query function and the sandbox probe, built

@@ -3,7 +3,7 @@
 //! nested types.
 
 use arrow::array::timezone::Tz;
-use arrow::array::{Array, AsArray};
+use arrow::array::{AnyDictionaryArray, Array, AsArray};
 use arrow::datatypes::*;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use base64::Engine;
@@ -62,12 +62,34 @@ pub fn value(array: &dyn Array, i: usize) -> Value {
         DataType::Map(_, _) => map(array, i),
         DataType::Dictionary(_, _) => {
             let dict = array.as_any_dictionary();
-            let key = dict.normalized_keys()[i];
-            value(dict.values().as_ref(), key)
+            value(dict.values().as_ref(), dictionary_key(dict, i))
         }
         // Decimals, dates, times, durations, intervals and anything rarer: their display text.
         _ => display(array, i),
     }
+}
+
+/// Where row `i` of a dictionary points in its values. One key is read:
+/// `normalized_keys()[i]` copied every key of the batch for each row, so an answer's
+/// dictionary column cost its batch size squared.
+fn dictionary_key(dict: &dyn AnyDictionaryArray, i: usize) -> usize {
+    fn key<K: ArrowPrimitiveType>(keys: &dyn Array, i: usize) -> usize {
+        keys.as_primitive::<K>().value(i).as_usize()
+    }
+    let keys = dict.keys();
+    let k = match keys.data_type() {
+        DataType::Int8 => key::<Int8Type>(keys, i),
+        DataType::Int16 => key::<Int16Type>(keys, i),
+        DataType::Int32 => key::<Int32Type>(keys, i),
+        DataType::Int64 => key::<Int64Type>(keys, i),
+        DataType::UInt8 => key::<UInt8Type>(keys, i),
+        DataType::UInt16 => key::<UInt16Type>(keys, i),
+        DataType::UInt32 => key::<UInt32Type>(keys, i),
+        _ => key::<UInt64Type>(keys, i),
+    };
+    // As `normalized_keys` does: a key past the values (which a valid array cannot hold)
+    // reads the last value rather than panicking.
+    k.min(dict.values().len().saturating_sub(1))
 }
 
 fn int(v: i64) -> Value {
@@ -296,5 +318,12 @@ mod tests {
 
         let dict: DictionaryArray<Int8Type> = vec!["a", "b", "a"].into_iter().collect();
         assert_eq!(value(&dict, 2), json!("a"));
+        // Every row reads its own key, whatever the key type, in a slice too.
+        let dict: DictionaryArray<UInt16Type> =
+            vec![Some("x"), None, Some("y"), Some("x")].into_iter().collect();
+        let rows: Vec<Value> = (0..dict.len()).map(|i| value(&dict, i)).collect();
+        assert_eq!(rows, [json!("x"), Value::Null, json!("y"), json!("x")]);
+        let slice = dict.slice(2, 2);
+        assert_eq!([value(&slice, 0), value(&slice, 1)], [json!("y"), json!("x")]);
     }
 }

@@ -25,6 +25,15 @@ FAKECLOUD_ROOT="$XSTAGE_CACHE/tools/fakecloud-$FAKECLOUD_VERSION"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# await_job PID LOG WHAT: waits for a background job; if it failed, prints its log and exits.
+await_job() {
+  if ! wait "$1"; then
+    cat "$2" >&2
+    log "$3 failed"
+    exit 1
+  fi
+}
+
 # A Python >= 3.12 interpreter: LocalStack 2026.3 needs it.
 find_python() {
   local cand
@@ -138,7 +147,6 @@ container_images() {
   rm -rf "$root"
 }
 
-# Everything the tests and the demo need; safe to call every time.
 # What the builds need: the wasm32-wasip2 target, and clang for the C code compiled into the
 # components.
 setup_toolchain() {
@@ -168,6 +176,7 @@ setup_paths() {
   export XSTAGE_CLIENTS_PYTHON="$XSTAGE_VENVS/clients/bin/python"
 }
 
+# Everything the tests and the demo need; safe to call every time.
 setup() {
   setup_toolchain
   setup_venvs

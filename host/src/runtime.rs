@@ -118,6 +118,10 @@ impl Host {
 fn engine_config(host: &HostConfig) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    // 64x64->128-bit multiplies as one instruction (`i64.mul_wide_u`) rather than a call to
+    // compiler-builtins' `__multi3`: float formatting (ryu), hashing (foldhash) and decimals
+    // use them per value. The guest is built with `+wide-arithmetic` (`.cargo/config.toml`).
+    config.wasm_wide_arithmetic(true);
     // No map from machine code back to wasm offsets: it was 14 MB of the stage query
     // component's 122 MB artifact, and served only the `0x…` offsets of a trap's frames
     // (there is no DWARF to take them further). Frames keep their function, named by

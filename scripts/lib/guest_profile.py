@@ -13,11 +13,12 @@ the native side from the first guest sample of the scan on, and the top function
 
 import bisect
 import collections
+import os
 import re
 import subprocess
 import sys
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(__file__))
 import wasm_crates as wc  # noqa: E402
 
 MMAP = re.compile(r"PERF_RECORD_MMAP2 .*\[(0x[0-9a-f]+)\(0x[0-9a-f]+\) @ 0x[0-9a-f]+.*r-xp /memfd:xstage-artifact")

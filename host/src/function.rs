@@ -103,6 +103,23 @@ impl Invocation {
     }
 }
 
+impl Host {
+    /// Loads a function: compiles its component once (through the cache), links it and
+    /// prepares its instantiation. (Defined here, beside [`Function`], so that the engine's
+    /// module does not depend on the functions it runs.)
+    pub async fn load(&self, path: &Path, config: FunctionConfig) -> Result<Function, LoadError> {
+        if config.memory_size_mb > self.inner.config.max_memory_mb {
+            return Err(LoadError::MemoryTooLarge {
+                function: config.name.clone(),
+                asked: config.memory_size_mb,
+                max: self.inner.config.max_memory_mb,
+            });
+        }
+        let loaded = self.compile(path).await?;
+        Function::new(self.clone(), path, loaded, config)
+    }
+}
+
 impl Function {
     pub(crate) fn new(
         host: Host,

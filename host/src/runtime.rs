@@ -11,10 +11,9 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::cache::{self, ArtifactCache, Loaded};
-use crate::config::{FunctionConfig, HostConfig};
+use crate::config::HostConfig;
 use crate::environment::GuestState;
 use crate::error::LoadError;
-use crate::function::Function;
 use crate::limits::MAX_TABLE_ELEMENTS;
 use crate::outbound::HttpClient;
 
@@ -98,20 +97,6 @@ impl Host {
         let join = tokio::task::spawn_blocking(move || cache::load(&engine, cache.as_ref(), &path));
         join.await
             .map_err(|e| LoadError::Engine(format!("the compile task failed: {e}")))?
-    }
-
-    /// Loads a function: compiles its component once (through the cache), links it and
-    /// prepares its instantiation.
-    pub async fn load(&self, path: &Path, config: FunctionConfig) -> Result<Function, LoadError> {
-        if config.memory_size_mb > self.inner.config.max_memory_mb {
-            return Err(LoadError::MemoryTooLarge {
-                function: config.name.clone(),
-                asked: config.memory_size_mb,
-                max: self.inner.config.max_memory_mb,
-            });
-        }
-        let loaded = self.compile(path).await?;
-        Function::new(self.clone(), path, loaded, config)
     }
 }
 

@@ -206,7 +206,7 @@ impl Progress {
         self.shown = true;
         Some(format!(
             "\r{rows} rows, {} so far ({:.1} s)\x1b[K",
-            super::session::bytes(bytes),
+            output::bytes(bytes),
             now.duration_since(self.started).as_secs_f64()
         ))
     }

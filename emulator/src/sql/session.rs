@@ -16,7 +16,6 @@ use super::output::Table;
 use super::statement::{CreateMode, StageConnection, Statement};
 
 mod query;
-pub(crate) use query::bytes;
 
 /// What a statement printed: rows for stdout, and a status line for stderr.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,6 +2,7 @@
 //! table, and the streamed answer printed as it arrives.
 
 use super::*;
+use crate::sql::output::bytes;
 
 impl Session {
     /// The function's invoker, connected at the first query; a failure to connect is kept
@@ -155,19 +156,4 @@ fn status(n: usize, stats: &Value, truncated: bool) -> String {
         ));
     }
     status
-}
-
-pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.2} {}", UNITS[unit])
-    }
 }

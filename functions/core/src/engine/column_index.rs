@@ -37,28 +37,14 @@ use parquet::file::metadata::{
 };
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
-use super::footer::{MAX_FOOTER_BYTES, cache_metadata, not_parquet};
+use super::error::store_error;
+use super::footer::{Deferred, MAX_FOOTER_BYTES, cache_metadata, not_parquet};
 use super::kept;
 use crate::error::{FunctionError, Result};
 use crate::s3::{IoStats, S3Store, key_of};
 
 /// Files read at once.
 const CONCURRENCY: usize = 8;
-
-/// Files whose footer and offset index are loaded and whose column index is left for
-/// [`fetch`], by location.
-#[derive(Debug, Default)]
-pub struct Deferred(HashMap<Path, (ObjectMeta, Arc<ParquetMetaData>)>);
-
-impl Deferred {
-    pub fn insert(&mut self, meta: ObjectMeta, metadata: Arc<ParquetMetaData>) {
-        self.0.insert(meta.location.clone(), (meta, metadata));
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
 
 /// Reads the column index entries the filters of `plan` can use in the files of `deferred`,
 /// and replaces those files' entries in DataFusion's metadata cache.
@@ -79,14 +65,14 @@ pub async fn fetch(
             continue;
         };
         for location in &scan.files {
-            if let Some((_, metadata)) = deferred.0.get(location) {
+            if let Some((_, metadata)) = deferred.get(location) {
                 let entries = entries_for(metadata, &scan.schema, filter, location);
                 wanted.entry(location.clone()).or_default().extend(entries);
             }
         }
     }
     let reads = wanted.into_iter().filter_map(|(location, entries)| {
-        let (meta, metadata) = deferred.0.get(&location)?;
+        let (meta, metadata) = deferred.get(&location)?;
         let key = key_of(&meta.location).ok()?;
         // Entries this environment read before from the same version of the object.
         let known = store
@@ -106,7 +92,7 @@ pub async fn fetch(
             let bytes = store
                 .get_range(&meta.location, range.clone())
                 .await
-                .map_err(|e| super::files::store_error(e, stats))?;
+                .map_err(|e| store_error(e, stats))?;
             let merged = merge(&metadata, &missing, range, bytes, meta.size)
                 .map_err(|why| not_parquet(store, meta, why))?;
             // The version again: a GET answered by another ETag since leaves nothing to keep.

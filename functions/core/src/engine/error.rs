@@ -153,6 +153,17 @@ fn looks_like_parquet(msg: &str) -> bool {
     m.contains("parquet") || m.contains("footer") || m.contains("thrift")
 }
 
+/// The typed error behind a store failure: the [`FunctionError`] the store boxed into it.
+pub fn store_error(e: object_store::Error, stats: &IoStats) -> FunctionError {
+    use std::error::Error;
+    if let Some(typed) = e.source().and_then(|s| s.downcast_ref::<FunctionError>()) {
+        return typed.clone();
+    }
+    stats
+        .first_error()
+        .unwrap_or_else(|| FunctionError::internal(format!("object store: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

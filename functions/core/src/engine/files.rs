@@ -5,8 +5,8 @@
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 
-use super::footer::PageIndexes;
-use super::hints;
+use super::error::store_error;
+use super::hints::{self, PageIndexes};
 use crate::error::{ErrorKind, FunctionError, Result};
 use crate::format::{FileFormat, FormatType};
 use crate::s3::{IoStats, S3Store, key_of};
@@ -108,17 +108,6 @@ pub async fn resolve(
 pub fn relative(stage: &StageUrl, meta: &ObjectMeta) -> Option<String> {
     let key = key_of(&meta.location).ok()?;
     stage.relative(&key).map(str::to_string)
-}
-
-/// The typed error behind a store failure: the [`FunctionError`] the store boxed into it.
-pub fn store_error(e: object_store::Error, stats: &IoStats) -> FunctionError {
-    use std::error::Error;
-    if let Some(typed) = e.source().and_then(|s| s.downcast_ref::<FunctionError>()) {
-        return typed.clone();
-    }
-    stats
-        .first_error()
-        .unwrap_or_else(|| FunctionError::internal(format!("object store: {e}")))
 }
 
 /// The format of files nothing names one for: the one their extensions agree on (a file

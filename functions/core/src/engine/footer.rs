@@ -10,6 +10,7 @@
 //! index left out is recorded as absent, which DataFusion reads as "no page statistics",
 //! never as a reason to fetch.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -17,30 +18,41 @@ use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaD
 use datafusion::execution::cache::cache_manager::CachedFileMetadataEntry;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 
-use super::column_index::Deferred;
-use super::hints;
+use super::error::store_error;
+use super::hints::{self, PageIndexes};
 use crate::checks;
 use crate::error::{ErrorKind, FunctionError, Result};
 use crate::s3::{IoStats, S3Store, key_of};
-
-/// Which page indexes a query can use, and so are worth a request of their own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageIndexes {
-    /// Page locations: reading only the pages a LIMIT or a row selection needs.
-    pub offset_index: bool,
-    /// Page min/max statistics: pruning pages by a filter.
-    pub column_index: bool,
-}
 
 /// A footer (metadata plus page indexes) larger than this is refused as corrupt or hostile.
 pub const MAX_FOOTER_BYTES: usize = 64 * 1024 * 1024;
 /// Footers fetched at once.
 const CONCURRENCY: usize = 8;
+
+/// Files whose footer and offset index are loaded and whose column index is left for
+/// [`column_index::fetch`](super::column_index::fetch), by location.
+#[derive(Debug, Default)]
+pub struct Deferred(HashMap<Path, (ObjectMeta, Arc<ParquetMetaData>)>);
+
+impl Deferred {
+    pub fn insert(&mut self, meta: ObjectMeta, metadata: Arc<ParquetMetaData>) {
+        self.0.insert(meta.location.clone(), (meta, metadata));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn get(&self, location: &Path) -> Option<&(ObjectMeta, Arc<ParquetMetaData>)> {
+        self.0.get(location)
+    }
+}
 
 /// Loads the footers of `files`, primes DataFusion's metadata cache with them and tells the
 /// store where their pages are, so it checks every page header it fetches. The files whose
@@ -348,7 +360,7 @@ async fn fetch_tail(
     store
         .get_range(&meta.location, start..meta.size)
         .await
-        .map_err(|e| super::files::store_error(e, stats))
+        .map_err(|e| store_error(e, stats))
 }
 
 /// The row counts agree: the file's is the sum of its row groups', and no column chunk has

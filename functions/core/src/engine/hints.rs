@@ -14,7 +14,14 @@ use std::sync::{LazyLock, Mutex};
 
 use parquet::file::metadata::ParquetMetaData;
 
-use super::footer::PageIndexes;
+/// Which page indexes a query can use, and so are worth a request of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageIndexes {
+    /// Page locations: reading only the pages a LIMIT or a row selection needs.
+    pub offset_index: bool,
+    /// Page min/max statistics: pruning pages by a filter.
+    pub column_index: bool,
+}
 
 /// Bytes read from the end of a file nothing is known about. Large enough for the footer of
 /// a wide file with many row groups; far below DataFusion's 512 KiB default.

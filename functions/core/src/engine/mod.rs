@@ -40,7 +40,8 @@ use crate::s3::{IoStats, S3Store, key_of};
 use crate::sql::{StageRef, Statement, TableSource};
 use crate::stage::Location;
 
-pub use files::store_error;
+pub use error::store_error;
+pub use hints::PageIndexes;
 
 /// Bytes read from the end of a file nothing is known about ([`hints`] for the others).
 pub const METADATA_SIZE_HINT: usize = hints::DEFAULT as usize;
@@ -54,7 +55,7 @@ pub struct Plan {
     tables: Vec<(String, Source, Option<FileFormat>)>,
     with_filename: bool,
     /// The page indexes worth fetching for this query.
-    page_indexes: footer::PageIndexes,
+    page_indexes: PageIndexes,
 }
 
 #[derive(Debug)]
@@ -101,7 +102,7 @@ impl Plan {
                 sql: "SELECT * FROM __xstage_list ORDER BY name".into(),
                 tables: vec![("__xstage_list".into(), Source::List(resolve(&r)?), None)],
                 with_filename: false,
-                page_indexes: footer::PageIndexes {
+                page_indexes: PageIndexes {
                     offset_index: false,
                     column_index: false,
                 },
@@ -128,7 +129,7 @@ impl Plan {
                     })
                     .collect::<Result<_>>()?,
                 with_filename: traits.filename_column,
-                page_indexes: footer::PageIndexes {
+                page_indexes: PageIndexes {
                     offset_index: traits.filters || traits.limit,
                     column_index: traits.filters,
                 },
@@ -177,8 +178,8 @@ pub struct Prepared {
     files: Vec<String>,
     /// Each table's name and its location as the query wrote it, for messages.
     written: Vec<(String, String)>,
-    deferred: column_index::Deferred,
-    page_indexes: footer::PageIndexes,
+    deferred: footer::Deferred,
+    page_indexes: PageIndexes,
     /// The NDJSON files read, for [`locate`] to name a refused line.
     ndjson: Vec<locate::Ndjson>,
 }
@@ -200,7 +201,7 @@ pub async fn prepare(
         .map(|(name, source, _)| (name.clone(), source.location().written.clone()))
         .collect();
     let mut read: BTreeSet<String> = BTreeSet::new();
-    let mut deferred = column_index::Deferred::default();
+    let mut deferred = footer::Deferred::default();
     let mut ndjson = Vec::new();
     for (name, source, format) in &plan.tables {
         let location = source.location();
@@ -290,7 +291,7 @@ impl Prepared {
     }
 
     /// The page indexes worth fetching for this query.
-    pub fn page_indexes(&self) -> footer::PageIndexes {
+    pub fn page_indexes(&self) -> PageIndexes {
         self.page_indexes
     }
 
@@ -414,11 +415,11 @@ pub async fn prime_planned(
     store: &S3Store,
     stats: &Arc<IoStats>,
     files: &[ObjectMeta],
-    want: footer::PageIndexes,
+    want: PageIndexes,
     memory_limit: usize,
-) -> Result<column_index::Deferred> {
+) -> Result<footer::Deferred> {
     ctx.register_object_store(&bucket_url(stage)?, Arc::new(store.clone()));
-    let mut deferred = column_index::Deferred::default();
+    let mut deferred = footer::Deferred::default();
     footer::prime(
         ctx,
         store,
@@ -452,7 +453,7 @@ pub async fn execute(
     physical: Arc<dyn ExecutionPlan>,
     store: &S3Store,
     stats: &Arc<IoStats>,
-    deferred: column_index::Deferred,
+    deferred: footer::Deferred,
     memory_limit: usize,
     fail: &(dyn Fn(datafusion::error::DataFusionError) -> FunctionError + Sync),
     mut sink: impl AsyncFnMut(&RecordBatch) -> Result<bool>,

@@ -74,7 +74,7 @@ pub fn start(
             total += size;
             store
                 .prefetch(&location, &ranges)
-                .map_err(|e| super::files::store_error(e, stats))?;
+                .map_err(|e| super::error::store_error(e, stats))?;
         }
     }
     Ok(())

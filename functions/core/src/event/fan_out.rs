@@ -5,7 +5,7 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::fields::{Fields, kind_of};
-use crate::engine::footer::PageIndexes;
+use crate::engine::PageIndexes;
 use crate::error::{FunctionError, Result};
 
 /// `options.fan_out`: one query spread over invocations of this function.

@@ -427,7 +427,7 @@ fn leaves(fragment: &Fragment) -> Vec<Fragment> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::footer::PageIndexes;
+    use crate::engine::PageIndexes;
 
     fn leaf(i: u8) -> Job {
         Job {

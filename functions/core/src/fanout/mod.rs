@@ -122,7 +122,7 @@ fn job(
     split: &Arc<Split>,
     units: &Arc<Vec<tasks::Unit>>,
     task: tasks::Task,
-    page_indexes: engine::footer::PageIndexes,
+    page_indexes: engine::PageIndexes,
     event: &Event,
 ) -> Result<Job> {
     let plan = fragment::encode(split.worker(Some(task.group()))?)?;

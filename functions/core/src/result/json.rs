@@ -319,11 +319,15 @@ mod tests {
         let dict: DictionaryArray<Int8Type> = vec!["a", "b", "a"].into_iter().collect();
         assert_eq!(value(&dict, 2), json!("a"));
         // Every row reads its own key, whatever the key type, in a slice too.
-        let dict: DictionaryArray<UInt16Type> =
-            vec![Some("x"), None, Some("y"), Some("x")].into_iter().collect();
+        let dict: DictionaryArray<UInt16Type> = vec![Some("x"), None, Some("y"), Some("x")]
+            .into_iter()
+            .collect();
         let rows: Vec<Value> = (0..dict.len()).map(|i| value(&dict, i)).collect();
         assert_eq!(rows, [json!("x"), Value::Null, json!("y"), json!("x")]);
         let slice = dict.slice(2, 2);
-        assert_eq!([value(&slice, 0), value(&slice, 1)], [json!("y"), json!("x")]);
+        assert_eq!(
+            [value(&slice, 0), value(&slice, 1)],
+            [json!("y"), json!("x")]
+        );
     }
 }

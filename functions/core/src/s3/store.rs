@@ -28,65 +28,23 @@ use object_store::{
 use super::error::map as map_s3_error;
 use super::prefetched::Prefetched;
 use super::stats::{IoStats, Request};
-use super::tails::{Split, Tails, join};
-use crate::aws_error::{AwsFailure, chain};
+use super::tails::{Split, Tails};
+use crate::aws_error::AwsFailure;
 use crate::checks::PageMap;
 use crate::error::{ErrorKind, FunctionError};
 
+mod get;
+mod list;
+mod ranges;
 mod whole;
 
-/// Ranges closer than this are fetched with one GET. Small, because Parquet pages of one
-/// column sit a column chunk apart and reading the gap costs more than a request.
-pub const COALESCE_GAP: u64 = 64 * 1024;
+pub use ranges::COALESCE_GAP;
+use ranges::{merge_close, parse_content_range, slice_of};
 
 /// GETs in flight at once for one read of many ranges. object_store's `coalesce_ranges`
 /// sends 10 at a time, so the 40 column chunks of a GROUP BY over a 20-row-group file left
 /// in four waves, each waiting out S3's first-byte latency.
 pub const PARALLEL_GETS: usize = 32;
-
-/// `ranges` sorted, with those less than [`COALESCE_GAP`] apart merged: the requests a
-/// coalesced read of them sends.
-fn merge_close(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
-    let mut sorted: Vec<Range<u64>> = ranges.iter().filter(|r| r.start < r.end).cloned().collect();
-    sorted.sort_by_key(|r| r.start);
-    let mut merged: Vec<Range<u64>> = Vec::with_capacity(sorted.len());
-    for r in sorted {
-        match merged.last_mut() {
-            Some(last) if r.start <= last.end.saturating_add(COALESCE_GAP) => {
-                last.end = last.end.max(r.end);
-            }
-            _ => merged.push(r),
-        }
-    }
-    merged
-}
-
-/// The bytes of `range` from the answers `fetched` to the merged `requests` that cover it.
-fn slice_of(
-    requests: &[Range<u64>],
-    fetched: &[Bytes],
-    range: &Range<u64>,
-) -> object_store::Result<Bytes> {
-    if range.start >= range.end {
-        return Ok(Bytes::new());
-    }
-    let short = || object_store::Error::Generic {
-        store: "S3",
-        source: format!("bytes {range:?} lie past the end of the object").into(),
-    };
-    let i = requests
-        .partition_point(|r| r.start <= range.start)
-        .checked_sub(1)
-        .ok_or_else(short)?;
-    let (request, bytes) = (&requests[i], &fetched[i]);
-    let from = usize::try_from(range.start - request.start).map_err(|_| short())?;
-    let to = usize::try_from(range.end - request.start).map_err(|_| short())?;
-    // An object shorter than asked answers up to its end, as object_store does.
-    if from >= bytes.len() {
-        return Err(short());
-    }
-    Ok(bytes.slice(from..to.min(bytes.len())))
-}
 
 /// A read-only view of `s3://bucket/root`. Clones share counters and known metadata.
 #[derive(Clone)]
@@ -305,255 +263,6 @@ impl S3Store {
         self.remember(&meta);
         Ok(meta)
     }
-
-    /// One `ListObjectsV2` page under `prefix`.
-    async fn list_page(
-        &self,
-        prefix: &str,
-        delimiter: bool,
-        token: Option<String>,
-    ) -> object_store::Result<(Vec<ObjectMeta>, Vec<Path>, Option<String>)> {
-        self.stats.request(Request::List);
-        let mut req = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .set_continuation_token(token);
-        if delimiter {
-            req = req.delimiter("/");
-        }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "ListObjectsV2", prefix))?;
-        let objects: Vec<ObjectMeta> =
-            out.contents()
-                .iter()
-                .filter_map(|o| {
-                    let key = o.key()?;
-                    // Directory markers and anything that would not round-trip are skipped.
-                    (key.starts_with(&self.root) && !key.ends_with('/') && !key.contains("//"))
-                        .then(|| ObjectMeta {
-                            location: Self::path(key),
-                            last_modified: to_chrono(o.last_modified()),
-                            size: o.size().unwrap_or(0).max(0) as u64,
-                            e_tag: o.e_tag().map(str::to_string),
-                            version: None,
-                        })
-                })
-                .collect();
-        for meta in &objects {
-            self.remember(meta);
-        }
-        let prefixes = out
-            .common_prefixes()
-            .iter()
-            .filter_map(|p| p.prefix().map(Self::path))
-            .collect();
-        let next = out
-            .is_truncated()
-            .unwrap_or(false)
-            .then(|| out.next_continuation_token().map(str::to_string))
-            .flatten();
-        Ok((objects, prefixes, next))
-    }
-
-    /// Every object under a key prefix (a raw S3 prefix, not segment-aligned).
-    pub fn list_keys(
-        &self,
-        prefix: String,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        let this = self.clone();
-        stream::try_unfold(Some(None::<String>), move |state| {
-            let this = this.clone();
-            let prefix = prefix.clone();
-            async move {
-                let Some(token) = state else {
-                    return Ok::<_, object_store::Error>(None);
-                };
-                let (objects, _, next) = this.list_page(&prefix, false, token).await?;
-                Ok(Some((
-                    stream::iter(objects.into_iter().map(Ok)),
-                    next.map(Some),
-                )))
-            }
-        })
-        .try_flatten()
-        .boxed()
-    }
-
-    /// A read, answered from the object's kept tail where it can be, its page headers
-    /// checked when the file's pages are known.
-    async fn get_key(&self, key: &str, options: &GetOptions) -> object_store::Result<GetResult> {
-        let plain = options.if_match.is_none()
-            && options.if_none_match.is_none()
-            && options.if_modified_since.is_none()
-            && options.if_unmodified_since.is_none()
-            && options.version.is_none();
-        if plain && options.range.is_none() && self.page_map(key).is_none() {
-            return self.stream(key).await;
-        }
-        let wanted = match (&options.range, self.tails.size(key)) {
-            (Some(range), Some(size)) if plain => absolute(range, size),
-            _ => None,
-        };
-        let split = match &wanted {
-            Some(range) => self.tails.split(key, range),
-            None => Split::Miss,
-        };
-        let (bytes, range, meta) = match (split, wanted) {
-            (Split::Cached(bytes), Some(range)) => (bytes, range, self.known(key)),
-            (Split::Partly { fetch, cached }, Some(range)) => {
-                let (head, meta) = match self.prefetched.get(key, &fetch).await {
-                    Some(head) => (head, self.known(key)),
-                    None => self.fetch_exactly(key, fetch).await?,
-                };
-                let bytes = join(&head, &cached);
-                self.tails.keep(key, range.start, bytes.clone(), meta.size);
-                (bytes, range, meta)
-            }
-            (Split::Miss, Some(range)) => match self.prefetched.get(key, &range).await {
-                Some(bytes) => (bytes, range, self.known(key)),
-                None => self.fetch_and_keep(key, options).await?,
-            },
-            _ => self.fetch_and_keep(key, options).await?,
-        };
-        if let Some(map) = self.page_map(key)
-            && let Err(why) = map.check(range.start, &bytes)
-        {
-            let err = FunctionError::new(
-                ErrorKind::InvalidParquet,
-                format!(
-                    "s3://{}/{key} is not a readable Parquet file: {why}",
-                    self.bucket
-                ),
-            );
-            self.stats.failed(&err);
-            return Err(to_store_error(err, key));
-        }
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(stream::once(async move { Ok(bytes) }).boxed()),
-            meta,
-            range,
-            attributes: Default::default(),
-        })
-    }
-
-    /// One GET, its bytes kept as the object's tail when they reach its end.
-    async fn fetch_and_keep(
-        &self,
-        key: &str,
-        options: &GetOptions,
-    ) -> object_store::Result<(Bytes, Range<u64>, ObjectMeta)> {
-        let (bytes, range, meta) = self.fetch(key, options).await?;
-        self.tails.keep(key, range.start, bytes.clone(), meta.size);
-        Ok((bytes, range, meta))
-    }
-
-    /// One GET of exactly `range`: an endpoint that answers other bytes is an error.
-    async fn fetch_exactly(
-        &self,
-        key: &str,
-        range: Range<u64>,
-    ) -> object_store::Result<(Bytes, ObjectMeta)> {
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(range.clone())),
-            ..GetOptions::default()
-        };
-        let (bytes, got, meta) = self.fetch(key, &options).await?;
-        if got != range {
-            let err = FunctionError::new(
-                ErrorKind::EndpointUnreachable,
-                format!(
-                    "S3 GetObject on s3://{}/{key} returned bytes {got:?} where {range:?} \
-                     were asked for; does the endpoint honour Range requests?",
-                    self.bucket
-                ),
-            );
-            self.stats.failed(&err);
-            return Err(to_store_error(err, key));
-        }
-        Ok((bytes, meta))
-    }
-
-    /// What is known of an object without a request.
-    fn known(&self, key: &str) -> ObjectMeta {
-        self.known_map()
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| ObjectMeta {
-                location: Self::path(key),
-                last_modified: DateTime::<Utc>::default(),
-                size: self.tails.size(key).unwrap_or(0),
-                e_tag: None,
-                version: None,
-            })
-    }
-
-    /// One `GetObject`: the bytes, the range they cover and the object's metadata.
-    async fn fetch(
-        &self,
-        key: &str,
-        options: &GetOptions,
-    ) -> object_store::Result<(Bytes, Range<u64>, ObjectMeta)> {
-        let range = options.range.as_ref().map(http_range).transpose()?;
-        tracing::debug!(bucket = %self.bucket, key, range = range.as_deref().unwrap_or("all"), "GetObject");
-        self.stats.request(Request::Get);
-        let mut req = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .set_range(range)
-            .set_if_match(options.if_match.clone())
-            .set_if_none_match(options.if_none_match.clone())
-            .set_version_id(options.version.clone());
-        if let Some(t) = options.if_modified_since {
-            req = req.if_modified_since(aws_smithy_types::DateTime::from_millis(
-                t.timestamp_millis(),
-            ));
-        }
-        if let Some(t) = options.if_unmodified_since {
-            req = req.if_unmodified_since(aws_smithy_types::DateTime::from_millis(
-                t.timestamp_millis(),
-            ));
-        }
-        let out = req
-            .send()
-            .await
-            .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "GetObject", key))?;
-        self.saw_version(key, out.e_tag());
-        let (range, size) = match out.content_range().and_then(parse_content_range) {
-            Some(parsed) => parsed,
-            None => {
-                let len = out.content_length().unwrap_or(0).max(0) as u64;
-                (0..len, len)
-            }
-        };
-        let meta = Self::meta_of(key, size, &out);
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| self.cut_off(key, chain(&e)))?;
-        let bytes = body.into_bytes();
-        self.stats.bytes(bytes.len() as u64);
-        if bytes.len() as u64 != range.end - range.start {
-            let err = FunctionError::new(
-                ErrorKind::EndpointUnreachable,
-                format!(
-                    "S3 GetObject on s3://{}/{key} returned {} bytes where {} were announced; retry",
-                    self.bucket,
-                    bytes.len(),
-                    range.end - range.start
-                ),
-            );
-            self.stats.failed(&err);
-            return Err(to_store_error(err, key));
-        }
-        Ok((bytes, range, meta))
-    }
 }
 
 impl fmt::Debug for S3Store {
@@ -637,45 +346,11 @@ impl ObjectStore for S3Store {
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        // DataFusion lists segment-aligned prefixes; our own listing goes through `list_keys`.
-        let prefix = match prefix.map(|p| self.key(p)) {
-            None => Ok(self.root.clone()),
-            Some(Ok(key)) if key.is_empty() || key.ends_with('/') => Ok(key),
-            Some(Ok(key)) => Ok(format!("{key}/")),
-            Some(Err(e)) => Err(e),
-        };
-        match prefix {
-            Ok(prefix) => self.list_keys(prefix),
-            Err(e) => stream::once(async move { Err(e) }).boxed(),
-        }
+        self.list_under(prefix)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        let prefix = match prefix {
-            None => self.root.clone(),
-            Some(p) => {
-                let key = self.key(p)?;
-                if key.is_empty() || key.ends_with('/') {
-                    key
-                } else {
-                    format!("{key}/")
-                }
-            }
-        };
-        let mut result = ListResult {
-            common_prefixes: Vec::new(),
-            objects: Vec::new(),
-        };
-        let mut token = None;
-        loop {
-            let (objects, prefixes, next) = self.list_page(&prefix, true, token).await?;
-            result.objects.extend(objects);
-            result.common_prefixes.extend(prefixes);
-            match next {
-                Some(t) => token = Some(t),
-                None => return Ok(result),
-            }
-        }
+        self.list_delimited(prefix).await
     }
 
     async fn copy_opts(&self, _: &Path, to: &Path, _: CopyOptions) -> object_store::Result<()> {
@@ -717,43 +392,6 @@ fn to_store_error(err: FunctionError, key: &str) -> object_store::Error {
     }
 }
 
-fn http_range(range: &GetRange) -> object_store::Result<String> {
-    Ok(match range {
-        GetRange::Bounded(r) if r.start < r.end => format!("bytes={}-{}", r.start, r.end - 1),
-        GetRange::Bounded(r) => {
-            return Err(object_store::Error::Generic {
-                store: "S3",
-                source: format!("empty byte range {r:?}").into(),
-            });
-        }
-        GetRange::Offset(o) => format!("bytes={o}-"),
-        GetRange::Suffix(n) => format!("bytes=-{n}"),
-    })
-}
-
-/// `range` of an object of `size` bytes as offsets; `None` when it asks for nothing.
-fn absolute(range: &GetRange, size: u64) -> Option<Range<u64>> {
-    let r = match range {
-        GetRange::Bounded(r) => r.start..r.end.min(size),
-        GetRange::Offset(o) => *o..size,
-        GetRange::Suffix(n) => size.saturating_sub(*n)..size,
-    };
-    (r.start < r.end).then_some(r)
-}
-
-/// `bytes 0-99/1234` into `(0..100, 1234)`.
-fn parse_content_range(value: &str) -> Option<(Range<u64>, u64)> {
-    let rest = value.strip_prefix("bytes ")?;
-    let (span, total) = rest.split_once('/')?;
-    let (start, end) = span.split_once('-')?;
-    let (start, end, total) = (
-        start.parse::<u64>().ok()?,
-        end.parse::<u64>().ok()?,
-        total.parse::<u64>().ok()?,
-    );
-    (start <= end && end < total).then_some((start..end + 1, total))
-}
-
 fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> DateTime<Utc> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
         .unwrap_or_default()
@@ -762,50 +400,6 @@ fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> DateTime<Utc> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn content_range() {
-        assert_eq!(parse_content_range("bytes 0-99/1234"), Some((0..100, 1234)));
-        assert_eq!(
-            parse_content_range("bytes 1200-1233/1234"),
-            Some((1200..1234, 1234))
-        );
-        assert_eq!(parse_content_range("bytes */1234"), None);
-        assert_eq!(parse_content_range("bytes 5-1/10"), None);
-        assert_eq!(parse_content_range("bytes 0-10/10"), None);
-    }
-
-    #[test]
-    fn ranges() {
-        assert_eq!(
-            http_range(&GetRange::Bounded(0..100)).unwrap(),
-            "bytes=0-99"
-        );
-        assert_eq!(http_range(&GetRange::Suffix(8)).unwrap(), "bytes=-8");
-        assert_eq!(http_range(&GetRange::Offset(5)).unwrap(), "bytes=5-");
-        assert!(http_range(&GetRange::Bounded(5..5)).is_err());
-    }
-
-    #[test]
-    fn reads_of_many_ranges_are_sliced_from_the_merged_requests() {
-        let ranges = [0..10, 5..20, 200_000..200_010, 30..30];
-        let requests = merge_close(&ranges);
-        assert_eq!(requests, vec![0..20, 200_000..200_010]);
-        let data: Vec<u8> = (0..20).collect();
-        let fetched = vec![Bytes::from(data), Bytes::from_static(b"0123")];
-        let got: Vec<Bytes> = ranges
-            .iter()
-            .map(|r| slice_of(&requests, &fetched, r).unwrap())
-            .collect();
-        assert_eq!(&got[0][..], &(0..10).collect::<Vec<u8>>()[..]);
-        assert_eq!(&got[1][..], &(5..20).collect::<Vec<u8>>()[..]);
-        // The object ends inside the last request: what it has, as object_store answers.
-        assert_eq!(&got[2][..], b"0123");
-        assert!(got[3].is_empty());
-        // A range wholly past what was answered is an error, not a panic.
-        assert!(slice_of(&requests, &fetched, &(200_005..200_008)).is_err());
-        assert!(slice_of(&[], &[], &(1..2)).is_err());
-    }
 
     /// A client without credentials or endpoint: nothing it is asked for can be sent.
     fn offline_client() -> Client {

@@ -15,6 +15,10 @@
 
 use std::collections::BTreeMap;
 
+use lex::{Kind, Token, describe, leading_comments, lex};
+
+mod lex;
+
 /// A statement, with names normalised (unquoted identifiers are lower-cased, as Databend does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Statement {
@@ -86,134 +90,6 @@ const KEY_OPTIONS: &[&str] = &[
     "SECURITY_TOKEN",
 ];
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
-    /// An identifier or keyword; `quoted` identifiers keep their case.
-    Word {
-        text: String,
-        quoted: bool,
-    },
-    Str(String),
-    Sym(char),
-}
-
-#[derive(Debug, Clone)]
-struct Token {
-    kind: Kind,
-    offset: usize,
-}
-
-fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
-    let mut tokens = Vec::new();
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    let mut i = 0;
-    let err = |offset, message: String| ParseError { offset, message };
-    while i < chars.len() {
-        let (offset, c) = chars[i];
-        match c {
-            c if c.is_whitespace() => i += 1,
-            '-' if chars.get(i + 1).map(|x| x.1) == Some('-') => {
-                while i < chars.len() && chars[i].1 != '\n' {
-                    i += 1;
-                }
-            }
-            '/' if chars.get(i + 1).map(|x| x.1) == Some('*') => {
-                i += 2;
-                while i < chars.len()
-                    && !(chars[i].1 == '*' && chars.get(i + 1).map(|x| x.1) == Some('/'))
-                {
-                    i += 1;
-                }
-                i += 2;
-            }
-            '\'' => {
-                let mut value = String::new();
-                i += 1;
-                loop {
-                    let Some(&(_, c)) = chars.get(i) else {
-                        return Err(err(offset, "this string has no closing quote '".into()));
-                    };
-                    match c {
-                        '\'' if chars.get(i + 1).map(|x| x.1) == Some('\'') => {
-                            value.push('\'');
-                            i += 2;
-                        }
-                        '\'' => {
-                            i += 1;
-                            break;
-                        }
-                        // Databend's escapes: \t \n \r \0, and \x for any other x.
-                        '\\' if i + 1 < chars.len() => {
-                            value.push(match chars[i + 1].1 {
-                                't' => '\t',
-                                'n' => '\n',
-                                'r' => '\r',
-                                '0' => '\0',
-                                other => other,
-                            });
-                            i += 2;
-                        }
-                        c => {
-                            value.push(c);
-                            i += 1;
-                        }
-                    }
-                }
-                tokens.push(Token {
-                    kind: Kind::Str(value),
-                    offset,
-                });
-            }
-            '"' | '`' => {
-                let close = c;
-                let start = i + 1;
-                let mut j = start;
-                while j < chars.len() && chars[j].1 != close {
-                    j += 1;
-                }
-                if j == chars.len() {
-                    return Err(err(offset, format!("this name has no closing {close}")));
-                }
-                let name: String = chars[start..j].iter().map(|x| x.1).collect();
-                tokens.push(Token {
-                    kind: Kind::Word {
-                        text: name,
-                        quoted: true,
-                    },
-                    offset,
-                });
-                i = j + 1;
-            }
-            // A number is a word too: only option values (SKIP_HEADER = 1) take one.
-            c if c.is_ascii_alphanumeric() || c == '_' => {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].1.is_ascii_alphanumeric() || matches!(chars[i].1, '_' | '$'))
-                {
-                    i += 1;
-                }
-                let word: String = chars[start..i].iter().map(|x| x.1).collect();
-                tokens.push(Token {
-                    kind: Kind::Word {
-                        text: word,
-                        quoted: false,
-                    },
-                    offset,
-                });
-            }
-            '=' | '(' | ')' | ',' => {
-                tokens.push(Token {
-                    kind: Kind::Sym(c),
-                    offset,
-                });
-                i += 1;
-            }
-            c => return Err(err(offset, format!("unexpected {c:?}"))),
-        }
-    }
-    Ok(tokens)
-}
-
 /// Parses one statement (without its `;`).
 pub fn parse(text: &str) -> Result<Statement, ParseError> {
     let lead = leading_comments(text);
@@ -261,32 +137,10 @@ pub fn parse(text: &str) -> Result<Statement, ParseError> {
     Ok(statement)
 }
 
-/// The length of the whitespace and comments before the first token.
-fn leading_comments(text: &str) -> usize {
-    let mut rest = text.trim_start();
-    loop {
-        if let Some(after) = rest.strip_prefix("--") {
-            rest = after.split_once('\n').map_or("", |(_, r)| r).trim_start();
-        } else if let Some(after) = rest.strip_prefix("/*") {
-            rest = after.split_once("*/").map_or("", |(_, r)| r).trim_start();
-        } else {
-            return text.len() - rest.len();
-        }
-    }
-}
-
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     end: usize,
-}
-
-fn describe(kind: &Kind) -> String {
-    match kind {
-        Kind::Word { text, .. } => text.clone(),
-        Kind::Str(s) => format!("'{s}'"),
-        Kind::Sym(c) => format!("'{c}'"),
-    }
 }
 
 impl Parser {
@@ -653,159 +507,4 @@ impl Parser {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_seed_statements_parse() {
-        let s = parse(
-            "CREATE CONNECTION databend_test STORAGE_TYPE='s3' \
-             ROLE_ARN='arn:aws:iam::987654321987:role/databend-test' EXTERNAL_ID='my-external-id-123'",
-        )
-        .unwrap();
-        let Statement::CreateConnection {
-            name,
-            mode,
-            options,
-        } = s
-        else {
-            panic!("{s:?}")
-        };
-        assert_eq!((name.as_str(), mode), ("databend_test", CreateMode::Create));
-        assert_eq!(
-            options["ROLE_ARN"],
-            "arn:aws:iam::987654321987:role/databend-test"
-        );
-        assert_eq!(options["EXTERNAL_ID"], "my-external-id-123");
-        assert_eq!(
-            parse("CREATE STAGE databend_test URL='s3://test-bucket-123/optional/prefix/' CONNECTION=(CONNECTION_NAME='databend_test')")
-                .unwrap(),
-            Statement::CreateStage {
-                name: "databend_test".into(),
-                mode: CreateMode::Create,
-                url: "s3://test-bucket-123/optional/prefix/".into(),
-                connection: StageConnection::Named("databend_test".into()),
-                file_format: None,
-                comment: None,
-            }
-        );
-        assert_eq!(
-            parse("SELECT * FROM @databend_test/test.parquet LIMIT 1").unwrap(),
-            Statement::Query("SELECT * FROM @databend_test/test.parquet LIMIT 1".into())
-        );
-    }
-
-    /// Databend's `FILE_FORMAT = (...)`: bare, quoted and numeric values, `\t` in a string,
-    /// and the function's own checks at parse time.
-    #[test]
-    fn stage_file_formats() {
-        let s = parse(
-            "CREATE STAGE s URL='s3://b/p/' CONNECTION=(CONNECTION_NAME='c') \
-             FILE_FORMAT = (TYPE = TSV, field_delimiter = '\\t' SKIP_HEADER = 1 NULL_DISPLAY = '\\\\N' COMPRESSION = 'gzip')",
-        )
-        .unwrap();
-        let Statement::CreateStage {
-            file_format: Some(f),
-            ..
-        } = s
-        else {
-            panic!("{s:?}")
-        };
-        assert_eq!(f["TYPE"], "TSV");
-        assert_eq!(f["FIELD_DELIMITER"], "\t");
-        assert_eq!(f["SKIP_HEADER"], "1");
-        assert_eq!(f["NULL_DISPLAY"], "\\N");
-        let (_, why) = error(
-            "CREATE STAGE s URL='s3://b/' CONNECTION=(CONNECTION_NAME='c') FILE_FORMAT=(TYPE=ORC)",
-        );
-        assert!(
-            why.contains("xstage reads CSV, TSV, NDJSON and PARQUET"),
-            "{why}"
-        );
-        let (_, why) = error(
-            "CREATE STAGE s URL='s3://b/' CONNECTION=(CONNECTION_NAME='c') FILE_FORMAT=(TYPE=CSV SKIP_HEADER=3)",
-        );
-        assert!(why.contains("SKIP_HEADER"), "{why}");
-        let (_, why) = error(
-            "CREATE STAGE s URL='s3://b/' CONNECTION=(CONNECTION_NAME='c') FILE_FORMAT=(TYPE=CSV",
-        );
-        assert!(why.contains("found the end"), "{why}");
-    }
-
-    #[test]
-    fn modes_names_and_other_statements() {
-        let s = parse("create or replace stage \"My\" url = 's3://b/p/' connection = (role_arn = 'x') file_format = (type = parquet)").unwrap();
-        let Statement::CreateStage {
-            name,
-            mode,
-            connection,
-            ..
-        } = s
-        else {
-            panic!()
-        };
-        assert_eq!((name.as_str(), mode), ("My", CreateMode::OrReplace));
-        assert!(matches!(connection, StageConnection::Inline(o) if o["ROLE_ARN"] == "x"));
-        let s =
-            parse("CREATE CONNECTION IF NOT EXISTS C STORAGE_TYPE = 'S3', ROLE_ARN = 'r'").unwrap();
-        assert!(
-            matches!(s, Statement::CreateConnection { ref name, mode: CreateMode::IfNotExists, .. } if name == "c")
-        );
-        assert_eq!(parse("show stages").unwrap(), Statement::ShowStages);
-        assert_eq!(
-            parse("DESCRIBE STAGE s").unwrap(),
-            Statement::DescStage("s".into())
-        );
-        assert_eq!(
-            parse("DROP CONNECTION IF EXISTS c").unwrap(),
-            Statement::DropConnection {
-                name: "c".into(),
-                if_exists: true
-            }
-        );
-        assert!(matches!(parse("LIST @s").unwrap(), Statement::Query(_)));
-        assert_eq!(
-            parse("-- a comment\n/* another */ SHOW STAGES").unwrap(),
-            Statement::ShowStages
-        );
-    }
-
-    fn error(text: &str) -> (String, String) {
-        let e = parse(text).unwrap_err();
-        (text[e.offset.min(text.len())..].to_string(), e.message)
-    }
-
-    #[test]
-    fn errors_say_where_and_why() {
-        let (at, why) = error("CREATE CONNECTION c STORAGE_TYPE='s3' ROLE_ARN 'x'");
-        assert_eq!(at, "'x'");
-        assert!(why.contains("expected '=' after ROLE_ARN"), "{why}");
-        let (at, why) =
-            error("CREATE CONNECTION c STORAGE_TYPE='s3' ACCESS_KEY_ID='a' ROLE_ARN='r'");
-        assert!(
-            at.starts_with("ACCESS_KEY_ID") && why.contains("never keys"),
-            "{why}"
-        );
-        let (_, why) = error("CREATE CONNECTION c STORAGE_TYPE='gcs' ROLE_ARN='r'");
-        assert!(why.contains("'gcs' is not supported"), "{why}");
-        let (_, why) = error("CREATE CONNECTION c ROLE_ARN='r'");
-        assert!(why.contains("STORAGE_TYPE"), "{why}");
-        let (at, why) =
-            error("CREATE STAGE s URL='s3://b/' CONNECTION=(CONNECTION_NAME='c') COLOR='red'");
-        assert!(
-            at.starts_with("COLOR") && why.contains("unknown stage option"),
-            "{why}"
-        );
-        let (_, why) = error("CREATE STAGE s URL='s3://b/'");
-        assert!(why.contains("needs CONNECTION"), "{why}");
-        let (_, why) = error("CREATE STAGE s URL='s3://b/");
-        assert!(why.contains("no closing quote"), "{why}");
-        let (_, why) = error("INSERT INTO t VALUES (1)");
-        assert!(why.contains("INSERT is not supported"), "{why}");
-        let (at, _) = error("SHOW STAGES extra");
-        assert_eq!(at, "extra");
-        let (_, why) =
-            error("CREATE OR REPLACE CONNECTION IF NOT EXISTS c STORAGE_TYPE='s3' ROLE_ARN='r'");
-        assert!(why.contains("cannot be used together"), "{why}");
-    }
-}
+mod tests;

@@ -87,19 +87,27 @@ impl S3Store {
         .boxed()
     }
 
+    /// The key prefix of the directory `prefix` names: the stage's root for none, else its
+    /// key with a trailing `/`.
+    fn directory(&self, prefix: Option<&Path>) -> object_store::Result<String> {
+        let Some(path) = prefix else {
+            return Ok(self.root.clone());
+        };
+        let key = self.key(path)?;
+        Ok(if key.is_empty() || key.ends_with('/') {
+            key
+        } else {
+            format!("{key}/")
+        })
+    }
+
     /// [`ObjectStore::list`](object_store::ObjectStore::list): every object under a directory of the stage.
     pub(super) fn list_under(
         &self,
         prefix: Option<&Path>,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         // DataFusion lists segment-aligned prefixes; our own listing goes through `list_keys`.
-        let prefix = match prefix.map(|p| self.key(p)) {
-            None => Ok(self.root.clone()),
-            Some(Ok(key)) if key.is_empty() || key.ends_with('/') => Ok(key),
-            Some(Ok(key)) => Ok(format!("{key}/")),
-            Some(Err(e)) => Err(e),
-        };
-        match prefix {
+        match self.directory(prefix) {
             Ok(prefix) => self.list_keys(prefix),
             Err(e) => stream::once(async move { Err(e) }).boxed(),
         }
@@ -110,17 +118,7 @@ impl S3Store {
         &self,
         prefix: Option<&Path>,
     ) -> object_store::Result<ListResult> {
-        let prefix = match prefix {
-            None => self.root.clone(),
-            Some(p) => {
-                let key = self.key(p)?;
-                if key.is_empty() || key.ends_with('/') {
-                    key
-                } else {
-                    format!("{key}/")
-                }
-            }
-        };
+        let prefix = self.directory(prefix)?;
         let mut result = ListResult {
             common_prefixes: Vec::new(),
             objects: Vec::new(),

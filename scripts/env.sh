@@ -105,7 +105,7 @@ ensure_docker() {
   return 1
 }
 
-# The image the tests run LocalStack from (tests/src/localstack.rs), built once per engine:
+# The image the tests run LocalStack from (tests/harness/src/localstack.rs), built once per engine:
 # a Debian trixie rootfs (debootstrap, its Python 3.13), the localstack venv's exact packages
 # in /opt/localstack, `docker import`ed. About 3 minutes. Without an engine, or if the build
 # fails, the tests run LocalStack as a process and say so; so does this, in one line.

@@ -187,8 +187,9 @@ async fn run() -> Result<()> {
         w.as_secs_f64() / n.as_secs_f64()
     );
     println!("answer: {}", json!(answers[0]));
+    let streamed = streams(&function, &endpoint).await;
     let _ = std::fs::remove_dir_all(&dir);
-    streams(&function, &endpoint).await
+    streamed
 }
 
 /// LocalStack with the seed and the scan file; its endpoint.

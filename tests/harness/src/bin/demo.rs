@@ -7,7 +7,7 @@
 
 use anyhow::{Context, Result};
 use parquet::basic::Compression;
-use xstage_tests::{fixtures, localstack, seed, table};
+use xstage_harness::{fixtures, localstack, seed, table};
 
 const QUERY: &str = "SELECT * FROM @databend_test/test.parquet LIMIT 1";
 

@@ -88,7 +88,7 @@ Resources:
           XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
           XSTAGE_FAN_OUT_FUNCTION: StageQuery
 "#,
-        query = crate::wasm::stage_query_component().display(),
+        query = crate::components::stage_query_component().display(),
         allowed = seed::allowed_roles(),
     );
     let path = dir.join("template.yaml");

@@ -175,6 +175,15 @@ pub async fn load(
         }
     };
 
+    // What this environment learns of the file: from the footer as written, whose chunks say
+    // where the page indexes are, before a query that does without them strips them (below).
+    // Learned from the stripped footer, a `count(*)` would make the next LIMIT on the file
+    // take a request more for its offset index. The footer's claims are unchecked here, so
+    // no first read is learned longer than a footer with its indexes may be.
+    // `parse_tail` found the trailer in these bytes.
+    let mut lengths = hints::Lengths::of(&footer, size, footer_len(&tail[tail.len() - 8..]) + 8);
+    lengths.offset_index = lengths.offset_index.min(MAX_FOOTER_BYTES as u64);
+
     // Page indexes: whatever the tail already holds costs nothing; the offset index is
     // fetched only when the query can use it, the column index only after planning.
     let attempt = |bytes: &Bytes, offset: PageIndexPolicy, column: PageIndexPolicy| {
@@ -199,13 +208,7 @@ pub async fn load(
         }
         Err(e) => return Err(invalid(e.to_string())),
     };
-    // `parse_tail` found the trailer in these bytes.
-    let footer = footer_len(&tail[tail.len() - 8..]) + 8;
-    hints::learn(
-        store.bucket(),
-        &key,
-        hints::Lengths::of(&metadata, size, footer),
-    );
+    hints::learn(store.bucket(), &key, lengths);
     Ok(metadata)
 }
 

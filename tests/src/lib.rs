@@ -10,8 +10,8 @@
 //! `xstage-host` (`host/`) as libraries.
 
 pub use xstage_harness::{
-    clients, components, fakecloud, fault_proxy, fixtures, forge, invoke, lambda_watch,
-    localstack, moto, process, query_cli, runtime, seed, table,
+    clients, components, fakecloud, fault_proxy, fixtures, forge, invoke, lambda_watch, localstack,
+    moto, process, query_cli, runtime, seed, table,
 };
 
 pub mod bench_data;

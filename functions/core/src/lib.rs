@@ -192,6 +192,7 @@ pub(crate) async fn connect(event: &Event) -> Result<Connected, FunctionError> {
     let io = Arc::new(s3::IoStats::default());
     let store = s3::S3Store::new(
         client,
+        event.connection.endpoint_url.as_deref(),
         event.stage.url.bucket(),
         event.stage.url.prefix(),
         Arc::clone(&io),

@@ -175,3 +175,58 @@ fn a_count_between_two_limits_leaves_the_learned_lengths_alone() {
         );
     })
 }
+
+/// What an environment learns of a file is the endpoint's: moto holds a bucket of the seed's
+/// name with another file under the same key, and reading it between two LIMITs on
+/// LocalStack's changes nothing for the second. (Keyed by bucket and key alone, the lengths
+/// learned of moto's file made the next read of LocalStack's take 4 requests instead of 2;
+/// `seed_flow_returns_the_first_row` met that whenever the moto tests ran just before it.)
+#[test]
+fn a_bucket_of_the_same_name_elsewhere_teaches_nothing_here() {
+    block_on(async {
+        let w = world().await;
+        let (moto_endpoint, moto_people) = seeded_moto().await;
+        let key = format!("{}learned/endpoint.parquet", seed::PREFIX);
+        w.admin
+            .put(seed::BUCKET, &key, w.test_parquet.clone())
+            .await
+            .expect("upload to LocalStack");
+        // moto's file under the same bucket and key: other rows, other row groups, another
+        // footer.
+        let other = fixtures::write_parquet(
+            &[fixtures::people_batch(moto_people)],
+            Compression::SNAPPY,
+            5,
+        );
+        assert_ne!(other.len(), w.test_parquet.len());
+        seed::Admin::new(moto_endpoint, seed::CUSTOMER_ACCOUNT, seed::REGION)
+            .await
+            .put(seed::BUCKET, &key, other)
+            .await
+            .expect("upload to moto");
+        let sql = "SELECT * FROM @databend_test/learned/endpoint.parquet LIMIT 1";
+        let requests = |v: &Value| v["stats"]["s3_requests"].as_u64().unwrap();
+        run_native(seed::seed_event(&w.endpoint, sql))
+            .await
+            .expect("first read on LocalStack");
+        let learned = run_native(seed::seed_event(&w.endpoint, sql))
+            .await
+            .expect("LocalStack");
+        assert_eq!(requests(&learned), 2, "{}", learned["stats"]);
+        let elsewhere = run_native(seed::seed_event(moto_endpoint, sql))
+            .await
+            .expect("moto");
+        assert_eq!(rows(&elsewhere), &vec![moto_people[0].json()]);
+        let after = run_native(seed::seed_event(&w.endpoint, sql))
+            .await
+            .expect("LocalStack again");
+        assert_eq!(rows(&after), &vec![w.people[0].json()]);
+        assert_eq!(
+            (requests(&after), after["stats"]["bytes_read"].clone()),
+            (requests(&learned), learned["stats"]["bytes_read"].clone()),
+            "{} then {}",
+            learned["stats"],
+            after["stats"]
+        );
+    })
+}

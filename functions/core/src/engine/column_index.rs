@@ -77,7 +77,7 @@ pub async fn fetch(
         // Entries this environment read before from the same version of the object.
         let known = store
             .version_read(&meta.location)
-            .map(|e_tag| kept::get(store.bucket(), &key, &e_tag, meta.size, &entries))
+            .map(|e_tag| kept::get(store.scope(), &key, &e_tag, meta.size, &entries))
             .unwrap_or_default();
         let missing: BTreeSet<(usize, usize)> = entries
             .iter()
@@ -103,7 +103,7 @@ pub async fn fetch(
                     let len = entry_range(&merged, rg, leaf).map_or(0, |r| r.end - r.start);
                     Some(((rg, leaf), index.get(rg)?.get(leaf)?.clone(), len))
                 });
-                kept::add(store.bucket(), &key, &e_tag, meta.size, read);
+                kept::add(store.scope(), &key, &e_tag, meta.size, read);
             }
             Ok((meta.clone(), Arc::new(merged)))
         })

@@ -36,7 +36,7 @@ pub async fn resolve(
         if kind.is_some_and(|k| k != FormatType::Parquet) {
             return 1;
         }
-        hints::first_read(store.bucket(), key, want).unwrap_or(hints::DEFAULT)
+        hints::first_read(store.scope(), key, want).unwrap_or(hints::DEFAULT)
     };
     let list_prefix = match &location.selection {
         Selection::Path(p) if !listing_only && location.pattern.is_none() => {

@@ -74,7 +74,7 @@ pub async fn prime(
     let learned = |meta: &ObjectMeta| {
         key_of(&meta.location)
             .ok()
-            .and_then(|key| hints::first_read(store.bucket(), &key, want))
+            .and_then(|key| hints::first_read(store.scope(), &key, want))
     };
     let mut loaded: Vec<(ObjectMeta, ParquetMetaData)> = Vec::with_capacity(files.len());
     let mut rest = files;
@@ -208,7 +208,7 @@ pub async fn load(
         }
         Err(e) => return Err(invalid(e.to_string())),
     };
-    hints::learn(store.bucket(), &key, lengths);
+    hints::learn(store.scope(), &key, lengths);
     Ok(metadata)
 }
 

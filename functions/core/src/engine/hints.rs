@@ -70,28 +70,29 @@ impl Lengths {
 
 static LEARNED: LazyLock<Mutex<HashMap<String, Lengths>>> = LazyLock::new(Mutex::default);
 
-fn id(bucket: &str, key: &str) -> String {
-    format!("{bucket}/{key}")
+/// `scope` is the store's endpoint and bucket ([`crate::s3::S3Store::scope`]).
+fn id(scope: &str, key: &str) -> String {
+    format!("{scope}/{key}")
 }
 
-/// What this environment learned about `bucket/key`.
-pub fn learned(bucket: &str, key: &str) -> Option<Lengths> {
+/// What this environment learned about `key` in `scope`.
+pub fn learned(scope: &str, key: &str) -> Option<Lengths> {
     let map = LEARNED.lock().unwrap_or_else(|p| p.into_inner());
-    map.get(&id(bucket, key)).copied()
+    map.get(&id(scope, key)).copied()
 }
 
-/// The learned first read of `bucket/key` for a query wanting `want`.
-pub fn first_read(bucket: &str, key: &str, want: PageIndexes) -> Option<u64> {
-    learned(bucket, key).map(|l| l.wanted(want))
+/// The learned first read of `key` in `scope` for a query wanting `want`.
+pub fn first_read(scope: &str, key: &str, want: PageIndexes) -> Option<u64> {
+    learned(scope, key).map(|l| l.wanted(want))
 }
 
-/// Remembers `lengths` for `bucket/key`.
-pub fn learn(bucket: &str, key: &str, lengths: Lengths) {
+/// Remembers `lengths` for `key` in `scope`.
+pub fn learn(scope: &str, key: &str, lengths: Lengths) {
     let mut map = LEARNED.lock().unwrap_or_else(|p| p.into_inner());
-    if map.len() >= MAX_ENTRIES && !map.contains_key(&id(bucket, key)) {
+    if map.len() >= MAX_ENTRIES && !map.contains_key(&id(scope, key)) {
         map.clear();
     }
-    map.insert(id(bucket, key), lengths);
+    map.insert(id(scope, key), lengths);
 }
 
 /// The first read of a file like `sibling`: its length and a sixteenth more, for footers

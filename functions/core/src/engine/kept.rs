@@ -4,7 +4,7 @@
 //! A filter's column index entries ([`super::column_index`]) cost a round trip of their own,
 //! between the footer and the pages they select. The next query of the same file in the same
 //! environment (a dashboard's refresh, the next page of a lookup) usually needs the same
-//! entries; they are kept here, keyed by bucket, key, ETag and size, and used only when this
+//! entries; they are kept here, keyed by endpoint, bucket, key, ETag and size, and used only when this
 //! invocation's own GETs of the object (its footer, at least) were answered with that ETag:
 //! an overwritten object is a new version whose entries are read anew, and nothing kept
 //! reaches an invocation whose credentials could not read the object itself.
@@ -36,20 +36,21 @@ impl Kept {
 
 static KEPT: LazyLock<Mutex<(HashMap<String, Kept>, u64)>> = LazyLock::new(Mutex::default);
 
-fn id(bucket: &str, key: &str) -> String {
-    format!("{bucket}/{key}")
+fn id(scope: &str, key: &str) -> String {
+    format!("{scope}/{key}")
 }
 
-/// Of `wanted`, the entries kept for this version of `bucket/key`.
+/// Of `wanted`, the entries kept for this version of `key` in `scope` (the store's endpoint
+/// and bucket, [`crate::s3::S3Store::scope`]).
 pub fn get(
-    bucket: &str,
+    scope: &str,
     key: &str,
     e_tag: &str,
     size: u64,
     wanted: &BTreeSet<Entry>,
 ) -> HashMap<Entry, ColumnIndexMetaData> {
     let kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
-    match kept.0.get(&id(bucket, key)) {
+    match kept.0.get(&id(scope, key)) {
         Some(k) if k.e_tag == e_tag && k.size == size => wanted
             .iter()
             .filter_map(|e| Some((*e, k.entries.get(e)?.0.clone())))
@@ -58,10 +59,10 @@ pub fn get(
     }
 }
 
-/// Keeps `entries` (each with its encoded length) of this version of `bucket/key`, replacing
+/// Keeps `entries` (each with its encoded length) of this version of `key` in `scope`, replacing
 /// those of any other version.
 pub fn add(
-    bucket: &str,
+    scope: &str,
     key: &str,
     e_tag: &str,
     size: u64,
@@ -69,7 +70,7 @@ pub fn add(
 ) {
     let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
     let (map, total) = &mut *kept;
-    let id = id(bucket, key);
+    let id = id(scope, key);
     if map
         .get(&id)
         .is_some_and(|k| k.e_tag != e_tag || k.size != size)

@@ -51,6 +51,8 @@ pub const PARALLEL_GETS: usize = 32;
 pub struct S3Store {
     client: Client,
     bucket: String,
+    /// [`S3Store::scope`].
+    scope: String,
     root: String,
     stats: Arc<IoStats>,
     known: Arc<Mutex<HashMap<String, ObjectMeta>>>,
@@ -63,10 +65,18 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// `root` is the stage prefix: empty or ending with `/`.
-    pub fn new(client: Client, bucket: &str, root: &str, stats: Arc<IoStats>) -> Self {
+    /// `root` is the stage prefix: empty or ending with `/`; `endpoint` the connection's
+    /// `endpoint_url`, if it has one (the client was built with it).
+    pub fn new(
+        client: Client,
+        endpoint: Option<&str>,
+        bucket: &str,
+        root: &str,
+        stats: Arc<IoStats>,
+    ) -> Self {
         Self {
             client,
+            scope: format!("{}|{bucket}", endpoint.unwrap_or("aws")),
             bucket: bucket.to_string(),
             root: root.to_string(),
             stats,
@@ -80,6 +90,14 @@ impl S3Store {
 
     pub fn bucket(&self) -> &str {
         &self.bucket
+    }
+
+    /// The endpoint and the bucket, as one string: what a warm environment remembers of an
+    /// object is keyed by it and the key ([`crate::engine`]'s metadata lengths). The bucket
+    /// alone is not enough: an S3-compatible store or an emulator (`endpoint_url`) may hold
+    /// a bucket of the same name, with other objects under the same keys.
+    pub fn scope(&self) -> &str {
+        &self.scope
     }
 
     /// The object_store path of a key.
@@ -412,7 +430,7 @@ mod tests {
 
     #[test]
     fn kept_fetches_do_not_keep_their_store_alive() {
-        let store = S3Store::new(offline_client(), "b", "p/", Arc::default());
+        let store = S3Store::new(offline_client(), None, "b", "p/", Arc::default());
         let path = S3Store::path("p/x.parquet");
         store.prefetch(&path, &[0..10, 200_000..200_010]).unwrap();
         // Registered and never sent, as when a query ends before its prefetch: the map of
@@ -429,7 +447,7 @@ mod tests {
     fn keys_outside_the_stage_are_refused_before_any_request() {
         use object_store::ObjectStoreExt as _;
         let stats = Arc::<IoStats>::default();
-        let store = S3Store::new(offline_client(), "b", "p/", Arc::clone(&stats));
+        let store = S3Store::new(offline_client(), None, "b", "p/", Arc::clone(&stats));
         let refused = |r: object_store::Result<()>, what: &str| match r {
             Err(object_store::Error::PermissionDenied { source, .. }) => {
                 assert!(

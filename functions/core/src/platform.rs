@@ -49,20 +49,6 @@ fn read_timeout(value: Option<&str>) -> Duration {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_read_timeout_is_seconds_within_bounds() {
-        assert_eq!(read_timeout(None), DEFAULT_READ_TIMEOUT);
-        assert_eq!(read_timeout(Some(" 2.5 ")), Duration::from_millis(2500));
-        assert_eq!(read_timeout(Some("0")), DEFAULT_READ_TIMEOUT);
-        assert_eq!(read_timeout(Some("soon")), DEFAULT_READ_TIMEOUT);
-        assert_eq!(read_timeout(Some("901")), DEFAULT_READ_TIMEOUT);
-    }
-}
-
 /// The region from the environment, as Lambda sets it, else [`DEFAULT_REGION`].
 pub fn env_region() -> String {
     ["AWS_REGION", "AWS_DEFAULT_REGION"]
@@ -112,4 +98,18 @@ pub async fn base_config() -> SdkConfig {
         builder = builder.credentials_provider(SharedCredentialsProvider::new(credentials));
     }
     builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_timeout_is_seconds_within_bounds() {
+        assert_eq!(read_timeout(None), DEFAULT_READ_TIMEOUT);
+        assert_eq!(read_timeout(Some(" 2.5 ")), Duration::from_millis(2500));
+        assert_eq!(read_timeout(Some("0")), DEFAULT_READ_TIMEOUT);
+        assert_eq!(read_timeout(Some("soon")), DEFAULT_READ_TIMEOUT);
+        assert_eq!(read_timeout(Some("901")), DEFAULT_READ_TIMEOUT);
+    }
 }

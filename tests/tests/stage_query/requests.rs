@@ -3,6 +3,22 @@
 
 use super::*;
 
+/// The S3 requests of an answer.
+fn requests(v: &Value) -> u64 {
+    v["stats"]["s3_requests"].as_u64().unwrap()
+}
+
+/// `after` read the file as `learned` did: as many requests and the same bytes.
+fn assert_reads_alike(learned: &Value, after: &Value) {
+    assert_eq!(
+        (requests(after), &after["stats"]["bytes_read"]),
+        (requests(learned), &learned["stats"]["bytes_read"]),
+        "{} then {}",
+        learned["stats"],
+        after["stats"]
+    );
+}
+
 #[test]
 fn a_whole_scan_reads_each_byte_at_most_once() {
     block_on(async {
@@ -59,7 +75,6 @@ fn a_filter_reuses_the_column_index_entries_it_read_of_the_same_object_version()
                 .map(|p| json!([p.id, p.name]))
                 .collect()
         };
-        let requests = |v: &Value| v["stats"]["s3_requests"].as_u64().unwrap();
         let people = fixtures::people(WHOLE_ROWS);
         put(people.clone()).await;
         // The first read of a file new to the environment may hold its column index; from
@@ -153,7 +168,6 @@ fn a_count_between_two_limits_leaves_the_learned_lengths_alone() {
             .expect("upload");
         let limit = "SELECT * FROM @databend_test/learned/people.parquet LIMIT 1";
         let count = "SELECT count(*) FROM @databend_test/learned/people.parquet";
-        let requests = |v: &Value| v["stats"]["s3_requests"].as_u64().unwrap();
         // New to the environment: the first read holds the whole file, and teaches its
         // lengths.
         let first = query(limit).await;
@@ -166,13 +180,7 @@ fn a_count_between_two_limits_leaves_the_learned_lengths_alone() {
         assert_eq!(requests(&counted), 1, "{}", counted["stats"]);
         let after = query(limit).await;
         assert_eq!(rows(&after), &vec![w.people[0].json()]);
-        assert_eq!(
-            (requests(&after), after["stats"]["bytes_read"].clone()),
-            (requests(&learned), learned["stats"]["bytes_read"].clone()),
-            "{} then {}",
-            learned["stats"],
-            after["stats"]
-        );
+        assert_reads_alike(&learned, &after);
     })
 }
 
@@ -205,7 +213,6 @@ fn a_bucket_of_the_same_name_elsewhere_teaches_nothing_here() {
             .await
             .expect("upload to moto");
         let sql = "SELECT * FROM @databend_test/learned/endpoint.parquet LIMIT 1";
-        let requests = |v: &Value| v["stats"]["s3_requests"].as_u64().unwrap();
         run_native(seed::seed_event(&w.endpoint, sql))
             .await
             .expect("first read on LocalStack");
@@ -221,12 +228,6 @@ fn a_bucket_of_the_same_name_elsewhere_teaches_nothing_here() {
             .await
             .expect("LocalStack again");
         assert_eq!(rows(&after), &vec![w.people[0].json()]);
-        assert_eq!(
-            (requests(&after), after["stats"]["bytes_read"].clone()),
-            (requests(&learned), learned["stats"]["bytes_read"].clone()),
-            "{} then {}",
-            learned["stats"],
-            after["stats"]
-        );
+        assert_reads_alike(&learned, &after);
     })
 }

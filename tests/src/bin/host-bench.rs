@@ -153,12 +153,55 @@ async fn run() -> Result<()> {
         "SELECT count(*), {} FROM @databend_test/{SCAN_KEY}",
         columns.join(", ")
     );
-    let event = seed::seed_event(&endpoint, &sql);
+    let (n, w, answer) = side_by_side(&function, &endpoint, &sql, RUNS).await?;
+    println!(
+        "full scan of {SCAN_ROWS} rows x {} columns ({:.1} MB), median of {RUNS}: native {} wasm {} ratio {:.2}",
+        columns.len(),
+        file_len as f64 / 1e6,
+        ms(n),
+        ms(w),
+        w.as_secs_f64() / n.as_secs_f64()
+    );
+    println!("answer: {answer}");
+    // An aggregation: a filter, a computed key, a two-column GROUP BY and five aggregates:
+    // DataFusion's hashing, group values and accumulators per row.
+    let sql = format!(
+        "SELECT category, code % 100 AS bucket, count(*), sum(amount), avg(quantity), min(lat), max(name) \
+         FROM @databend_test/{SCAN_KEY} WHERE flag GROUP BY category, bucket ORDER BY category, bucket"
+    );
+    let (n, w, _) = side_by_side(&function, &endpoint, &sql, RUNS).await?;
+    println!(
+        "GROUP BY of {SCAN_ROWS} rows, median of {RUNS}: native {} wasm {} ratio {:.2}",
+        ms(n),
+        ms(w),
+        w.as_secs_f64() / n.as_secs_f64()
+    );
+    // A query's fixed cost, warm: parse, plan, the footer and one page.
+    let sql = format!("SELECT * FROM @databend_test/{SCAN_KEY} LIMIT 1");
+    let (n, w, _) = side_by_side(&function, &endpoint, &sql, 30).await?;
+    println!(
+        "warm LIMIT 1 on the scan file, median of 30: native {} wasm {} ratio {:.2}",
+        ms(n),
+        ms(w),
+        w.as_secs_f64() / n.as_secs_f64()
+    );
+    let streamed = streams(&function, &endpoint).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    streamed
+}
+
+/// `sql` natively and in the guest, alternating, `runs` times each: the medians, and the
+/// answer (the same on both sides and in every run, or an error).
+async fn side_by_side(
+    function: &xstage_host::Function,
+    endpoint: &str,
+    sql: &str,
+    runs: usize,
+) -> Result<(Duration, Duration, serde_json::Value)> {
+    let event = seed::seed_event(endpoint, sql);
     let event_bytes = serde_json::to_vec(&event)?;
-    let mut native = Vec::new();
-    let mut guest = Vec::new();
-    let mut answers = Vec::new();
-    for _ in 0..RUNS {
+    let (mut native, mut guest, mut answers) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
         let t = Instant::now();
         let r = xstage_core::handle(event.clone())
             .await
@@ -176,20 +219,11 @@ async fn run() -> Result<()> {
         let v: serde_json::Value = serde_json::from_slice(&i.body())?;
         answers.push(v["rows"].clone());
     }
-    anyhow::ensure!(answers.windows(2).all(|w| w[0] == w[1]), "answers differ");
-    let (n, w) = (median(native), median(guest));
-    println!(
-        "full scan of {SCAN_ROWS} rows x {} columns ({:.1} MB), median of {RUNS}: native {} wasm {} ratio {:.2}",
-        columns.len(),
-        file_len as f64 / 1e6,
-        ms(n),
-        ms(w),
-        w.as_secs_f64() / n.as_secs_f64()
+    anyhow::ensure!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "answers differ: {sql}"
     );
-    println!("answer: {}", json!(answers[0]));
-    let streamed = streams(&function, &endpoint).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    streamed
+    Ok((median(native), median(guest), answers.swap_remove(0)))
 }
 
 /// LocalStack with the seed and the scan file; its endpoint.

@@ -56,7 +56,7 @@ async fn run() -> Result<()> {
         let function = host
             .load(&wasm::stage_query_component(), wasm::stage_query_config())
             .await?;
-        let endpoint = upload_scan_file().await?;
+        let (endpoint, _) = upload_scan_file().await?;
         return streams(&function, &endpoint).await;
     }
     let component = wasm::stage_query_component();
@@ -142,8 +142,7 @@ async fn run() -> Result<()> {
     );
 
     // Full scan: every column of every row decoded, natively and in the guest.
-    let endpoint = upload_scan_file().await?;
-    let file_len = scan_file()?.len();
+    let (endpoint, file_len) = upload_scan_file().await?;
     let columns: Vec<String> = bench_data::schema()
         .fields()
         .iter()
@@ -153,15 +152,12 @@ async fn run() -> Result<()> {
         "SELECT count(*), {} FROM @databend_test/{SCAN_KEY}",
         columns.join(", ")
     );
-    let (n, w, answer) = side_by_side(&function, &endpoint, &sql, RUNS).await?;
-    println!(
-        "full scan of {SCAN_ROWS} rows x {} columns ({:.1} MB), median of {RUNS}: native {} wasm {} ratio {:.2}",
+    let label = format!(
+        "full scan of {SCAN_ROWS} rows x {} columns ({:.1} MB)",
         columns.len(),
-        file_len as f64 / 1e6,
-        ms(n),
-        ms(w),
-        w.as_secs_f64() / n.as_secs_f64()
+        file_len as f64 / 1e6
     );
+    let answer = side_by_side(&function, &endpoint, &label, &sql, RUNS).await?;
     println!("answer: {answer}");
     // An aggregation: a filter, a computed key, a two-column GROUP BY and five aggregates:
     // DataFusion's hashing, group values and accumulators per row.
@@ -169,35 +165,33 @@ async fn run() -> Result<()> {
         "SELECT category, code % 100 AS bucket, count(*), sum(amount), avg(quantity), min(lat), max(name) \
          FROM @databend_test/{SCAN_KEY} WHERE flag GROUP BY category, bucket ORDER BY category, bucket"
     );
-    let (n, w, _) = side_by_side(&function, &endpoint, &sql, RUNS).await?;
-    println!(
-        "GROUP BY of {SCAN_ROWS} rows, median of {RUNS}: native {} wasm {} ratio {:.2}",
-        ms(n),
-        ms(w),
-        w.as_secs_f64() / n.as_secs_f64()
-    );
+    let label = format!("GROUP BY of {SCAN_ROWS} rows");
+    side_by_side(&function, &endpoint, &label, &sql, RUNS).await?;
     // A query's fixed cost, warm: parse, plan, the footer and one page.
     let sql = format!("SELECT * FROM @databend_test/{SCAN_KEY} LIMIT 1");
-    let (n, w, _) = side_by_side(&function, &endpoint, &sql, 30).await?;
-    println!(
-        "warm LIMIT 1 on the scan file, median of 30: native {} wasm {} ratio {:.2}",
-        ms(n),
-        ms(w),
-        w.as_secs_f64() / n.as_secs_f64()
-    );
+    side_by_side(
+        &function,
+        &endpoint,
+        "warm LIMIT 1 on the scan file",
+        &sql,
+        30,
+    )
+    .await?;
     let streamed = streams(&function, &endpoint).await;
     let _ = std::fs::remove_dir_all(&dir);
     streamed
 }
 
-/// `sql` natively and in the guest, alternating, `runs` times each: the medians, and the
-/// answer (the same on both sides and in every run, or an error).
+/// `sql` natively and in the guest, alternating, `runs` times each; prints `label` with the
+/// medians and their ratio, and returns the answer (the same on both sides and in every run,
+/// or an error).
 async fn side_by_side(
     function: &xstage_host::Function,
     endpoint: &str,
+    label: &str,
     sql: &str,
     runs: usize,
-) -> Result<(Duration, Duration, serde_json::Value)> {
+) -> Result<serde_json::Value> {
     let event = seed::seed_event(endpoint, sql);
     let event_bytes = serde_json::to_vec(&event)?;
     let (mut native, mut guest, mut answers) = (Vec::new(), Vec::new(), Vec::new());
@@ -223,19 +217,27 @@ async fn side_by_side(
         answers.windows(2).all(|w| w[0] == w[1]),
         "answers differ: {sql}"
     );
-    Ok((median(native), median(guest), answers.swap_remove(0)))
+    let (n, w) = (median(native), median(guest));
+    println!(
+        "{label}, median of {runs}: native {} wasm {} ratio {:.2}",
+        ms(n),
+        ms(w),
+        w.as_secs_f64() / n.as_secs_f64()
+    );
+    Ok(answers.swap_remove(0))
 }
 
-/// LocalStack with the seed and the scan file; its endpoint.
-async fn upload_scan_file() -> Result<String> {
+/// LocalStack with the seed and the scan file; its endpoint and the file's length.
+async fn upload_scan_file() -> Result<(String, usize)> {
     eprintln!("==> starting LocalStack and uploading a {SCAN_ROWS}-row file ...");
     let endpoint = localstack::localstack().endpoint().to_string();
     let file = scan_file()?;
+    let len = file.len();
     let admin = seed::seed(&endpoint, Bytes::from_static(b"PAR1")).await?;
     admin
         .put(seed::BUCKET, &format!("{}{SCAN_KEY}", seed::PREFIX), file)
         .await?;
-    Ok(endpoint)
+    Ok((endpoint, len))
 }
 
 /// `SELECT *` streamed in each format, natively and through the host: a fifth of the file,

@@ -391,6 +391,9 @@ fn check(event: &Value) -> Result<(), SqlError> {
     };
     let event = Event::from_json(event.clone()).map_err(failed)?;
     let statement = xstage_core::sql::rewrite(&event.query).map_err(failed)?;
+    if let xstage_core::sql::Statement::Copy(copy) = &statement {
+        xstage_core::unload::check(copy, &event).map_err(failed)?;
+    }
     xstage_core::engine::Plan::new(statement, &event.stage).map_err(failed)?;
     Ok(())
 }
@@ -399,14 +402,24 @@ fn check(event: &Value) -> Result<(), SqlError> {
 fn referenced_stages(sql: &str) -> Result<Vec<String>, SqlError> {
     use xstage_core::sql::{Statement as Rewritten, TableSource, rewrite};
     let rewritten = rewrite(sql).map_err(|e| SqlError::Invalid(e.to_string()))?;
-    let mut names: Vec<String> = match rewritten {
-        Rewritten::List(r) => vec![r.stage],
-        Rewritten::Query { tables, .. } => tables
+    let tables = |tables: Vec<xstage_core::sql::Table>| -> Vec<String> {
+        tables
             .into_iter()
             .map(|t| match t.source {
                 TableSource::Files(r) | TableSource::InferSchema(r) => r.stage,
             })
-            .collect(),
+            .collect()
+    };
+    let mut names: Vec<String> = match rewritten {
+        Rewritten::List(r) => vec![r.stage],
+        Rewritten::Query { tables: t, .. } => tables(t),
+        Rewritten::Copy(copy) => {
+            let mut names = vec![copy.stage.clone()];
+            if let Rewritten::Query { tables: t, .. } = *copy.source {
+                names.extend(tables(t));
+            }
+            names
+        }
     };
     names.sort();
     names.dedup();

@@ -99,7 +99,7 @@ pub fn parse(text: &str) -> Result<Statement, ParseError> {
         .unwrap_or("")
         .to_ascii_uppercase();
     match first.as_str() {
-        "SELECT" | "WITH" | "LIST" | "LS" | "VALUES" => {
+        "SELECT" | "WITH" | "LIST" | "LS" | "VALUES" | "COPY" => {
             return Ok(Statement::Query(text.to_string()));
         }
         "CREATE" | "SHOW" | "DESC" | "DESCRIBE" | "DROP" => {}

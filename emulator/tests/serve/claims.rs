@@ -117,3 +117,66 @@ print(json.dumps({"throttled": throttled, "status": event["StatusCode"],
         "the Event ran before the calls holding the slots ended:\n{log}"
     );
 }
+
+/// "`xstage sql`: `COPY INTO` then `LIST` then `SELECT` over what it wrote, as a user would
+/// type them", with the repository's own template and its `AllowWrites` parameter.
+#[test]
+fn xstage_sql_copies_into_the_stage_then_lists_and_reads_it() {
+    let _ = &*WORLD;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("unload.sql");
+    let creates: Vec<&str> = SEED_SQL
+        .split_inclusive(';')
+        .map(str::trim)
+        .filter(|s| s.starts_with("CREATE"))
+        .collect();
+    std::fs::write(
+        &script,
+        format!(
+            "{}\nCOPY INTO @databend_test/sql-copy/ FROM @databend_test/test.parquet;\n\
+             LIST @databend_test/sql-copy/;\nSELECT count(*) AS n, sum(id) AS ids FROM @databend_test/sql-copy/;\n",
+            creates.join("\n")
+        ),
+    )
+    .unwrap();
+    let catalog = dir.path().join("catalog.json");
+    let component = format!("StageQuery={}", wasm::stage_query_component().display());
+    let allowed = format!("AllowedRoleArns={}", seed::allowed_roles());
+    let args = |allow: &str| {
+        vec![
+            "sql".to_string(),
+            "--local".into(),
+            "--template".into(),
+            repo().join("template.yaml").display().to_string(),
+            "--component".into(),
+            component.clone(),
+            "--parameter-overrides".into(),
+            allowed.clone(),
+            "--parameter-overrides".into(),
+            format!("AllowWrites={allow}"),
+            "--catalog".into(),
+            catalog.display().to_string(),
+            "--format".into(),
+            "csv".into(),
+            script.display().to_string(),
+        ]
+    };
+    let env = [
+        ("AWS_ENDPOINT_URL", WORLD.endpoint.as_str()),
+        ("AWS_REGION", seed::REGION),
+    ];
+    let refused = xstage(&args("false").iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    fails_with(&refused, 1, "WritesNotAllowed");
+    std::fs::remove_file(&catalog).ok();
+    let out = xstage(&args("true").iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        stdout.contains(&format!("rows_unloaded,input_bytes,output_bytes\r\n{ROWS},")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\r\nsql-copy/data_"), "{stdout}");
+    assert!(stdout.contains("\r\nsql-copy/_xstage_manifest_"), "{stdout}");
+    let ids: i64 = WORLD.people.iter().map(|p| p.id).sum();
+    assert!(stdout.contains(&format!("n,ids\r\n{ROWS},{ids}\r\n")), "{stdout}");
+}

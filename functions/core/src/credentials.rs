@@ -72,14 +72,21 @@ fn fresh(c: &Credentials, now: SystemTime) -> bool {
 
 static CACHE: LazyLock<CredentialCache> = LazyLock::new(CredentialCache::default);
 
-/// Credentials for the connection's role, and whether STS was called for them.
+/// Credentials for the connection's role, scoped by `session_policy` (`None`: reading the
+/// stage, [`documents::session_policy`]; a `COPY INTO` gives its own write policy), and
+/// whether STS was called for them. The policy is part of the cache key, so credentials
+/// scoped to one statement's writes never serve a read or another statement.
 pub async fn assume_role(
     base: &SdkConfig,
     connection: &Connection,
     stage: &Stage,
     region: &str,
+    session_policy: Option<String>,
 ) -> Result<(Credentials, bool)> {
-    let session_policy = documents::session_policy(&connection.role_arn, &stage.url)?;
+    let session_policy = match session_policy {
+        Some(p) => p,
+        None => documents::session_policy(&connection.role_arn, &stage.url)?,
+    };
     let session_name = identity::session_name(connection, &stage.name);
     let source_identity = identity::source_identity(connection, &stage.name);
     let key = CacheKey {

@@ -56,6 +56,12 @@ pub enum ErrorKind {
     InvalidConfiguration,
     /// A bug or an unexpected condition inside xstage.
     Internal,
+    /// A `COPY INTO` reached a function whose configuration does not allow writes
+    /// (`XSTAGE_ALLOW_WRITES`); nothing was called.
+    WritesNotAllowed,
+    /// A file a `COPY INTO` would create already exists (a conditional write got 412): the
+    /// statement never replaces a file it did not create.
+    AlreadyExists,
 }
 
 impl ErrorKind {
@@ -84,11 +90,13 @@ impl ErrorKind {
             ErrorKind::ResultTooLarge => "ResultTooLarge",
             ErrorKind::InvalidConfiguration => "InvalidConfiguration",
             ErrorKind::Internal => "Internal",
+            ErrorKind::WritesNotAllowed => "WritesNotAllowed",
+            ErrorKind::AlreadyExists => "AlreadyExists",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 22] = [
+    pub const ALL: [ErrorKind; 24] = [
         ErrorKind::InvalidEvent,
         ErrorKind::InvalidQuery,
         ErrorKind::RoleNotAllowed,
@@ -111,6 +119,8 @@ impl ErrorKind {
         ErrorKind::ResultTooLarge,
         ErrorKind::InvalidConfiguration,
         ErrorKind::Internal,
+        ErrorKind::WritesNotAllowed,
+        ErrorKind::AlreadyExists,
     ];
 
     /// The kind an `errorType` names.

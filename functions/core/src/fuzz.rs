@@ -237,12 +237,30 @@ fn statistics(metadata: &parquet::file::metadata::ParquetMetaData) {
 fn refs(statement: &Statement) -> Vec<&StageRef> {
     match statement {
         Statement::List(r) => vec![r],
+        Statement::Copy(copy) => {
+            copy_target_inside(copy);
+            refs(&copy.source)
+        }
         Statement::Query { tables, .. } => tables
             .iter()
             .map(|t| match &t.source {
                 TableSource::Files(r) | TableSource::InferSchema(r) => r,
             })
             .collect(),
+    }
+}
+
+/// A `COPY INTO`'s target, if it resolves, names keys inside the stage: no dot segment in
+/// its directory, its raw path or its manifest.
+fn copy_target_inside(copy: &crate::unload::CopyInto) {
+    let Ok(target) = crate::unload::target::Target::new(copy, "q".into(), 0) else {
+        return;
+    };
+    for relative in [target.dir.clone(), target.manifest(), target.file_name("", 0)] {
+        assert!(
+            !relative.starts_with('/') && !relative.split('/').any(|s| s == ".." || s == "."),
+            "{copy:?} writes {relative:?}, outside its stage"
+        );
     }
 }
 

@@ -40,6 +40,7 @@ pub mod s3;
 pub mod sql;
 pub mod stage;
 pub mod types;
+pub mod unload;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -120,6 +121,12 @@ async fn answer<W>(
     mut push: impl AsyncFnMut(&mut W, &arrow::record_batch::RecordBatch) -> Result<bool, FunctionError>,
 ) -> Result<(W, result::Stats), FunctionError> {
     let statement = sql::rewrite(&event.query)?;
+    if let sql::Statement::Copy(copy) = statement {
+        let (batch, stats) = unload::run(event, *copy, started).await?;
+        let mut writer = start(&batch.schema()).await?;
+        push(&mut writer, &batch).await?;
+        return Ok((writer, stats));
+    }
     let plan = engine::Plan::new(statement, &event.stage)?;
     let connected = connect(event).await?;
     let (store, io) = (connected.store, connected.io);
@@ -174,6 +181,14 @@ pub(crate) struct Connected {
 }
 
 pub(crate) async fn connect(event: &Event) -> Result<Connected, FunctionError> {
+    connect_with(event, None).await
+}
+
+/// [`connect`] with the session policy a `COPY INTO` asks for ([`unload`]).
+pub(crate) async fn connect_with(
+    event: &Event,
+    session_policy: Option<String>,
+) -> Result<Connected, FunctionError> {
     let base = platform::base_config().await;
     let region = event
         .connection
@@ -182,7 +197,8 @@ pub(crate) async fn connect(event: &Event) -> Result<Connected, FunctionError> {
         .or_else(|| base.region().map(|r| r.to_string()))
         .unwrap_or_else(|| platform::DEFAULT_REGION.to_string());
     let (credentials, called_sts) =
-        credentials::assume_role(&base, &event.connection, &event.stage, &region).await?;
+        credentials::assume_role(&base, &event.connection, &event.stage, &region, session_policy)
+            .await?;
     let client = s3::client(
         &base,
         credentials,
@@ -223,7 +239,7 @@ pub async fn handle_streaming_bytes<S: result::stream::Sink>(
 }
 
 /// 60% of the Lambda memory size, leaving room for the runtime, buffers and the response.
-fn memory_limit() -> usize {
+pub(crate) fn memory_limit() -> usize {
     std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
         .ok()
         .and_then(|mb| mb.parse::<usize>().ok())

@@ -28,6 +28,9 @@ use xstage_tests::fakecloud::{self, Keys};
 use xstage_tests::fixtures;
 use xstage_tests::query_cli::{self, QueryRun};
 
+#[path = "security/writes.rs"]
+mod writes;
+
 const BUCKET: &str = "xstage-secure";
 const STAGE_PREFIX: &str = "stage/";
 const ROWS: usize = 7;

@@ -149,3 +149,19 @@ fn a_buffered_answer_stops_at_five_megabytes() {
         );
     })
 }
+
+/// "Writes are off unless the function's configuration allows them (`XSTAGE_ALLOW_WRITES`)…
+/// Refused: `WritesNotAllowed`, before any AWS call": this binary's function leaves it unset,
+/// and the event's endpoint is a port nothing listens on.
+#[test]
+fn copy_into_is_refused_while_writes_are_off() {
+    block_on(async {
+        let event = seed::seed_event(
+            "http://127.0.0.1:9",
+            "COPY INTO @databend_test/out/ FROM @databend_test/test.parquet",
+        );
+        let (kind, message) = run(event).await.expect_err("writes are off");
+        assert_eq!(kind, "WritesNotAllowed", "{message}");
+        assert!(message.contains("XSTAGE_ALLOW_WRITES=true"), "{message}");
+    })
+}

@@ -57,7 +57,9 @@ pub fn trust_policy(principal: &str, external_id: &str) -> Value {
 }
 
 /// Read access to the stage: `s3:ListBucket` limited by `s3:prefix`, `s3:GetObject` under the
-/// prefix; and, with `write`, `s3:PutObject` and `s3:DeleteObject` under the prefix.
+/// prefix; and, with `write` (for `COPY INTO`), `s3:PutObject`, `s3:AbortMultipartUpload`
+/// and `s3:DeleteObject` under the prefix (a statement's session policy narrows them to its
+/// own names, [`write_session_policy`]).
 pub fn stage_statements(partition: &str, stage: &StageUrl, write: bool) -> Vec<Value> {
     let bucket = format!("arn:{partition}:s3:::{}", stage.bucket());
     let prefix = iam_literal(stage.prefix());
@@ -84,7 +86,7 @@ pub fn stage_statements(partition: &str, stage: &StageUrl, write: bool) -> Vec<V
         statements.push(json!({
             "Sid": "WriteTheStage",
             "Effect": "Allow",
-            "Action": ["s3:PutObject", "s3:DeleteObject"],
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
             "Resource": objects,
         }));
     }
@@ -103,6 +105,77 @@ pub fn session_policy(role_arn: &str, stage: &StageUrl) -> Result<String> {
         return Err(FunctionError::invalid_event(format!(
             "the stage s3://{}/{} is too long to scope the session to it: its session policy is {} characters \
              and STS accepts {MAX_SESSION_POLICY_CHARS}; use a shorter stage prefix",
+            stage.bucket(),
+            stage.prefix(),
+            policy.len()
+        )));
+    }
+    Ok(policy)
+}
+
+/// What one `COPY INTO` may create, as stage-relative key patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteGrant {
+    /// Keys the statement creates, each as literal parts with a wildcard between each two
+    /// (`["out/data_<query id>_", ""]` is `out/data_<query id>_*`): a `*` the user wrote
+    /// stays literal.
+    pub create: Vec<Vec<String>>,
+    /// `OVERWRITE = TRUE`: the one raw key it may replace (no `If-None-Match`).
+    pub replace: Option<String>,
+    /// Deny any object creation under the stage that does not send `If-None-Match`
+    /// (`s3:if-none-match`), so the credentials cannot replace a file.
+    pub require_if_none_match: bool,
+}
+
+/// The inline session policy of an `AssumeRole` for a `COPY INTO`: read the stage (the
+/// source), create only `grant`'s keys, abort their multipart uploads and delete them (a
+/// failed statement removes what it wrote); nothing else.
+pub fn write_session_policy(role_arn: &str, stage: &StageUrl, grant: &WriteGrant) -> Result<String> {
+    let partition = partition_of(role_arn);
+    let object = |parts: &Vec<String>| {
+        let literal: Vec<String> = parts.iter().map(|p| iam_literal(p)).collect();
+        format!(
+            "arn:{partition}:s3:::{}/{}{}",
+            stage.bucket(),
+            iam_literal(stage.prefix()),
+            literal.join("*")
+        )
+    };
+    let created: Vec<String> = grant.create.iter().map(|k| object(k)).collect();
+    let mut statements = stage_statements(partition, stage, false);
+    statements.push(json!({
+        "Sid": "CreateThisStatementsFiles",
+        "Effect": "Allow",
+        "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
+        "Resource": created,
+    }));
+    if let Some(key) = &grant.replace {
+        statements.push(json!({
+            "Sid": "ReplaceTheRawPath",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+            "Resource": format!("arn:{partition}:s3:::{}/{}", stage.bucket(), iam_literal(&stage.key(key))),
+        }));
+    } else if grant.require_if_none_match {
+        // CreateMultipartUpload and UploadPart create nothing (s3:ObjectCreationOperation is
+        // false for them); PutObject and CompleteMultipartUpload must carry If-None-Match.
+        statements.push(json!({
+            "Sid": "NeverReplaceAFile",
+            "Effect": "Deny",
+            "Action": "s3:PutObject",
+            "Resource": format!("arn:{partition}:s3:::{}/*", stage.bucket()),
+            "Condition": {
+                "Bool": {"s3:ObjectCreationOperation": "true"},
+                "Null": {"s3:if-none-match": "true"}
+            }
+        }));
+    }
+    let policy = json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+    if policy.len() > MAX_SESSION_POLICY_CHARS {
+        return Err(FunctionError::invalid_event(format!(
+            "the stage s3://{}/{} and the COPY's target are too long to scope the session to them: \
+             its session policy is {} characters and STS accepts {MAX_SESSION_POLICY_CHARS}; use a \
+             shorter stage prefix or target path",
             stage.bucket(),
             stage.prefix(),
             policy.len()
@@ -161,7 +234,10 @@ mod tests {
 
         let p = permission_policy("aws", &stage("s3://b-1/p"), true);
         let s = p["Statement"].as_array().unwrap();
-        assert_eq!(s[2]["Action"], json!(["s3:PutObject", "s3:DeleteObject"]));
+        assert_eq!(
+            s[2]["Action"],
+            json!(["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"])
+        );
         assert_eq!(s[2]["Resource"], json!("arn:aws:s3:::b-1/p/*"));
     }
 
@@ -205,5 +281,72 @@ mod tests {
             "{}",
             err.message()
         );
+    }
+
+    #[test]
+    fn write_sessions_create_only_their_names() {
+        let role = "arn:aws:iam::123456789012:role/r";
+        let grant = WriteGrant {
+            create: vec![
+                vec!["out/data_q-1_".into(), String::new()],
+                vec!["out/_xstage_manifest_q-1.json".into()],
+            ],
+            replace: None,
+            require_if_none_match: true,
+        };
+        let policy = write_session_policy(role, &stage("s3://b-1/p*/"), &grant).unwrap();
+        let v: Value = serde_json::from_str(&policy).unwrap();
+        let s = v["Statement"].as_array().unwrap();
+        assert_eq!(s[1]["Action"], json!("s3:GetObject"));
+        assert_eq!(
+            s[2]["Resource"],
+            json!([
+                "arn:aws:s3:::b-1/p${*}/out/data_q-1_*",
+                "arn:aws:s3:::b-1/p${*}/out/_xstage_manifest_q-1.json"
+            ])
+        );
+        assert_eq!(s[3]["Effect"], json!("Deny"));
+        assert_eq!(s[3]["Condition"]["Null"]["s3:if-none-match"], json!("true"));
+        assert_eq!(s[3]["Condition"]["Bool"]["s3:ObjectCreationOperation"], json!("true"));
+
+        let off = WriteGrant {
+            require_if_none_match: false,
+            ..grant.clone()
+        };
+        let policy = write_session_policy(role, &stage("s3://b-1/p/"), &off).unwrap();
+        assert!(!policy.contains("if-none-match"), "{policy}");
+
+        let raw = WriteGrant {
+            create: vec![vec!["out/a*b_".into(), String::new()]],
+            replace: Some("out/result.csv".into()),
+            require_if_none_match: true,
+        };
+        let policy = write_session_policy(role, &stage("s3://b-1/p/"), &raw).unwrap();
+        let v: Value = serde_json::from_str(&policy).unwrap();
+        assert_eq!(v["Statement"][3]["Resource"], json!("arn:aws:s3:::b-1/p/out/result.csv"));
+        assert!(!policy.contains("Deny"), "{policy}");
+        assert_eq!(v["Statement"][2]["Resource"], json!(["arn:aws:s3:::b-1/p/out/a${*}b_*"]));
+    }
+
+    /// README's "Least privilege for writes" prints this statement's session policy.
+    #[test]
+    fn readme_prints_the_write_session_policy() {
+        let grant = WriteGrant {
+            create: vec![
+                vec!["out/data_q-1_".into(), String::new()],
+                vec!["out/_xstage_manifest_q-1.json".into()],
+            ],
+            replace: None,
+            require_if_none_match: true,
+        };
+        let policy = write_session_policy(
+            "arn:aws:iam::987654321987:role/databend-test",
+            &stage("s3://test-bucket-123/optional/prefix/"),
+            &grant,
+        )
+        .unwrap();
+        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&policy).unwrap()).unwrap();
+        let readme = include_str!("../../../../README.md");
+        assert!(readme.contains(&format!("```json\n{pretty}\n```")), "README should show:\n{pretty}");
     }
 }

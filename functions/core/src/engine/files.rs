@@ -82,7 +82,10 @@ pub async fn resolve(
                 location.written
             )));
         }
-        if relative(stage, &meta).is_some_and(|r| location.matches(&r)) {
+        // A query reads an unload's data, not its manifest; LIST shows both.
+        if relative(stage, &meta).is_some_and(|r| {
+            location.matches(&r) && (listing_only || !crate::unload::names::is_manifest(&r))
+        }) {
             found.push(meta);
         }
     }

@@ -98,6 +98,8 @@ impl Plan {
             (None, f) => f.clone(),
         };
         Ok(match statement {
+            // Checked by `unload::check`; planned here is its source.
+            Statement::Copy(copy) => return Plan::new(*copy.source, stage),
             Statement::List(r) => Plan {
                 sql: "SELECT * FROM __xstage_list ORDER BY name".into(),
                 tables: vec![("__xstage_list".into(), Source::List(resolve(&r)?), None)],

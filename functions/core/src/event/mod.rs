@@ -65,6 +65,9 @@ pub struct Options {
     /// How a streamed answer is encoded (`json`, `ndjson`, `arrow`).
     pub format: Format,
     pub fan_out: FanOut,
+    /// A `COPY INTO`'s query id, for a caller that names its own (a retry then writes the
+    /// same names); else the function makes a UUID.
+    pub query_id: Option<String>,
 }
 
 impl Default for Options {
@@ -74,6 +77,7 @@ impl Default for Options {
             max_rows_given: None,
             format: Format::Json,
             fan_out: FanOut::default(),
+            query_id: None,
         }
     }
 }
@@ -92,7 +96,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "s3.path",
 ];
 const STAGE_KEYS: &[&str] = &["name", "url", "connection_name", "file_format"];
-const OPTION_KEYS: &[&str] = &["max_rows", "format", "fan_out"];
+const OPTION_KEYS: &[&str] = &["max_rows", "format", "fan_out", "query_id"];
 
 impl Event {
     /// Parses and validates an event.
@@ -310,6 +314,10 @@ fn parse_options(mut f: Fields) -> Result<Options> {
         None => FanOut::default(),
         Some((_, v)) => FanOut::parse(v)?,
     };
+    let query_id = f.take_str(&["query_id"])?;
+    if let Some(id) = &query_id {
+        crate::unload::names::check_query_id(id)?;
+    }
     f.finish(OPTION_KEYS)?;
     if max_rows > 1_000_000 {
         return Err(FunctionError::invalid_event(format!(
@@ -321,6 +329,7 @@ fn parse_options(mut f: Fields) -> Result<Options> {
         max_rows_given,
         format,
         fan_out,
+        query_id,
     })
 }
 

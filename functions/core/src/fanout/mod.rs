@@ -284,6 +284,7 @@ async fn inner(
         tasks_retried: Some(gathered.retried),
         tasks_speculated: Some(gathered.speculated),
         last_worker_ms: None,
+        ..Stats::default()
     };
     answer(out, stats)
 }

@@ -72,6 +72,20 @@ pub struct Stats {
     /// Fan-out only: from the first invocation to the last worker's answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_worker_ms: Option<u64>,
+    /// `COPY INTO` only: the statement's query id (in its file names and manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_id: Option<String>,
+    /// `COPY INTO` only: body bytes sent to S3 (data files and the manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_written: Option<u64>,
+    /// `COPY INTO` only: objects created (data files and the manifest).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_written: Option<u64>,
+    /// `COPY INTO` only: write requests (PutObject, CreateMultipartUpload, UploadPart,
+    /// CompleteMultipartUpload, AbortMultipartUpload, DeleteObject); `s3_requests` counts
+    /// the reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub put_requests: Option<u64>,
 }
 
 /// Where a query ran.

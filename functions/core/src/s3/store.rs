@@ -92,6 +92,11 @@ impl S3Store {
         &self.bucket
     }
 
+    /// The client, signed with the invocation's credentials: [`crate::unload`] writes with it.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
     /// The endpoint and the bucket, as one string: what a warm environment remembers of an
     /// object is keyed by it and the key ([`crate::engine`]'s metadata lengths). The bucket
     /// alone is not enough: an S3-compatible store or an emulator (`endpoint_url`) may hold

@@ -2,7 +2,7 @@
 //! names. Every key this crate reads is derived here and proven to lie under the root.
 
 pub mod glob;
-mod location;
+pub(crate) mod location;
 
 pub use location::{Location, Selection};
 

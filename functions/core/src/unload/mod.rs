@@ -1,0 +1,246 @@
+//! Writing to the stage: Databend's `COPY INTO @stage[/path] FROM { @stage[/path] | (SELECT …) }`.
+//!
+//! The source runs like any query ([`crate::engine`]); its batches are encoded
+//! ([`encode`]) into files ([`files`]) streamed to S3 as they are produced ([`upload`]), each
+//! created only if its name does not exist (`If-None-Match: *`). Names are deterministic for
+//! (query id, part, sequence) ([`names`]), so a retried or duplicated writer writes the same
+//! ones and cannot duplicate or replace a file. The statement commits by writing its
+//! manifest last ([`manifest`]); a statement that fails deletes the files it created (or
+//! names those it could not). Its credentials come from an `AssumeRole` whose session policy
+//! lets them create only this statement's names ([`target`],
+//! [`crate::access::documents::write_session_policy`]).
+//!
+//! Writes are off unless the function's configuration turns them on:
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `XSTAGE_ALLOW_WRITES` | `true`: `COPY INTO` may run | `false`: `WritesNotAllowed` |
+//! | `XSTAGE_WRITE_REQUIRE_IF_NONE_MATCH` | the write session policy denies an object creation without `If-None-Match` | `true` |
+//!
+//! Neighbours: [`crate::sql`] hands `COPY` statements to [`statement`]; the handler
+//! ([`crate::handle`]) runs them through [`run`].
+
+pub mod encode;
+pub mod error;
+pub mod files;
+pub mod manifest;
+pub mod names;
+pub mod statement;
+pub mod stats;
+pub mod target;
+pub mod upload;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::record_batch::RecordBatch;
+
+pub use statement::CopyInto;
+
+use crate::access::documents;
+use crate::error::{ErrorKind, FunctionError, Result};
+use crate::event::Event;
+use crate::result::Stats;
+use files::Files;
+use manifest::Manifest;
+use stats::WriteStats;
+use target::Target;
+use upload::Upload;
+
+pub const ALLOW_WRITES: &str = "XSTAGE_ALLOW_WRITES";
+pub const REQUIRE_IF_NONE_MATCH: &str = "XSTAGE_WRITE_REQUIRE_IF_NONE_MATCH";
+
+/// The deployment's write settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteConfig {
+    pub allow_writes: bool,
+    pub require_if_none_match: bool,
+}
+
+impl WriteConfig {
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let flag = |name: &str, default: bool| match var(name).as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(other) => Err(FunctionError::new(
+                ErrorKind::InvalidConfiguration,
+                format!(
+                    "the function's {name} is invalid: {other:?} is neither true nor false; fix the \
+                     function's environment"
+                ),
+            )),
+        };
+        Ok(Self {
+            allow_writes: flag(ALLOW_WRITES, false)?,
+            require_if_none_match: flag(REQUIRE_IF_NONE_MATCH, true)?,
+        })
+    }
+}
+
+/// Checks a `COPY INTO` against the event without I/O: the target stage and path.
+pub fn check(copy: &CopyInto, event: &Event) -> Result<()> {
+    if !copy.stage.eq_ignore_ascii_case(&event.stage.name) {
+        return Err(FunctionError::invalid_query(format!(
+            "COPY INTO: unknown stage @{}; this event defines stage @{} ({})",
+            copy.stage, event.stage.name, event.stage.url
+        )));
+    }
+    Target::new(copy, String::new(), 0).map(|_| ())
+}
+
+/// Runs one `COPY INTO` in this invocation: the answer (Databend's columns) and the stats.
+pub async fn run(event: &Event, copy: CopyInto, started: Instant) -> Result<(RecordBatch, Stats)> {
+    let config = WriteConfig::from_env()?;
+    if !config.allow_writes {
+        return Err(FunctionError::new(
+            ErrorKind::WritesNotAllowed,
+            format!(
+                "COPY INTO writes to the stage, and this function does not allow writes: set \
+                 {ALLOW_WRITES}=true in its environment (the template's AllowWrites parameter) to turn \
+                 them on; nothing was called"
+            ),
+        ));
+    }
+    check(&copy, event)?;
+    let query_id = match &event.options.query_id {
+        Some(id) => id.clone(),
+        None => names::new_query_id()?,
+    };
+    let target = Target::new(&copy, query_id.clone(), 0)?;
+    let plan = crate::engine::Plan::new(*copy.source.clone(), &event.stage)?;
+    let policy = documents::write_session_policy(
+        &event.connection.role_arn,
+        &event.stage.url,
+        &target.grant(config.require_if_none_match),
+    )?;
+    let connected = crate::connect_with(event, Some(policy)).await?;
+    let (store, io) = (connected.store, connected.io);
+    let memory_limit = crate::memory_limit();
+    let prepared = crate::engine::prepare(plan, &event.stage, &store, &io, memory_limit).await?;
+    let files_read = prepared.file_count();
+    let physical = prepared.physical(&io, u64::MAX, false).await?;
+    let writes = Arc::new(WriteStats::default());
+    let mut files = Files::new(
+        store.client().clone(),
+        store.bucket(),
+        event.stage.url.prefix(),
+        target.clone(),
+        physical.schema(),
+        Arc::clone(&writes),
+    );
+    let mut failed: Option<FunctionError> = None;
+    let ran = prepared
+        .execute(physical, &store, &io, memory_limit, async |batch| {
+            match files.push(batch).await {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    failed = Some(e.into_function_error());
+                    Ok(false)
+                }
+            }
+        })
+        .await;
+    let outcome = match (ran, failed) {
+        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
+        (Ok(()), None) => match files.finish().await {
+            Ok(()) => commit(&store, event.stage.url.prefix(), &target, &files, &writes).await,
+            Err(e) => Err(e.into_function_error()),
+        },
+    };
+    let manifest = match outcome {
+        Ok(m) => m,
+        Err(e) => {
+            let e = discarded(e, &mut files, &event.stage.url).await;
+            let retry = e.kind() == ErrorKind::AlreadyExists && event.options.query_id.is_some();
+            match retry {
+                true => match committed(&store, event.stage.url.prefix(), &target).await {
+                    Some(m) => m,
+                    None => return Err(e),
+                },
+                false => return Err(e),
+            }
+        }
+    };
+    let answer = manifest.answer(copy.options.detailed_output)?;
+    let mut stats = crate::engine::stats(
+        &io,
+        files_read,
+        connected.sts_calls,
+        started.elapsed().as_millis() as u64,
+    );
+    stats.query_id = Some(query_id);
+    stats.bytes_written = Some(writes.bytes());
+    stats.files_written = Some(writes.objects());
+    stats.put_requests = Some(writes.requests());
+    Ok((answer, stats))
+}
+
+/// Writes the manifest, the statement's commit (conditionally, like every file).
+async fn commit(
+    store: &crate::s3::S3Store,
+    prefix: &str,
+    target: &Target,
+    files: &Files,
+    writes: &Arc<WriteStats>,
+) -> Result<Manifest> {
+    let manifest = Manifest::new(
+        &target.query_id,
+        target.format.file.kind.as_str(),
+        files.input_bytes,
+        files.created(),
+    );
+    let mut upload = Upload::new(
+        store.client().clone(),
+        store.bucket(),
+        format!("{prefix}{}", target.manifest()),
+        false,
+        Arc::clone(writes),
+    );
+    let written = async {
+        upload.write(&manifest.to_bytes()).await?;
+        upload.complete().await
+    }
+    .await;
+    written.map_err(|e| e.into_function_error())?;
+    Ok(manifest)
+}
+
+/// The manifest of a statement that already committed under this query id, if any: a retry
+/// of a committed statement (same `options.query_id`) answers with it instead of failing.
+async fn committed(store: &crate::s3::S3Store, prefix: &str, target: &Target) -> Option<Manifest> {
+    let out = store
+        .client()
+        .get_object()
+        .bucket(store.bucket())
+        .key(format!("{prefix}{}", target.manifest()))
+        .send()
+        .await
+        .ok()?;
+    let body = out.body.collect().await.ok()?.into_bytes();
+    serde_json::from_slice::<Manifest>(&body)
+        .ok()
+        .filter(|m| m.query_id == target.query_id)
+}
+
+/// A failed statement: its files deleted, or named in the error if they could not be.
+async fn discarded(e: FunctionError, files: &mut Files, stage: &crate::stage::StageUrl) -> FunctionError {
+    let left = files.discard().await;
+    if left.is_empty() {
+        return e;
+    }
+    let names: Vec<String> = left.iter().map(|n| format!("{stage}{n}")).collect();
+    FunctionError::new(
+        e.kind(),
+        format!(
+            "{}. The statement did not commit (no manifest), and these files it wrote could not be \
+             deleted: {}",
+            e.message(),
+            names.join(", ")
+        ),
+    )
+}

@@ -1,0 +1,319 @@
+//! One object written to S3 as it is produced, created only if its key does not exist yet.
+//!
+//! Bytes are buffered up to a part. An object that ends within its first part is one
+//! `PutObject`; a longer one is a multipart upload whose parts go out as they fill. Either
+//! way the object is created with `If-None-Match: *` (on `PutObject`, or on
+//! `CompleteMultipartUpload`), so a second writer of the same name gets 412 (or 409 while
+//! another completion is in flight) and stops: it never replaces or duplicates a file. A
+//! multipart upload that does not complete, for whatever reason (a failure, a 412, the
+//! query's end), is aborted, so no incomplete upload is left behind.
+//!
+//! [`Upload`] is a parquet [`AsyncFileWriter`], so Parquet's `AsyncArrowWriter` writes
+//! through it; the text formats call [`Upload::write`] and [`Upload::complete`] directly.
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use parquet::arrow::async_writer::AsyncFileWriter;
+use parquet::errors::ParquetError;
+
+use super::error::{WriteError, map_write};
+use super::stats::WriteStats;
+use crate::aws_error::AwsFailure;
+
+/// S3's smallest part (but the last).
+pub const MIN_PART: usize = 5 * 1024 * 1024;
+/// The first parts' size; it doubles every [`PARTS_PER_DOUBLING`] parts, so S3's 10,000
+/// parts hold any file a function can write (1,000 × 8 MiB, then × 16 MiB, …).
+pub const FIRST_PART: usize = 8 * 1024 * 1024;
+const PARTS_PER_DOUBLING: usize = 1000;
+const _: () = assert!(FIRST_PART >= MIN_PART);
+/// S3's most parts in one upload.
+pub const MAX_PARTS: usize = 10_000;
+
+/// What a created object is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+}
+
+/// The writer of one object.
+pub struct Upload {
+    client: Client,
+    bucket: String,
+    key: String,
+    /// `OVERWRITE = TRUE`: the one raw path may be replaced (no `If-None-Match`).
+    replace: bool,
+    buffer: BytesMut,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+    size: u64,
+    stats: Arc<WriteStats>,
+    /// Set once the object exists.
+    written: Option<Written>,
+    /// The typed failure behind the last error returned through parquet's writer.
+    failure: FailureSlot,
+}
+
+/// Where an [`Upload`] driven by parquet's writer leaves the typed failure behind the
+/// `ParquetError` it returned (the writer keeps the upload until it is consumed).
+#[derive(Clone, Default)]
+pub struct FailureSlot(Arc<Mutex<Option<WriteError>>>);
+
+impl FailureSlot {
+    pub fn take(&self) -> Option<WriteError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn put(&self, e: WriteError) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    }
+}
+
+impl Upload {
+    pub fn new(
+        client: Client,
+        bucket: &str,
+        key: String,
+        replace: bool,
+        stats: Arc<WriteStats>,
+    ) -> Self {
+        Self {
+            client,
+            bucket: bucket.to_string(),
+            key,
+            replace,
+            buffer: BytesMut::new(),
+            upload_id: None,
+            parts: Vec::new(),
+            size: 0,
+            stats,
+            written: None,
+            failure: FailureSlot::default(),
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Bytes given so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The object, once [`Upload::complete`] succeeded.
+    pub fn written(&self) -> Option<&Written> {
+        self.written.as_ref()
+    }
+
+    /// Where the typed failure behind a [`ParquetError`] this writer returns is left.
+    pub fn failure_slot(&self) -> FailureSlot {
+        self.failure.clone()
+    }
+
+    /// Appends `data`, sending a part whenever one is full.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), WriteError> {
+        self.size += data.len() as u64;
+        self.buffer.extend_from_slice(data);
+        while self.buffer.len() >= self.part_size() {
+            let part = self.buffer.split_to(self.part_size()).freeze();
+            self.send_part(part).await?;
+        }
+        Ok(())
+    }
+
+    fn part_size(&self) -> usize {
+        let doublings = (self.parts.len() / PARTS_PER_DOUBLING).min(8) as u32;
+        FIRST_PART << doublings
+    }
+
+    async fn send_part(&mut self, part: Bytes) -> Result<(), WriteError> {
+        if self.parts.len() + 1 >= MAX_PARTS {
+            return Err(WriteError::failed(crate::FunctionError::new(
+                crate::ErrorKind::ResourcesExhausted,
+                format!(
+                    "s3://{}/{} would need more than S3's {MAX_PARTS} parts; lower MAX_FILE_SIZE",
+                    self.bucket, self.key
+                ),
+            )));
+        }
+        let upload_id = match &self.upload_id {
+            Some(id) => id.clone(),
+            None => {
+                self.stats.request();
+                let out = self
+                    .client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .send()
+                    .await
+                    .map_err(|e| self.fail("CreateMultipartUpload", &AwsFailure::from_sdk(&e)))?;
+                let id = out.upload_id().unwrap_or_default().to_string();
+                self.upload_id = Some(id.clone());
+                id
+            }
+        };
+        let number = self.parts.len() as i32 + 1;
+        let len = part.len() as u64;
+        self.stats.request();
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(part))
+            .send()
+            .await
+            .map_err(|e| self.fail("UploadPart", &AwsFailure::from_sdk(&e)))?;
+        self.stats.wrote(len);
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .build(),
+        );
+        Ok(())
+    }
+
+    /// Creates the object from what was written: one conditional `PutObject`, or the last
+    /// part and a conditional `CompleteMultipartUpload`. On any failure a multipart upload is
+    /// aborted before the error is returned.
+    pub async fn complete(&mut self) -> Result<Written, WriteError> {
+        let result = self.create().await;
+        if result.is_err() {
+            self.abort().await;
+        }
+        result
+    }
+
+    async fn create(&mut self) -> Result<Written, WriteError> {
+        let rest = std::mem::take(&mut self.buffer).freeze();
+        let etag = match self.upload_id.clone() {
+            None => {
+                let len = rest.len() as u64;
+                self.stats.request();
+                let put = self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .body(ByteStream::from(rest));
+                let put = if self.replace {
+                    put
+                } else {
+                    put.if_none_match("*")
+                };
+                let out = put
+                    .send()
+                    .await
+                    .map_err(|e| self.fail("PutObject", &AwsFailure::from_sdk(&e)))?;
+                self.stats.wrote(len);
+                out.e_tag().unwrap_or_default().to_string()
+            }
+            Some(upload_id) => {
+                if !rest.is_empty() {
+                    self.send_part(rest).await?;
+                }
+                self.stats.request();
+                let complete = self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(self.parts.clone()))
+                            .build(),
+                    );
+                let complete = if self.replace {
+                    complete
+                } else {
+                    complete.if_none_match("*")
+                };
+                let out = complete.send().await.map_err(|e| {
+                    self.fail("CompleteMultipartUpload", &AwsFailure::from_sdk(&e))
+                })?;
+                self.upload_id = None;
+                out.e_tag().unwrap_or_default().to_string()
+            }
+        };
+        self.stats.created();
+        let written = Written {
+            key: self.key.clone(),
+            size: self.size,
+            etag,
+        };
+        self.written = Some(written.clone());
+        Ok(written)
+    }
+
+    /// Aborts the multipart upload, if one was started and not completed. Best effort: an
+    /// upload that cannot be aborted is named in the log (a bucket lifecycle rule
+    /// `AbortIncompleteMultipartUpload` removes it).
+    pub async fn abort(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        self.stats.request();
+        let aborted = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(&upload_id)
+            .send()
+            .await;
+        if let Err(e) = aborted {
+            let failure = AwsFailure::from_sdk(&e);
+            tracing::warn!(
+                bucket = %self.bucket,
+                key = %self.key,
+                "could not abort the multipart upload of s3://{}/{}{}",
+                self.bucket,
+                self.key,
+                failure.said()
+            );
+        }
+    }
+
+    fn fail(&self, operation: &str, failure: &AwsFailure) -> WriteError {
+        map_write(failure, operation, &self.bucket, &self.key)
+    }
+
+    fn parquet_error(&mut self, e: WriteError) -> ParquetError {
+        let text = e.to_string();
+        self.failure.put(e);
+        ParquetError::External(text.into())
+    }
+}
+
+impl AsyncFileWriter for Upload {
+    fn write(&mut self, bs: Bytes) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        Box::pin(async move {
+            match Upload::write(self, &bs).await {
+                Ok(()) => Ok(()),
+                Err(e) => Err(self.parquet_error(e)),
+            }
+        })
+    }
+
+    fn complete(&mut self) -> BoxFuture<'_, parquet::errors::Result<()>> {
+        Box::pin(async move {
+            match Upload::complete(self).await {
+                Ok(_) => Ok(()),
+                Err(e) => Err(self.parquet_error(e)),
+            }
+        })
+    }
+}

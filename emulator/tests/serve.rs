@@ -40,6 +40,9 @@ struct World {
 
 static WORLD: LazyLock<World> = LazyLock::new(|| {
     seed::platform_identity();
+    // The parity suite's path 1 (this process) and path 4 (the bootstrap it starts) write,
+    // as the test template's function does.
+    seed::allow_writes();
     let endpoint = localstack::localstack().endpoint().to_string();
     let people = fixtures::people(ROWS);
     let body = fixtures::write_parquet(&[fixtures::people_batch(&people)], Compression::SNAPPY, 3);
@@ -69,6 +72,7 @@ Resources:
       Environment:
         Variables:
           XSTAGE_ALLOWED_ROLE_ARNS: {allowed}
+          XSTAGE_ALLOW_WRITES: 'true'
   Sandbox:
     Type: AWS::Serverless::Function
     Metadata:

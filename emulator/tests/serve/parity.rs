@@ -32,6 +32,7 @@ const MAY_DIFFER: &[(&str, &str)] = &[
         "each path caches credentials in its own environment, and path 1's cache is this \
          test process's, which other tests of this binary fill",
     ),
+    ("query_id", "a COPY INTO makes a new UUID for each statement"),
 ];
 
 const PEOPLE: usize = 200;
@@ -195,6 +196,21 @@ fn cases() -> Vec<(&'static str, Value)> {
             ),
         ),
         ("RisingWave event", risingwave),
+        // Writes: each path writes its own files (its own query id) under parity-out/.
+        (
+            "COPY INTO, Parquet",
+            q(
+                "COPY INTO @databend_test/parity-out/parquet/ FROM \
+               (SELECT * FROM @databend_test/parity/people.parquet WHERE age > 30)",
+            ),
+        ),
+        (
+            "COPY INTO, CSV gzip, PARTITION BY",
+            q(
+                "COPY INTO @databend_test/parity-out/csv/ FROM @databend_test/parity/people.parquet \
+               PARTITION BY (CAST(age % 3 AS VARCHAR)) FILE_FORMAT = (TYPE = CSV COMPRESSION = GZIP)",
+            ),
+        ),
         // Errors.
         ("InvalidEvent: no connection", json!({"query": "SELECT 1"})),
         ("InvalidEvent: a secret in the event", unknown_key),
@@ -207,6 +223,10 @@ fn cases() -> Vec<(&'static str, Value)> {
             q("SELECT nope FROM @databend_test/parity/people.parquet"),
         ),
         ("InvalidQuery: DML", q("INSERT INTO t VALUES (1)")),
+        (
+            "InvalidQuery: COPY INTO, OVERWRITE on a directory",
+            q("COPY INTO @databend_test/parity-out/x/ FROM @databend_test/parity/people.parquet OVERWRITE = TRUE"),
+        ),
         (
             "InvalidQuery: SET",
             q("SET datafusion.execution.batch_size = 1"),
@@ -272,7 +292,11 @@ async fn native_replies(cases: &[(&str, Value)]) -> Vec<Reply> {
 
 async fn wasi_replies(cases: &[(&str, Value)]) -> Vec<Reply> {
     static FUNCTION: OnceCell<Function> = OnceCell::const_new();
-    let function = run::stage_query(&FUNCTION, |_| {}).await;
+    let function = run::stage_query(&FUNCTION, |c| {
+        c.environment
+            .insert("XSTAGE_ALLOW_WRITES".into(), "true".into());
+    })
+    .await;
     let mut out = Vec::new();
     for (_, event) in cases {
         out.push(run::wasi(function, event).await.0);

@@ -283,6 +283,17 @@ pub fn seed_people(endpoint: &str, rows: usize) -> Vec<crate::fixtures::Person> 
     people
 }
 
+/// Turns `COPY INTO` on for this process's function (`XSTAGE_ALLOW_WRITES=true`), and for the
+/// processes it starts that inherit its environment.
+pub fn allow_writes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: as `platform_identity`: called before the test creates threads or clients
+        // that read the environment, and the `Once` makes the other tests wait.
+        unsafe { std::env::set_var("XSTAGE_ALLOW_WRITES", "true") };
+    });
+}
+
 /// Makes the test process look like the platform: its own credentials in the environment
 /// (the standard chain reads them), and no profile files or instance metadata.
 pub fn platform_identity() {

@@ -36,6 +36,25 @@ pub struct ParquetFile {
     writer: AsyncArrowWriter<Upload>,
     failure: FailureSlot,
     row_group_bytes: usize,
+    /// A flushed row group's bytes over the writer's estimate of it before the flush
+    /// (`in_progress_size` counts values before compression and dictionaries).
+    ratio: f64,
+}
+
+impl ParquetFile {
+    /// Flushes the row group in progress, learning what its estimate was worth.
+    async fn flush(&mut self) -> Result<(), WriteError> {
+        let estimate = self.writer.in_progress_size();
+        if estimate == 0 {
+            return Ok(());
+        }
+        let before = self.writer.bytes_written();
+        if let Err(e) = self.writer.flush().await {
+            return Err(parquet_failure(&self.failure, e));
+        }
+        self.ratio = (self.writer.bytes_written() - before) as f64 / estimate as f64;
+        Ok(())
+    }
 }
 
 /// A text file: encoded batch by batch, compressed into a buffer drained into the upload.
@@ -84,6 +103,18 @@ impl Compressor {
             Compressor::Zstd(e) => e.write_all(data),
             Compressor::Bz2(e) => e.write_all(data),
             Compressor::Xz(e) => e.write_all(data),
+        }
+    }
+
+    /// Makes the compressor give out everything written so far (gzip's sync flush, zstd's
+    /// and xz's block end, bzip2's), so the file's size is known exactly after each chunk.
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Compressor::None(_) => Ok(()),
+            Compressor::Gzip(e) => e.flush(),
+            Compressor::Zstd(e) => e.flush(),
+            Compressor::Bz2(e) => e.flush(),
+            Compressor::Xz(e) => e.flush(),
         }
     }
 
@@ -144,6 +175,7 @@ impl Encoder {
                 writer,
                 failure,
                 row_group_bytes,
+                ratio: 1.0,
             })));
         }
         let compressor =
@@ -157,12 +189,24 @@ impl Encoder {
         })))
     }
 
-    /// Bytes the file holds so far, or will once what is buffered is flushed (an estimate
-    /// for Parquet's row group in progress and for text inside the compressor).
+    /// Bytes the file holds so far: exact for text (its compressor is flushed after each
+    /// chunk), and for Parquet its flushed row groups plus an estimate of the one in
+    /// progress (its writer's estimate, scaled by what the last flush showed it was worth).
     pub fn size(&self) -> u64 {
         match self {
-            Encoder::Parquet(p) => (p.writer.bytes_written() + p.writer.in_progress_size()) as u64,
+            Encoder::Parquet(p) => {
+                p.writer.bytes_written() as u64
+                    + (p.writer.in_progress_size() as f64 * p.ratio) as u64
+            }
             Encoder::Text(t) => t.upload.size() + t.pending,
+        }
+    }
+
+    /// Makes [`Encoder::size`] exact: a Parquet file's row group in progress is flushed.
+    pub async fn settle(&mut self) -> Result<(), WriteError> {
+        match self {
+            Encoder::Parquet(p) => p.flush().await,
+            Encoder::Text(_) => Ok(()),
         }
     }
 
@@ -173,10 +217,8 @@ impl Encoder {
                 if let Err(e) = p.writer.write(batch).await {
                     return Err(parquet_failure(&p.failure, e));
                 }
-                if p.writer.in_progress_size() >= p.row_group_bytes
-                    && let Err(e) = p.writer.flush().await
-                {
-                    return Err(parquet_failure(&p.failure, e));
+                if p.writer.in_progress_size() >= p.row_group_bytes {
+                    p.flush().await?;
                 }
                 Ok(())
             }
@@ -237,6 +279,9 @@ impl Text {
             self.feed(&header)?;
         }
         self.feed(encoded)?;
+        self.compressor
+            .flush()
+            .map_err(|e| encode_failed("compressed text", e))?;
         let out = self.compressor.drain();
         if !out.is_empty() {
             self.pending = 0;

@@ -57,6 +57,8 @@ pub struct Files {
     pub rows: u64,
     pub input_bytes: u64,
     tick: u64,
+    /// Encoded bytes per Arrow byte, learned from the files' exact sizes.
+    encoded_per_arrow: f64,
 }
 
 impl Files {
@@ -89,6 +91,7 @@ impl Files {
             rows: 0,
             input_bytes: 0,
             tick: 0,
+            encoded_per_arrow: 1.0,
         }
     }
 
@@ -148,9 +151,9 @@ impl Files {
         let max = self.target.max_file_size;
         let total = arrow_bytes(batch).max(1);
         let per_row = (total / batch.num_rows() as u64).max(1);
-        // Chunks of about an eighth of a file, so a file ends within one chunk of the bound.
+        // Chunks of about a 32nd of a file, so a file ends within one chunk of the bound.
         let chunk_rows = match max {
-            Some(max) => ((max / 8) / per_row).max(1) as usize,
+            Some(max) => ((max / 32) / per_row).max(1) as usize,
             None => batch.num_rows(),
         };
         let mut offset = 0;
@@ -166,15 +169,34 @@ impl Files {
                 FormatType::Parquet => None,
                 _ => Some(encode::text(&self.target.format, &chunk, false)?),
             };
-            if let (Some(max), Some(open)) = (max, self.open.get(&dir)) {
-                let size = open.encoder.size();
+            // A Parquet file keeps an eighth of the bound for its footer (row group and page
+            // index metadata, written last) and the in-progress estimate's error.
+            let max = match (max, &encoded) {
+                (Some(max), None) => Some(max - max / 8),
+                (max, _) => max,
+            };
+            if let (Some(max), Some(open)) = (max, self.open.get_mut(&dir)) {
+                // What the chunk adds: its text, or its Arrow bytes at the encoded bytes per
+                // Arrow byte of what this statement wrote so far (1 until it knows).
                 let grow = match &encoded {
                     Some(text) => text.len() as u64,
-                    None if open.arrow_bytes == 0 => chunk_bytes,
-                    None => (chunk_bytes as f64 * size as f64 / open.arrow_bytes as f64) as u64,
+                    None => (chunk_bytes as f64 * self.encoded_per_arrow) as u64,
                 };
-                if size > 0 && size + grow > max {
-                    self.close(&dir).await?;
+                if open.encoder.size() > 0 && open.encoder.size() + grow > max {
+                    // Estimates overshoot (Parquet's counts values before compression): make
+                    // the size exact before deciding.
+                    open.encoder.settle().await?;
+                    if open.arrow_bytes > 0 {
+                        self.encoded_per_arrow =
+                            open.encoder.size() as f64 / open.arrow_bytes as f64;
+                    }
+                    let grow = match &encoded {
+                        Some(text) => text.len() as u64,
+                        None => (chunk_bytes as f64 * self.encoded_per_arrow) as u64,
+                    };
+                    if open.encoder.size() + grow > max {
+                        self.close(&dir).await?;
+                    }
                 }
             }
             if !self.open.contains_key(&dir) {

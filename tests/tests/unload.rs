@@ -468,3 +468,42 @@ fn the_write_session_policy_names_only_the_statement_files() {
         assert_eq!(deny["Condition"]["Null"]["s3:if-none-match"], json!("true"));
     })
 }
+
+/// "A 1 GB output in a 512 MB function must succeed": one CSV file of more than a GiB
+/// (SINGLE, a multipart upload of 8 MiB parts), written by the WASI component with 512 MB,
+/// whose memory the host enforces.
+#[test]
+fn a_gigabyte_unloads_in_a_512_mb_function() {
+    block_on(async {
+        let w = world().await;
+        let function = run::load_stage_query(|c| {
+            c.memory_size_mb = 512;
+            c.timeout = Duration::from_secs(300);
+            c.environment.insert("XSTAGE_ALLOW_WRITES".into(), "true".into());
+        })
+        .await;
+        let copies = 100;
+        let values: Vec<String> = (0..copies).map(|i| format!("({i})")).collect();
+        let sql = format!(
+            "COPY INTO @databend_test/unload/gigabyte/ FROM (SELECT b.* FROM @databend_test/unload-src/big.parquet b \
+             CROSS JOIN (VALUES {}) AS v(k)) FILE_FORMAT = (TYPE = CSV) SINGLE = TRUE",
+            values.join(", ")
+        );
+        let (reply, stats) = run::wasi(&function, &event(w, &sql)).await;
+        let answer = reply.unwrap_or_else(|e| panic!("{e:?}"));
+        let rows = (BIG * copies) as u64;
+        assert_eq!(answer["rows"][0][0].as_u64(), Some(rows));
+        let data = check_commit(&answer, "unload/gigabyte/").await;
+        let (size, etag) = data.values().next().unwrap();
+        assert!(*size > 1 << 30, "{size} bytes");
+        let parts: u64 = etag.rsplit('-').next().unwrap().parse().unwrap();
+        assert_eq!(parts, size.div_ceil(8 << 20), "8 MiB parts: {etag}");
+        assert!(stats.peak_memory_bytes <= 512 << 20, "{}", stats.peak_memory_bytes);
+        eprintln!(
+            "{size} bytes, {rows} rows, {parts} parts in {:?}; guest peak {} MB of 512",
+            stats.duration,
+            stats.peak_memory_bytes >> 20
+        );
+        no_upload_in_progress().await;
+    })
+}

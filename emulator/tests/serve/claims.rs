@@ -165,18 +165,32 @@ fn xstage_sql_copies_into_the_stage_then_lists_and_reads_it() {
         ("AWS_ENDPOINT_URL", WORLD.endpoint.as_str()),
         ("AWS_REGION", seed::REGION),
     ];
-    let refused = xstage(&args("false").iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    let refused = xstage(
+        &args("false").iter().map(String::as_str).collect::<Vec<_>>(),
+        &env,
+    );
     fails_with(&refused, 1, "WritesNotAllowed");
     std::fs::remove_file(&catalog).ok();
-    let out = xstage(&args("true").iter().map(String::as_str).collect::<Vec<_>>(), &env);
+    let out = xstage(
+        &args("true").iter().map(String::as_str).collect::<Vec<_>>(),
+        &env,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     assert!(
-        stdout.contains(&format!("rows_unloaded,input_bytes,output_bytes\r\n{ROWS},")),
+        stdout.contains(&format!(
+            "rows_unloaded,input_bytes,output_bytes\r\n{ROWS},"
+        )),
         "{stdout}"
     );
     assert!(stdout.contains("\r\nsql-copy/data_"), "{stdout}");
-    assert!(stdout.contains("\r\nsql-copy/_xstage_manifest_"), "{stdout}");
+    assert!(
+        stdout.contains("\r\nsql-copy/_xstage_manifest_"),
+        "{stdout}"
+    );
     let ids: i64 = WORLD.people.iter().map(|p| p.id).sum();
-    assert!(stdout.contains(&format!("n,ids\r\n{ROWS},{ids}\r\n")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("n,ids\r\n{ROWS},{ids}\r\n")),
+        "{stdout}"
+    );
 }

@@ -32,7 +32,10 @@ const MAY_DIFFER: &[(&str, &str)] = &[
         "each path caches credentials in its own environment, and path 1's cache is this \
          test process's, which other tests of this binary fill",
     ),
-    ("query_id", "a COPY INTO makes a new UUID for each statement"),
+    (
+        "query_id",
+        "a COPY INTO makes a new UUID for each statement",
+    ),
 ];
 
 const PEOPLE: usize = 200;
@@ -199,10 +202,8 @@ fn cases() -> Vec<(&'static str, Value)> {
         // Writes: each path writes its own files (its own query id) under parity-out/.
         (
             "COPY INTO, Parquet",
-            q(
-                "COPY INTO @databend_test/parity-out/parquet/ FROM \
-               (SELECT * FROM @databend_test/parity/people.parquet WHERE age > 30)",
-            ),
+            q("COPY INTO @databend_test/parity-out/parquet/ FROM \
+               (SELECT * FROM @databend_test/parity/people.parquet WHERE age > 30)"),
         ),
         (
             "COPY INTO, CSV gzip, PARTITION BY",
@@ -225,7 +226,9 @@ fn cases() -> Vec<(&'static str, Value)> {
         ("InvalidQuery: DML", q("INSERT INTO t VALUES (1)")),
         (
             "InvalidQuery: COPY INTO, OVERWRITE on a directory",
-            q("COPY INTO @databend_test/parity-out/x/ FROM @databend_test/parity/people.parquet OVERWRITE = TRUE"),
+            q(
+                "COPY INTO @databend_test/parity-out/x/ FROM @databend_test/parity/people.parquet OVERWRITE = TRUE",
+            ),
         ),
         (
             "InvalidQuery: SET",

@@ -256,7 +256,11 @@ fn copy_target_inside(copy: &crate::unload::CopyInto) {
     let Ok(target) = crate::unload::target::Target::new(copy, "q".into(), 0) else {
         return;
     };
-    for relative in [target.dir.clone(), target.manifest(), target.file_name("", 0)] {
+    for relative in [
+        target.dir.clone(),
+        target.manifest(),
+        target.file_name("", 0),
+    ] {
         assert!(
             !relative.starts_with('/') && !relative.split('/').any(|s| s == ".." || s == "."),
             "{copy:?} writes {relative:?}, outside its stage"

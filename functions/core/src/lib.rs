@@ -5,7 +5,9 @@
 //! `sts:AssumeRole`, reads the stage's files (Parquet with ranged GETs; CSV, TSV and NDJSON,
 //! [`format`], with one streamed GET each) through an [`object_store::ObjectStore`] built on
 //! `aws-sdk-s3`, runs the query with Apache DataFusion and returns rows as JSON
-//! ([`handle`]), or streams them as JSON, NDJSON or Arrow IPC ([`handle_streaming`]).
+//! ([`handle`]), or streams them as JSON, NDJSON or Arrow IPC ([`handle_streaming`]). A
+//! `COPY INTO @stage` writes the query's result back to the stage instead ([`unload`]),
+//! exactly once, with credentials scoped to that statement's files.
 //!
 //! Neighbours: `functions/stage-query` wraps [`handle`] and [`handle_streaming`] as a command
 //! and the Lambda bootstrap; `functions/component` as the WASI component; `tests/` drives it
@@ -196,9 +198,14 @@ pub(crate) async fn connect_with(
         .clone()
         .or_else(|| base.region().map(|r| r.to_string()))
         .unwrap_or_else(|| platform::DEFAULT_REGION.to_string());
-    let (credentials, called_sts) =
-        credentials::assume_role(&base, &event.connection, &event.stage, &region, session_policy)
-            .await?;
+    let (credentials, called_sts) = credentials::assume_role(
+        &base,
+        &event.connection,
+        &event.stage,
+        &region,
+        session_policy,
+    )
+    .await?;
     let client = s3::client(
         &base,
         credentials,

@@ -130,7 +130,11 @@ pub struct WriteGrant {
 /// The inline session policy of an `AssumeRole` for a `COPY INTO`: read the stage (the
 /// source), create only `grant`'s keys, abort their multipart uploads and delete them (a
 /// failed statement removes what it wrote); nothing else.
-pub fn write_session_policy(role_arn: &str, stage: &StageUrl, grant: &WriteGrant) -> Result<String> {
+pub fn write_session_policy(
+    role_arn: &str,
+    stage: &StageUrl,
+    grant: &WriteGrant,
+) -> Result<String> {
     let partition = partition_of(role_arn);
     let object = |parts: &Vec<String>| {
         let literal: Vec<String> = parts.iter().map(|p| iam_literal(p)).collect();
@@ -283,17 +287,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn write_sessions_create_only_their_names() {
-        let role = "arn:aws:iam::123456789012:role/r";
-        let grant = WriteGrant {
+    /// The grant of `COPY INTO @s/out/ …` with query id `q-1`.
+    fn out_q1() -> WriteGrant {
+        WriteGrant {
             create: vec![
                 vec!["out/data_q-1_".into(), String::new()],
                 vec!["out/_xstage_manifest_q-1.json".into()],
             ],
             replace: None,
             require_if_none_match: true,
-        };
+        }
+    }
+
+    #[test]
+    fn write_sessions_create_only_their_names() {
+        let role = "arn:aws:iam::123456789012:role/r";
+        let grant = out_q1();
         let policy = write_session_policy(role, &stage("s3://b-1/p*/"), &grant).unwrap();
         let v: Value = serde_json::from_str(&policy).unwrap();
         let s = v["Statement"].as_array().unwrap();
@@ -307,7 +316,10 @@ mod tests {
         );
         assert_eq!(s[3]["Effect"], json!("Deny"));
         assert_eq!(s[3]["Condition"]["Null"]["s3:if-none-match"], json!("true"));
-        assert_eq!(s[3]["Condition"]["Bool"]["s3:ObjectCreationOperation"], json!("true"));
+        assert_eq!(
+            s[3]["Condition"]["Bool"]["s3:ObjectCreationOperation"],
+            json!("true")
+        );
 
         let off = WriteGrant {
             require_if_none_match: false,
@@ -323,30 +335,32 @@ mod tests {
         };
         let policy = write_session_policy(role, &stage("s3://b-1/p/"), &raw).unwrap();
         let v: Value = serde_json::from_str(&policy).unwrap();
-        assert_eq!(v["Statement"][3]["Resource"], json!("arn:aws:s3:::b-1/p/out/result.csv"));
+        assert_eq!(
+            v["Statement"][3]["Resource"],
+            json!("arn:aws:s3:::b-1/p/out/result.csv")
+        );
         assert!(!policy.contains("Deny"), "{policy}");
-        assert_eq!(v["Statement"][2]["Resource"], json!(["arn:aws:s3:::b-1/p/out/a${*}b_*"]));
+        assert_eq!(
+            v["Statement"][2]["Resource"],
+            json!(["arn:aws:s3:::b-1/p/out/a${*}b_*"])
+        );
     }
 
     /// README's "Least privilege for writes" prints this statement's session policy.
     #[test]
     fn readme_prints_the_write_session_policy() {
-        let grant = WriteGrant {
-            create: vec![
-                vec!["out/data_q-1_".into(), String::new()],
-                vec!["out/_xstage_manifest_q-1.json".into()],
-            ],
-            replace: None,
-            require_if_none_match: true,
-        };
         let policy = write_session_policy(
             "arn:aws:iam::987654321987:role/databend-test",
             &stage("s3://test-bucket-123/optional/prefix/"),
-            &grant,
+            &out_q1(),
         )
         .unwrap();
-        let pretty = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&policy).unwrap()).unwrap();
+        let pretty =
+            serde_json::to_string_pretty(&serde_json::from_str::<Value>(&policy).unwrap()).unwrap();
         let readme = include_str!("../../../../README.md");
-        assert!(readme.contains(&format!("```json\n{pretty}\n```")), "README should show:\n{pretty}");
+        assert!(
+            readme.contains(&format!("```json\n{pretty}\n```")),
+            "README should show:\n{pretty}"
+        );
     }
 }

@@ -41,8 +41,7 @@ fn seed_query() {
 
 #[test]
 fn quoted_refs_only_in_from_lists() {
-    let (sql, tables) =
-        query("SELECT '@s/x', a FROM '@s/a.parquet' t, '@s/b/' u WHERE a = '@s/y'");
+    let (sql, tables) = query("SELECT '@s/x', a FROM '@s/a.parquet' t, '@s/b/' u WHERE a = '@s/y'");
     assert_eq!(
         sql,
         "SELECT '@s/x', a FROM __xstage_0 t, __xstage_1 u WHERE a = '@s/y'"

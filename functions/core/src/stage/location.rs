@@ -53,14 +53,7 @@ impl Location {
                 quote(&written)
             ))
         };
-        let relative = match path.strip_prefix('/') {
-            Some(rest) => rest,
-            None if path.is_empty() => "",
-            None => return Err(invalid("expected `/` after the stage name".into())),
-        };
-        if !relative.is_empty() {
-            check_relative(relative).map_err(invalid)?;
-        }
+        let relative = after_stage_name(path).map_err(invalid)?;
         let is_dir = relative.is_empty() || relative.ends_with('/');
         let selection = if let Some(files) = files {
             if !is_dir {
@@ -130,6 +123,20 @@ impl Location {
         };
         selected && self.pattern.as_ref().is_none_or(|re| re.is_match(relative))
     }
+}
+
+/// The stage-relative path in the text after `@name` (empty, or `/` and a path), checked
+/// with [`check_relative`].
+pub(crate) fn after_stage_name(path: &str) -> std::result::Result<&str, String> {
+    let relative = match path.strip_prefix('/') {
+        Some(rest) => rest,
+        None if path.is_empty() => "",
+        None => return Err("expected `/` after the stage name".into()),
+    };
+    if !relative.is_empty() {
+        check_relative(relative)?;
+    }
+    Ok(relative)
 }
 
 /// Checks a stage-relative path; the error says why it could leave the stage.

@@ -14,7 +14,7 @@ use parquet::basic::{Compression as ParquetCodec, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::error::WriteError;
-use super::statement::{OutputFormat, ParquetCompression};
+use super::format::{OutputFormat, ParquetCompression};
 use super::upload::{FailureSlot, Upload, Written};
 use crate::error::{ErrorKind, FunctionError};
 use crate::format::{Compression, FormatType};
@@ -84,7 +84,9 @@ impl Compressor {
                 Vec::new(),
                 flate2::Compression::default(),
             )),
-            Compression::Zstd => Compressor::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3)?),
+            Compression::Zstd => {
+                Compressor::Zstd(zstd::stream::write::Encoder::new(Vec::new(), 3)?)
+            }
             Compression::Bz2 => Compressor::Bz2(bzip2::write::BzEncoder::new(
                 Vec::new(),
                 bzip2::Compression::default(),
@@ -211,7 +213,11 @@ impl Encoder {
     }
 
     /// Writes `batch`; a text file takes it as [`text`] encoded it (`encoded`).
-    pub async fn write(&mut self, batch: &RecordBatch, encoded: Option<&[u8]>) -> Result<(), WriteError> {
+    pub async fn write(
+        &mut self,
+        batch: &RecordBatch,
+        encoded: Option<&[u8]>,
+    ) -> Result<(), WriteError> {
         match self {
             Encoder::Parquet(p) => {
                 if let Err(e) = p.writer.write(batch).await {
@@ -242,7 +248,9 @@ impl Encoder {
                 } = *p;
                 match writer.finish().await {
                     Ok(_) => writer.into_inner().written().cloned().ok_or_else(|| {
-                        WriteError::failed(FunctionError::internal("a completed upload wrote nothing"))
+                        WriteError::failed(FunctionError::internal(
+                            "a completed upload wrote nothing",
+                        ))
                     }),
                     Err(e) => {
                         let e = parquet_failure(&failure, e);
@@ -311,7 +319,11 @@ impl Text {
 }
 
 /// `batch` as CSV, TSV or NDJSON text, uncompressed; `header`: the column names first.
-pub fn text(format: &OutputFormat, batch: &RecordBatch, header: bool) -> Result<Vec<u8>, WriteError> {
+pub fn text(
+    format: &OutputFormat,
+    batch: &RecordBatch,
+    header: bool,
+) -> Result<Vec<u8>, WriteError> {
     let mut out = Vec::new();
     let f = &format.file;
     match f.kind {
@@ -335,7 +347,8 @@ pub fn text(format: &OutputFormat, batch: &RecordBatch, header: bool) -> Result<
                 }
             }
             let mut w = builder.build(&mut out);
-            w.write(batch).map_err(|e| encode_failed(f.kind.as_str(), e))?;
+            w.write(batch)
+                .map_err(|e| encode_failed(f.kind.as_str(), e))?;
         }
         FormatType::Parquet => {
             return Err(WriteError::failed(FunctionError::internal(
@@ -358,7 +371,8 @@ fn check_tsv(batch: &RecordBatch) -> Result<(), WriteError> {
     for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
         let column: Arc<dyn Array> = match column.data_type() {
             DataType::Utf8View | DataType::LargeUtf8 => {
-                arrow::compute::cast(column, &DataType::Utf8).map_err(|e| encode_failed("TSV", e))?
+                arrow::compute::cast(column, &DataType::Utf8)
+                    .map_err(|e| encode_failed("TSV", e))?
             }
             DataType::Utf8 => Arc::clone(column),
             _ => continue,

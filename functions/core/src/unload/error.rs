@@ -97,13 +97,23 @@ mod tests {
 
     #[test]
     fn denied_names_the_action_key_and_fix() {
-        let e = map_write(&failure(Some("AccessDenied"), 403), "PutObject", "b", "p/data_1.csv")
-            .into_function_error();
+        let e = map_write(
+            &failure(Some("AccessDenied"), 403),
+            "PutObject",
+            "b",
+            "p/data_1.csv",
+        )
+        .into_function_error();
         assert_eq!(e.kind(), ErrorKind::S3AccessDenied);
-        for needle in ["s3:PutObject", "arn:aws:s3:::b/p/data_1.csv", "xstage policy --write"] {
+        for needle in [
+            "s3:PutObject",
+            "arn:aws:s3:::b/p/data_1.csv",
+            "xstage policy --write",
+        ] {
             assert!(e.message().contains(needle), "{needle}: {}", e.message());
         }
-        let e = map_write(&failure(Some("SlowDown"), 503), "UploadPart", "b", "k").into_function_error();
+        let e = map_write(&failure(Some("SlowDown"), 503), "UploadPart", "b", "k")
+            .into_function_error();
         assert_eq!(e.kind(), ErrorKind::Throttled);
     }
 }

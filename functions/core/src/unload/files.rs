@@ -11,13 +11,13 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use super::encode::{self, Encoder};
-use crate::format::FormatType;
 use super::error::WriteError;
 use super::names;
 use super::stats::WriteStats;
 use super::target::Target;
 use super::upload::Upload;
 use crate::error::FunctionError;
+use crate::format::FormatType;
 
 /// Partition files open at once; opening one more completes the least recently written.
 pub const MAX_OPEN_PARTITIONS: usize = 8;
@@ -109,8 +109,9 @@ impl Files {
             return self.write_to(String::new(), batch).await;
         }
         let last = batch.num_columns() - 1;
-        let values = arrow::compute::cast(batch.column(last), &DataType::Utf8)
-            .map_err(|e| WriteError::failed(FunctionError::internal(format!("PARTITION BY value: {e}"))))?;
+        let values = arrow::compute::cast(batch.column(last), &DataType::Utf8).map_err(|e| {
+            WriteError::failed(FunctionError::internal(format!("PARTITION BY value: {e}")))
+        })?;
         let values = values.as_string::<i32>();
         let data = batch.project(&(0..last).collect::<Vec<_>>()).map_err(|e| {
             WriteError::failed(FunctionError::internal(format!("PARTITION BY: {e}")))

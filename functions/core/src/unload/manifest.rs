@@ -70,14 +70,24 @@ impl Manifest {
                     u64s("row_count"),
                 ],
                 vec![
-                    Arc::new(StringArray::from_iter_values(self.files.iter().map(|f| &f.name))),
-                    Arc::new(UInt64Array::from_iter_values(self.files.iter().map(|f| f.size))),
-                    Arc::new(UInt64Array::from_iter_values(self.files.iter().map(|f| f.row_count))),
+                    Arc::new(StringArray::from_iter_values(
+                        self.files.iter().map(|f| &f.name),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        self.files.iter().map(|f| f.size),
+                    )),
+                    Arc::new(UInt64Array::from_iter_values(
+                        self.files.iter().map(|f| f.row_count),
+                    )),
                 ],
             )
         } else {
             (
-                vec![u64s("rows_unloaded"), u64s("input_bytes"), u64s("output_bytes")],
+                vec![
+                    u64s("rows_unloaded"),
+                    u64s("input_bytes"),
+                    u64s("output_bytes"),
+                ],
                 vec![
                     Arc::new(UInt64Array::from(vec![self.rows_unloaded])),
                     Arc::new(UInt64Array::from(vec![self.input_bytes])),
@@ -97,11 +107,24 @@ mod tests {
     #[test]
     fn totals_and_answers() {
         let files = [
-            FileEntry { name: "o/a.csv".into(), size: 10, etag: "e1".into(), rows: 3 },
-            FileEntry { name: "o/b.csv".into(), size: 5, etag: "e2".into(), rows: 2 },
+            FileEntry {
+                name: "o/a.csv".into(),
+                size: 10,
+                etag: "e1".into(),
+                rows: 3,
+            },
+            FileEntry {
+                name: "o/b.csv".into(),
+                size: 5,
+                etag: "e2".into(),
+                rows: 2,
+            },
         ];
         let m = Manifest::new("q", "CSV", 99, &files);
-        assert_eq!((m.rows_unloaded, m.output_bytes, m.input_bytes), (5, 15, 99));
+        assert_eq!(
+            (m.rows_unloaded, m.output_bytes, m.input_bytes),
+            (5, 15, 99)
+        );
         let back: Manifest = serde_json::from_slice(&m.to_bytes()).unwrap();
         assert_eq!(back, m);
         let a = m.answer(false).unwrap();

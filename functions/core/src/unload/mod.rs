@@ -23,6 +23,7 @@
 pub mod encode;
 pub mod error;
 pub mod files;
+pub mod format;
 pub mod manifest;
 pub mod names;
 pub mod statement;
@@ -135,15 +136,19 @@ pub async fn run(event: &Event, copy: CopyInto, started: Instant) -> Result<(Rec
     );
     let mut failed: Option<FunctionError> = None;
     let ran = prepared
-        .execute(physical, &store, &io, memory_limit, async |batch| {
-            match files.push(batch).await {
+        .execute(
+            physical,
+            &store,
+            &io,
+            memory_limit,
+            async |batch| match files.push(batch).await {
                 Ok(()) => Ok(true),
                 Err(e) => {
                     failed = Some(e.into_function_error());
                     Ok(false)
                 }
-            }
-        })
+            },
+        )
         .await;
     let outcome = match (ran, failed) {
         (Err(e), _) | (Ok(()), Some(e)) => Err(e),
@@ -228,7 +233,11 @@ async fn committed(store: &crate::s3::S3Store, prefix: &str, target: &Target) ->
 }
 
 /// A failed statement: its files deleted, or named in the error if they could not be.
-async fn discarded(e: FunctionError, files: &mut Files, stage: &crate::stage::StageUrl) -> FunctionError {
+async fn discarded(
+    e: FunctionError,
+    files: &mut Files,
+    stage: &crate::stage::StageUrl,
+) -> FunctionError {
     let left = files.discard().await;
     if left.is_empty() {
         return e;

@@ -6,9 +6,9 @@
 use crate::error::{FunctionError, Result};
 use crate::event::validate::quote;
 use crate::format::{Compression, FormatType};
-use crate::stage::location::check_relative;
+use crate::stage::location::{after_stage_name, check_relative};
 
-use super::statement::OutputFormat;
+use super::format::OutputFormat;
 
 /// The directory a NULL partition value is written under, as Databend does.
 pub const NULL_PARTITION: &str = "_NULL_";
@@ -34,9 +34,7 @@ pub fn new_query_id() -> Result<String> {
 /// A caller's `options.query_id`: 1–64 of `[A-Za-z0-9-]`, so it is safe in a key and in an
 /// IAM resource pattern (no `*`, `?`, `$`).
 pub fn check_query_id(id: &str) -> Result<()> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         return Err(FunctionError::invalid_event(format!(
             "`options.query_id` {} must be 1 to 64 letters, digits and `-` (a UUID, for example)",
@@ -104,15 +102,7 @@ pub fn relative<'p>(stage: &str, path: &'p str) -> Result<&'p str> {
             quote(&format!("@{stage}{path}"))
         ))
     };
-    let relative = match path.strip_prefix('/') {
-        Some(rest) => rest,
-        None if path.is_empty() => "",
-        None => return Err(invalid("expected `/` after the stage name".into())),
-    };
-    if !relative.is_empty() {
-        check_relative(relative).map_err(invalid)?;
-    }
-    Ok(relative)
+    after_stage_name(path).map_err(invalid)
 }
 
 /// The directory of one partition value (`None`: NULL), ending in `/`. A value that would
@@ -162,14 +152,20 @@ mod tests {
             data_file("out/", Some("q-1"), 0, 3, "csv.gz"),
             "out/data_q-1_0000_00000003.csv.gz"
         );
-        assert_eq!(data_file("", None, 2, 0, "parquet"), "data_0002_00000000.parquet");
+        assert_eq!(
+            data_file("", None, 2, 0, "parquet"),
+            "data_0002_00000000.parquet"
+        );
         assert_eq!(manifest("out/", "q-1"), "out/_xstage_manifest_q-1.json");
         assert_eq!(target_dir("s", "/out").unwrap(), "out/");
         assert_eq!(target_dir("s", "/out/").unwrap(), "out/");
         assert_eq!(target_dir("s", "").unwrap(), "");
         for bad in ["/../x/", "/a//b/", "/a/%2e%2e/", "x"] {
             let e = target_dir("s", bad).unwrap_err();
-            assert!(e.message().contains("not a path inside stage @s"), "{bad}: {e}");
+            assert!(
+                e.message().contains("not a path inside stage @s"),
+                "{bad}: {e}"
+            );
         }
     }
 

@@ -2,8 +2,9 @@
 //! from the statement's tokens: the target, the source (rewritten like any query), and the
 //! copy options with Databend's defaults and the combinations it refuses.
 
+use super::format::{self, OutputFormat, ParquetCompression};
 use crate::error::{FunctionError, Result};
-use crate::format::{Compression, FileFormat, FormatType};
+use crate::format::{FileFormat, FormatType};
 use crate::sql::lexer::{Kind, Token};
 use crate::sql::{self, Statement};
 
@@ -30,28 +31,6 @@ pub struct CopyInto {
     pub partition_by: Option<String>,
     pub format: OutputFormat,
     pub options: CopyOptions,
-}
-
-/// What the unloaded files hold.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputFormat {
-    /// The type and, for text, its options (delimiters, quote, escape, NULL_DISPLAY) and
-    /// compression (`AUTO` is none).
-    pub file: FileFormat,
-    /// CSV and TSV: `OUTPUT_HEADER = TRUE` writes the column names first (Databend's
-    /// default: false).
-    pub output_header: bool,
-    /// Parquet: `COMPRESSION = ZSTD` (Databend's default) `| SNAPPY | GZIP | LZ4 | NONE`.
-    pub parquet_compression: ParquetCompression,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ParquetCompression {
-    Zstd,
-    Snappy,
-    Gzip,
-    Lz4,
-    None,
 }
 
 /// Databend's copy options, with its defaults.
@@ -83,7 +62,7 @@ const USAGE: &str = "expected COPY INTO @stage[/path/] FROM { @stage[/path] | (S
      [SINGLE = TRUE|FALSE] [MAX_FILE_SIZE = <bytes>] [INCLUDE_QUERY_ID = TRUE|FALSE] \
      [USE_RAW_PATH = TRUE|FALSE] [OVERWRITE = TRUE|FALSE] [DETAILED_OUTPUT = TRUE|FALSE]";
 
-fn invalid(why: impl std::fmt::Display) -> FunctionError {
+pub(super) fn invalid(why: impl std::fmt::Display) -> FunctionError {
     FunctionError::invalid_query(format!("COPY INTO: {why}"))
 }
 
@@ -154,7 +133,7 @@ pub fn parse(sql_text: &str, sig: &[&Token]) -> Result<Statement> {
             }
             "FILE_FORMAT" => {
                 c.equals(&name)?;
-                copy.format = file_format(sql_text, &mut c)?;
+                copy.format = format::file_format(sql_text, &mut c)?;
             }
             "SINGLE" => copy.options.single = c.boolean(&name)?,
             "INCLUDE_QUERY_ID" => copy.options.include_query_id = c.boolean(&name)?,
@@ -172,7 +151,9 @@ pub fn parse(sql_text: &str, sig: &[&Token]) -> Result<Statement> {
                 copy.options.max_file_size = n;
             }
             "VALIDATION_MODE" => {
-                return Err(invalid("VALIDATION_MODE is not supported; run the SELECT instead"));
+                return Err(invalid(
+                    "VALIDATION_MODE is not supported; run the SELECT instead",
+                ));
             }
             _ => {
                 return Err(invalid(format!(
@@ -211,7 +192,9 @@ fn check_combinations(copy: &CopyInto) -> Result<()> {
             return Err(invalid("PARTITION BY is not supported with SINGLE = TRUE"));
         }
         if o.overwrite {
-            return Err(invalid("PARTITION BY is not supported with OVERWRITE = TRUE"));
+            return Err(invalid(
+                "PARTITION BY is not supported with OVERWRITE = TRUE",
+            ));
         }
         if !o.include_query_id {
             return Err(invalid(
@@ -219,7 +202,9 @@ fn check_combinations(copy: &CopyInto) -> Result<()> {
             ));
         }
         if o.use_raw_path {
-            return Err(invalid("PARTITION BY is not supported with USE_RAW_PATH = TRUE"));
+            return Err(invalid(
+                "PARTITION BY is not supported with USE_RAW_PATH = TRUE",
+            ));
         }
     }
     if o.use_raw_path && (copy.path.is_empty() || copy.path.ends_with('/')) {
@@ -264,106 +249,13 @@ fn source(sql_text: &str, c: &mut Cursor) -> Result<String> {
     )))
 }
 
-/// `(TYPE = CSV COMPRESSION = GZIP …)`, after `FILE_FORMAT =`.
-fn file_format(sql_text: &str, c: &mut Cursor) -> Result<OutputFormat> {
-    let (open, close) = c.parenthesised()?;
-    let tokens = sql::lexer::lex(&sql_text[open..close]).map_err(invalid)?;
-    let sig: Vec<&Token> = tokens.iter().filter(|t| t.kind != Kind::Trivia).collect();
-    let mut pairs: Vec<(String, String)> = Vec::new();
-    let mut i = 0;
-    while i < sig.len() {
-        let key = sig[i];
-        if key.kind != Kind::Word || !sig.get(i + 1).is_some_and(|t| t.is_symbol('=')) {
-            return Err(invalid(format!(
-                "FILE_FORMAT expects NAME = value pairs, found {:?}",
-                key.text
-            )));
-        }
-        let value = sig
-            .get(i + 2)
-            .ok_or_else(|| invalid(format!("FILE_FORMAT: {} has no value", key.text)))?;
-        let mut text = value
-            .string_value()
-            .unwrap_or_else(|| value.text.to_string());
-        i += 3;
-        // A number lexes one character at a time: join what touches.
-        while value.kind == Kind::Other
-            && sig
-                .get(i)
-                .is_some_and(|t| t.start == sig[i - 1].end && t.kind != Kind::Trivia)
-            && !sig.get(i + 1).is_some_and(|t| t.is_symbol('='))
-        {
-            text.push_str(sig[i].text);
-            i += 1;
-        }
-        if sig.get(i).is_some_and(|t| t.is_symbol(',')) {
-            i += 1;
-        }
-        pairs.push((key.text.to_ascii_uppercase(), text));
-    }
-    output_format(pairs)
-}
-
-/// Splits off the options only an unload takes (`OUTPUT_HEADER`, Parquet's `COMPRESSION`)
-/// and reads the rest as a stage's file format.
-pub fn output_format(mut pairs: Vec<(String, String)>) -> Result<OutputFormat> {
-    let take = |pairs: &mut Vec<(String, String)>, key: &str| {
-        pairs
-            .iter()
-            .position(|(k, _)| k == key)
-            .map(|i| pairs.remove(i).1)
-    };
-    let kind = pairs
-        .iter()
-        .find(|(k, _)| k == "TYPE")
-        .map(|(_, v)| FormatType::from_name(v))
-        .transpose()
-        .map_err(invalid)?;
-    let mut output_header = false;
-    if let Some(v) = take(&mut pairs, "OUTPUT_HEADER") {
-        if !kind.is_some_and(FormatType::is_delimited) {
-            return Err(invalid("OUTPUT_HEADER applies to TYPE = CSV or TSV"));
-        }
-        output_header = boolean("OUTPUT_HEADER", &v)?;
-    }
-    let mut parquet_compression = ParquetCompression::Zstd;
-    if kind == Some(FormatType::Parquet)
-        && let Some(v) = take(&mut pairs, "COMPRESSION")
-    {
-        parquet_compression = match v.to_ascii_uppercase().as_str() {
-            "ZSTD" => ParquetCompression::Zstd,
-            "SNAPPY" => ParquetCompression::Snappy,
-            "GZIP" => ParquetCompression::Gzip,
-            "LZ4" | "LZ4_RAW" => ParquetCompression::Lz4,
-            "NONE" => ParquetCompression::None,
-            other => {
-                return Err(invalid(format!(
-                    "Parquet COMPRESSION {other:?} is not supported; give ZSTD, SNAPPY, GZIP, LZ4 or NONE"
-                )));
-            }
-        };
-    }
-    let mut file = FileFormat::parse(pairs).map_err(|why| invalid(format!("FILE_FORMAT: {why}")))?;
-    if file.compression == Compression::Auto {
-        file.compression = Compression::None;
-    }
-    if file.skip_header {
-        return Err(invalid(
-            "SKIP_HEADER is a reading option; to write the column names give OUTPUT_HEADER = TRUE",
-        ));
-    }
-    Ok(OutputFormat {
-        file,
-        output_header,
-        parquet_compression,
-    })
-}
-
-fn boolean(name: &str, value: &str) -> Result<bool> {
+pub(super) fn boolean(name: &str, value: &str) -> Result<bool> {
     match value.trim().to_ascii_uppercase().as_str() {
         "TRUE" => Ok(true),
         "FALSE" => Ok(false),
-        other => Err(invalid(format!("{name} takes TRUE or FALSE, not {other:?}"))),
+        other => Err(invalid(format!(
+            "{name} takes TRUE or FALSE, not {other:?}"
+        ))),
     }
 }
 
@@ -376,7 +268,7 @@ fn stage_ref_text(t: &Token) -> Option<String> {
     }
 }
 
-struct Cursor<'a, 'b> {
+pub(super) struct Cursor<'a, 'b> {
     sig: &'a [&'a Token<'b>],
     i: usize,
 }
@@ -404,7 +296,10 @@ impl<'a, 'b> Cursor<'a, 'b> {
         let t = self
             .next()
             .ok_or_else(|| invalid(format!("{name} has no value")))?;
-        boolean(name, &t.string_value().unwrap_or_else(|| t.text.to_string()))
+        boolean(
+            name,
+            &t.string_value().unwrap_or_else(|| t.text.to_string()),
+        )
     }
 
     /// Digits, which lex one character at a time, joined while they touch (with any word
@@ -429,7 +324,7 @@ impl<'a, 'b> Cursor<'a, 'b> {
 
     /// `( … )` at the cursor, balanced; returns the byte range inside the parentheses and
     /// leaves the cursor after `)`.
-    fn parenthesised(&mut self) -> Result<(usize, usize)> {
+    pub(super) fn parenthesised(&mut self) -> Result<(usize, usize)> {
         let open = self
             .next()
             .filter(|t| t.is_symbol('('))
@@ -456,6 +351,7 @@ impl<'a, 'b> Cursor<'a, 'b> {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+    use crate::format::Compression;
 
     fn copy(sql: &str) -> CopyInto {
         match sql::rewrite(sql).unwrap_or_else(|e| panic!("{sql}: {e}")) {
@@ -502,37 +398,80 @@ mod tests {
         assert_eq!(c.format.file.field_delimiter, b'|');
         assert!(c.format.output_header);
 
-        let c = copy("COPY INTO @s/x FROM @s/in/ (PATTERN => '.*[.]csv') FILE_FORMAT = (TYPE = PARQUET COMPRESSION = SNAPPY)");
+        let c = copy(
+            "COPY INTO @s/x FROM @s/in/ (PATTERN => '.*[.]csv') FILE_FORMAT = (TYPE = PARQUET COMPRESSION = SNAPPY)",
+        );
         assert_eq!(c.source_sql, "SELECT * FROM @s/in/ (PATTERN => '.*[.]csv')");
         assert_eq!(c.format.parquet_compression, ParquetCompression::Snappy);
 
-        let c = copy("COPY INTO @s/r.ndjson FROM (SELECT 1 AS one FROM @s/a.parquet) FILE_FORMAT = (TYPE = NDJSON) USE_RAW_PATH = TRUE INCLUDE_QUERY_ID = FALSE OVERWRITE = TRUE SINGLE = TRUE");
+        let c = copy(
+            "COPY INTO @s/r.ndjson FROM (SELECT 1 AS one FROM @s/a.parquet) FILE_FORMAT = (TYPE = NDJSON) USE_RAW_PATH = TRUE INCLUDE_QUERY_ID = FALSE OVERWRITE = TRUE SINGLE = TRUE",
+        );
         assert!(c.options.overwrite && c.options.use_raw_path && c.options.single);
     }
 
     #[test]
     fn refused_combinations_use_databends_words() {
         for (sql, needle) in [
-            ("COPY INTO @s/o/ FROM @s/i OVERWRITE = TRUE", "OVERWRITE = TRUE requires USE_RAW_PATH = TRUE and INCLUDE_QUERY_ID = FALSE"),
-            ("COPY INTO @s/o FROM @s/i OVERWRITE = TRUE USE_RAW_PATH = TRUE", "requires USE_RAW_PATH = TRUE and INCLUDE_QUERY_ID = FALSE"),
-            ("COPY INTO @s/o/ FROM @s/i PARTITION BY (a) SINGLE = TRUE", "PARTITION BY is not supported with SINGLE = TRUE"),
-            ("COPY INTO @s/o/ FROM @s/i PARTITION BY (a) INCLUDE_QUERY_ID = FALSE", "INCLUDE_QUERY_ID = FALSE"),
-            ("COPY INTO @s/o/ FROM @s/i USE_RAW_PATH = TRUE", "must name a file"),
+            (
+                "COPY INTO @s/o/ FROM @s/i OVERWRITE = TRUE",
+                "OVERWRITE = TRUE requires USE_RAW_PATH = TRUE and INCLUDE_QUERY_ID = FALSE",
+            ),
+            (
+                "COPY INTO @s/o FROM @s/i OVERWRITE = TRUE USE_RAW_PATH = TRUE",
+                "requires USE_RAW_PATH = TRUE and INCLUDE_QUERY_ID = FALSE",
+            ),
+            (
+                "COPY INTO @s/o/ FROM @s/i PARTITION BY (a) SINGLE = TRUE",
+                "PARTITION BY is not supported with SINGLE = TRUE",
+            ),
+            (
+                "COPY INTO @s/o/ FROM @s/i PARTITION BY (a) INCLUDE_QUERY_ID = FALSE",
+                "INCLUDE_QUERY_ID = FALSE",
+            ),
+            (
+                "COPY INTO @s/o/ FROM @s/i USE_RAW_PATH = TRUE",
+                "must name a file",
+            ),
             ("COPY INTO @s/o/ FROM @s/i SINGLE = maybe", "TRUE or FALSE"),
             ("COPY INTO @s/o/ FROM @s/i MAX_FILE_SIZE = 10", "below 1024"),
-            ("COPY INTO @s/o/ FROM @s/i MAX_FILE_SIZE = 1x", "number of bytes"),
-            ("COPY INTO @s/o/ FROM @s/i SINGLE = TRUE SINGLE = FALSE", "given twice"),
-            ("COPY INTO @s/o/ FROM @s/i COLOUR = 1", "unknown option COLOUR"),
+            (
+                "COPY INTO @s/o/ FROM @s/i MAX_FILE_SIZE = 1x",
+                "number of bytes",
+            ),
+            (
+                "COPY INTO @s/o/ FROM @s/i SINGLE = TRUE SINGLE = FALSE",
+                "given twice",
+            ),
+            (
+                "COPY INTO @s/o/ FROM @s/i COLOUR = 1",
+                "unknown option COLOUR",
+            ),
             ("COPY INTO @s/o/ FROM my_table", "xstage has no tables"),
             ("COPY INTO t FROM @s/i", "target must be a stage location"),
             ("COPY t FROM @s/i", "COPY INTO <location> only"),
             ("COPY INTO @s/o/ FROM (SELECT 1", "never closed"),
             ("COPY INTO @s/o/ FROM () ", "empty"),
-            ("COPY INTO @s/o/ FROM @s/i FILE_FORMAT = (TYPE = ORC)", "not supported"),
-            ("COPY INTO @s/o/ FROM @s/i FILE_FORMAT = (TYPE = CSV SKIP_HEADER = 1)", "OUTPUT_HEADER"),
-            ("COPY INTO @s/o/ FROM @s/i FILE_FORMAT = (TYPE = NDJSON OUTPUT_HEADER = TRUE)", "CSV or TSV"),
-            ("COPY INTO @s/o/ FROM @s/i FILE_FORMAT = (TYPE = PARQUET COMPRESSION = BROTLI2)", "ZSTD, SNAPPY"),
-            ("COPY INTO @s/o/ FROM @s/i PARTITION BY () ", "no expression"),
+            (
+                "COPY INTO @s/o/ FROM @s/i FILE_FORMAT = (TYPE = ORC)",
+                "not supported",
+            ),
+            (
+                "COPY INTO @s/o/ FROM @s/i FILE_FORMAT = (TYPE = CSV SKIP_HEADER = 1)",
+                "OUTPUT_HEADER",
+            ),
+            (
+                "COPY INTO @s/o/ FROM @s/i FILE_FORMAT = (TYPE = NDJSON OUTPUT_HEADER = TRUE)",
+                "CSV or TSV",
+            ),
+            (
+                "COPY INTO @s/o/ FROM @s/i FILE_FORMAT = (TYPE = PARQUET COMPRESSION = BROTLI2)",
+                "ZSTD, SNAPPY",
+            ),
+            (
+                "COPY INTO @s/o/ FROM @s/i PARTITION BY () ",
+                "no expression",
+            ),
         ] {
             let m = refused(sql);
             assert!(m.contains(needle), "{sql}: {m}");

@@ -1,8 +1,9 @@
 //! Where one `COPY INTO` writes, decided before any request: its directory or raw key, the
 //! names of its files, its manifest, and the keys its credentials may create.
 
+use super::format::OutputFormat;
 use super::names;
-use super::statement::{CopyInto, OutputFormat};
+use super::statement::CopyInto;
 use crate::access::documents::WriteGrant;
 use crate::error::Result;
 
@@ -32,7 +33,9 @@ impl Target {
         let o = &copy.options;
         let (dir, raw) = if o.use_raw_path {
             let key = names::relative(&copy.stage, &copy.path)?.to_string();
-            let dir = key.rsplit_once('/').map_or(String::new(), |(d, _)| format!("{d}/"));
+            let dir = key
+                .rsplit_once('/')
+                .map_or(String::new(), |(d, _)| format!("{d}/"));
             (dir, Some(key))
         } else {
             (names::target_dir(&copy.stage, &copy.path)?, None)
@@ -81,8 +84,14 @@ impl Target {
         let dir = self.dir.clone();
         match (&self.raw, self.include_query_id, self.partitioned) {
             (Some(_), _, _) => {}
-            (None, true, true) => create.push(vec![dir, format!("/data_{}_", self.query_id), String::new()]),
-            (None, true, false) => create.push(vec![format!("{dir}data_{}_", self.query_id), String::new()]),
+            (None, true, true) => create.push(vec![
+                dir,
+                format!("/data_{}_", self.query_id),
+                String::new(),
+            ]),
+            (None, true, false) => {
+                create.push(vec![format!("{dir}data_{}_", self.query_id), String::new()])
+            }
             // Without the query id the names are shared by every statement writing there:
             // the conditional write keeps one from replacing another's.
             (None, false, _) => create.push(vec![format!("{dir}data_"), String::new()]),

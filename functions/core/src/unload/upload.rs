@@ -202,18 +202,13 @@ impl Upload {
             None => {
                 let len = rest.len() as u64;
                 self.stats.request();
-                let put = self
+                let out = self
                     .client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&self.key)
-                    .body(ByteStream::from(rest));
-                let put = if self.replace {
-                    put
-                } else {
-                    put.if_none_match("*")
-                };
-                let out = put
+                    .set_if_none_match(self.if_none_match())
+                    .body(ByteStream::from(rest))
                     .send()
                     .await
                     .map_err(|e| self.fail("PutObject", &AwsFailure::from_sdk(&e)))?;
@@ -225,25 +220,21 @@ impl Upload {
                     self.send_part(rest).await?;
                 }
                 self.stats.request();
-                let complete = self
+                let out = self
                     .client
                     .complete_multipart_upload()
                     .bucket(&self.bucket)
                     .key(&self.key)
                     .upload_id(&upload_id)
+                    .set_if_none_match(self.if_none_match())
                     .multipart_upload(
                         CompletedMultipartUpload::builder()
                             .set_parts(Some(self.parts.clone()))
                             .build(),
-                    );
-                let complete = if self.replace {
-                    complete
-                } else {
-                    complete.if_none_match("*")
-                };
-                let out = complete.send().await.map_err(|e| {
-                    self.fail("CompleteMultipartUpload", &AwsFailure::from_sdk(&e))
-                })?;
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| self.fail("CompleteMultipartUpload", &AwsFailure::from_sdk(&e)))?;
                 self.upload_id = None;
                 out.e_tag().unwrap_or_default().to_string()
             }
@@ -285,6 +276,11 @@ impl Upload {
                 failure.said()
             );
         }
+    }
+
+    /// `If-None-Match: *`: create only if the key does not exist (not for `OVERWRITE`).
+    fn if_none_match(&self) -> Option<String> {
+        (!self.replace).then(|| "*".to_string())
     }
 
     fn fail(&self, operation: &str, failure: &AwsFailure) -> WriteError {

@@ -36,7 +36,12 @@ fn a_copy_creates_only_its_own_names() {
     let done = run_as(
         &w.platform,
         &WRITES_ON,
-        &event(&w.endpoint, &w.generated_write_role, Some("ext-generated-write"), copy),
+        &event(
+            &w.endpoint,
+            &w.generated_write_role,
+            Some("ext-generated-write"),
+            copy,
+        ),
     );
     assert_eq!(done.code, Some(0), "{done:?}");
     assert_eq!(done.body["rows"][0][0], json!(ROWS));
@@ -68,7 +73,10 @@ fn a_copy_creates_only_its_own_names() {
         assert_eq!(put_if_absent(&s3, own).await, Ok(()));
         // Its own name again: the conditional write refuses to replace it.
         let again = put_if_absent(&s3, own).await.unwrap_err();
-        assert!(again.contains("PreconditionFailed") || again.contains("412"), "{again}");
+        assert!(
+            again.contains("PreconditionFailed") || again.contains("412"),
+            "{again}"
+        );
         // Anything else under the stage: not its name, so denied, whether new or existing.
         for key in [
             "stage/out/other.csv",
@@ -76,7 +84,11 @@ fn a_copy_creates_only_its_own_names() {
             &format!("stage/out/data_{query_id}_0000_00000000.csv"),
             "outside/new.csv",
         ] {
-            assert_eq!(aws_like::put(&s3, BUCKET, key).await, Err(DENIED.into()), "{key}");
+            assert_eq!(
+                aws_like::put(&s3, BUCKET, key).await,
+                Err(DENIED.into()),
+                "{key}"
+            );
         }
         // It deletes nothing but its own names.
         assert_eq!(
@@ -84,10 +96,18 @@ fn a_copy_creates_only_its_own_names() {
             Err(DENIED.into())
         );
         assert_eq!(
-            aws_like::delete(&s3, BUCKET, &format!("stage/out/_xstage_manifest_{query_id}.json")).await,
+            aws_like::delete(
+                &s3,
+                BUCKET,
+                &format!("stage/out/_xstage_manifest_{query_id}.json")
+            )
+            .await,
             Err(DENIED.into())
         );
-        assert_eq!(aws_like::get(&s3, BUCKET, "stage/data.parquet").await, Ok(()));
+        assert_eq!(
+            aws_like::get(&s3, BUCKET, "stage/data.parquet").await,
+            Ok(())
+        );
     });
 }
 
@@ -100,8 +120,16 @@ fn a_read_only_role_is_denied_naming_put_object_and_writes_off_call_nothing() {
         &WRITES_ON,
         &event(&w.endpoint, &w.generated_role, Some("ext-generated"), copy),
     );
-    denied.assert_error("S3AccessDenied", &["s3:PutObject", "stage/ro/data_", "xstage policy --write"]);
+    denied.assert_error(
+        "S3AccessDenied",
+        &["s3:PutObject", "stage/ro/data_", "xstage policy --write"],
+    );
 
-    let off = run(&event(NOWHERE, &w.generated_write_role, Some("ext-generated-write"), copy));
+    let off = run(&event(
+        NOWHERE,
+        &w.generated_write_role,
+        Some("ext-generated-write"),
+        copy,
+    ));
     off.assert_error("WritesNotAllowed", &["XSTAGE_ALLOW_WRITES"]);
 }

@@ -145,7 +145,7 @@ pub fn write_session_policy(
             literal.join("*")
         )
     };
-    let created: Vec<String> = grant.create.iter().map(|k| object(k)).collect();
+    let created: Vec<String> = grant.create.iter().map(object).collect();
     let mut statements = stage_statements(partition, stage, false);
     statements.push(json!({
         "Sid": "CreateThisStatementsFiles",

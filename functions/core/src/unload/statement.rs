@@ -182,7 +182,7 @@ pub fn parse(sql_text: &str, sig: &[&Token]) -> Result<Statement> {
 /// Databend's refusals, with its words where it has them.
 fn check_combinations(copy: &CopyInto) -> Result<()> {
     let o = &copy.options;
-    if o.overwrite && !(o.use_raw_path && !o.include_query_id) {
+    if o.overwrite && (!o.use_raw_path || o.include_query_id) {
         return Err(invalid(
             "OVERWRITE = TRUE requires USE_RAW_PATH = TRUE and INCLUDE_QUERY_ID = FALSE",
         ));

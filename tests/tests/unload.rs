@@ -22,6 +22,8 @@ use xstage_tests::{localstack, moto};
 
 #[path = "unload/exactly_once.rs"]
 mod exactly_once;
+#[path = "unload/faults.rs"]
+mod faults;
 #[path = "unload/layout.rs"]
 mod layout;
 

@@ -102,6 +102,8 @@ impl Fault {
 #[derive(Debug, Clone, Default)]
 pub struct Only {
     path_contains: Option<String>,
+    method: Option<String>,
+    query_contains: Option<String>,
     explicit_ranges: bool,
     below: Option<u64>,
     times: Option<usize>,
@@ -115,6 +117,19 @@ impl Only {
             path_contains: Some(part.to_string()),
             ..Self::default()
         }
+    }
+
+    /// Only requests of this method (`POST`: with `query("uploadId")`, an S3
+    /// CompleteMultipartUpload).
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_string());
+        self
+    }
+
+    /// Only requests whose query string contains `part` (`uploadId`, `partNumber`).
+    pub fn query(mut self, part: &str) -> Self {
+        self.query_contains = Some(part.to_string());
+        self
     }
 
     /// Only GETs of an explicit byte range (`Range: bytes=a-b`): a worker's reads of column
@@ -141,6 +156,20 @@ impl Only {
     fn matches(&self, request: &Request<Incoming>) -> bool {
         if let Some(part) = &self.path_contains
             && !request.uri().path().contains(part.as_str())
+        {
+            return false;
+        }
+        if let Some(method) = &self.method
+            && request.method().as_str() != method
+        {
+            return false;
+        }
+        if let Some(part) = &self.query_contains
+            && !request
+                .uri()
+                .query()
+                .unwrap_or_default()
+                .contains(part.as_str())
         {
             return false;
         }

@@ -160,7 +160,10 @@ impl Encoder {
     ) -> Result<Self, WriteError> {
         if format.file.kind == FormatType::Parquet {
             let codec = match format.parquet_compression {
-                ParquetCompression::Zstd => ParquetCodec::ZSTD(ZstdLevel::default()),
+                // Level 3, zstd's own default (parquet-rs defaults to 1).
+                ParquetCompression::Zstd => {
+                    ParquetCodec::ZSTD(ZstdLevel::try_new(3).unwrap_or_default())
+                }
                 ParquetCompression::Snappy => ParquetCodec::SNAPPY,
                 ParquetCompression::Gzip => ParquetCodec::GZIP(GzipLevel::default()),
                 ParquetCompression::Lz4 => ParquetCodec::LZ4_RAW,

@@ -1,0 +1,179 @@
+//! The write benchmark, first slice: `COPY INTO @stage` (xstage, natively) beside DuckDB's
+//! `COPY (SELECT …) TO 's3://…'` on the same source in LocalStack, all traffic through one
+//! counting proxy, in one invocation (fan-out writes do not exist yet).
+//!
+//! Per format it prints the bytes each wrote (what S3 holds), the write requests (PutObject,
+//! the multipart calls: the proxy's non-GET S3 requests) and the median wall time, and the
+//! ratio of xstage's bytes to DuckDB's. Bytes and requests are stable; wall time is a release
+//! build's only (`scripts/bench-unload`), and compares within one run.
+//!
+//! Environment: `XSTAGE_BENCH_RUNS` (3), `XSTAGE_BENCH_UNLOAD_ROWS` (1,000,000 people),
+//! `XSTAGE_PEERS_PYTHON` (the peers venv's python).
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use parquet::basic::Compression;
+use serde_json::{Value, json};
+use xstage_tests::fault_proxy::FaultProxy;
+use xstage_tests::peers::Peers;
+use xstage_tests::{fixtures, localstack, run, seed};
+
+const SOURCE: &str = "bench-unload/people.parquet";
+
+/// A format as each tool spells it: xstage's FILE_FORMAT, DuckDB's COPY options, and the
+/// extension DuckDB's one file gets.
+const CASES: [(&str, &str, &str, &str); 3] = [
+    (
+        "parquet zstd",
+        "TYPE = PARQUET COMPRESSION = ZSTD",
+        "FORMAT PARQUET, COMPRESSION ZSTD",
+        "parquet",
+    ),
+    (
+        "csv",
+        "TYPE = CSV OUTPUT_HEADER = TRUE",
+        "FORMAT CSV, HEADER true",
+        "csv",
+    ),
+    (
+        "csv gzip",
+        "TYPE = CSV COMPRESSION = GZIP OUTPUT_HEADER = TRUE",
+        "FORMAT CSV, HEADER true, COMPRESSION gzip",
+        "csv.gz",
+    ),
+];
+
+#[derive(Default)]
+struct Measured {
+    bytes: u64,
+    requests: u64,
+    ms: Vec<f64>,
+}
+
+impl Measured {
+    fn median_ms(&self) -> f64 {
+        let mut v = self.ms.clone();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+}
+
+fn env_number(name: &str, default: usize) -> Result<usize> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.parse())
+        .transpose()
+        .with_context(|| name.to_string())
+        .map(|v| v.unwrap_or(default))
+}
+
+fn main() -> Result<()> {
+    seed::platform_identity();
+    seed::allow_writes();
+    let runs = env_number("XSTAGE_BENCH_RUNS", 3)?;
+    let rows = env_number("XSTAGE_BENCH_UNLOAD_ROWS", 1_000_000)?;
+    let python = std::env::var("XSTAGE_PEERS_PYTHON").context("XSTAGE_PEERS_PYTHON")?;
+    let runtime = xstage_tests::runtime();
+    eprintln!("==> starting LocalStack ...");
+    let endpoint = localstack::localstack().endpoint().to_string();
+    let source = fixtures::write_parquet(
+        &[fixtures::people_batch(&fixtures::people(rows))],
+        Compression::SNAPPY,
+        100_000,
+    );
+    eprintln!("==> {rows} people, {} bytes of Parquet", source.len());
+    let admin = runtime.block_on(async {
+        let admin = seed::seed(&endpoint, Bytes::from_static(b"PAR1")).await?;
+        admin
+            .put(seed::BUCKET, &format!("{}{SOURCE}", seed::PREFIX), source)
+            .await?;
+        anyhow::Ok(admin)
+    })?;
+    let proxy = FaultProxy::start(&endpoint)?;
+    let mut peers = Peers::start(Path::new(&python), proxy.url())?;
+    let written = |dir: &str| -> Result<u64> {
+        runtime.block_on(async {
+            let out = admin
+                .s3
+                .list_objects_v2()
+                .bucket(seed::BUCKET)
+                .prefix(format!("{}{dir}", seed::PREFIX))
+                .send()
+                .await?;
+            Ok(out
+                .contents()
+                .iter()
+                .filter(|o| !o.key().unwrap_or_default().contains("_xstage_manifest_"))
+                .map(|o| o.size().unwrap_or(0) as u64)
+                .sum())
+        })
+    };
+
+    println!("| format | path | bytes written | write requests | median ms |");
+    println!("| --- | --- | ---: | ---: | ---: |");
+    let mut ratios = Vec::new();
+    for (case, xstage_format, duck_format, ext) in CASES {
+        let slug = case.replace(' ', "-");
+        let mut xstage = Measured::default();
+        let mut duck = Measured::default();
+        for i in 0..runs {
+            let dir = format!("bench-unload/out/xstage/{slug}/{i}/");
+            let sql = format!(
+                "COPY INTO @databend_test/{dir} FROM (SELECT * FROM @databend_test/{SOURCE}) \
+                 FILE_FORMAT = ({xstage_format})"
+            );
+            let event = seed::seed_event(proxy.url(), &sql);
+            proxy.take_traffic();
+            let t = Instant::now();
+            let answer = match runtime.block_on(run::native(event)) {
+                Ok(a) => a,
+                Err(e) => bail!("xstage {case}: {e:?}"),
+            };
+            xstage.ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let traffic = proxy.take_traffic();
+            // The manifest is xstage's own addition: its one PutObject is not counted.
+            xstage.requests = traffic.other - 1;
+            xstage.bytes = written(&dir)?;
+            if answer["rows"][0][2].as_u64() != Some(xstage.bytes) {
+                bail!("xstage {case}: the answer's output_bytes is not what S3 holds: {answer}");
+            }
+
+            let dir = format!("bench-unload/out/duckdb/{slug}/{i}/");
+            let sql = format!(
+                "COPY (SELECT * FROM read_parquet('s3://{b}/{p}{SOURCE}')) TO 's3://{b}/{p}{dir}out.{ext}' ({duck_format})",
+                b = seed::BUCKET,
+                p = seed::PREFIX
+            );
+            let request = json!({
+                "tool": "duckdb", "query": "sql", "sql": sql, "endpoint": proxy.url(),
+                "region": seed::REGION, "bucket": seed::BUCKET, "prefix": seed::PREFIX,
+                "role_arn": seed::role_arn(), "external_id": seed::EXTERNAL_ID,
+            });
+            proxy.take_traffic();
+            let answer: Value = peers.call(&request)?;
+            if let Some(e) = answer.get("error") {
+                bail!("DuckDB {case}: {e}");
+            }
+            duck.ms.push(answer["ms"].as_f64().unwrap_or(f64::NAN));
+            duck.requests = proxy.take_traffic().other;
+            duck.bytes = written(&dir)?;
+        }
+        for (path, m) in [("xstage", &xstage), ("DuckDB", &duck)] {
+            println!(
+                "| {case} | {path} | {} | {} | {:.0} |",
+                m.bytes,
+                m.requests,
+                m.median_ms()
+            );
+        }
+        ratios.push((case, xstage.bytes as f64 / duck.bytes as f64));
+    }
+    println!();
+    for (case, ratio) in ratios {
+        println!("{case}: xstage writes {ratio:.3}x DuckDB's bytes (target: at most 1.05x)");
+    }
+    Ok(())
+}

@@ -3,8 +3,8 @@
 //! counting proxy, in one invocation (fan-out writes do not exist yet).
 //!
 //! Per format it prints the bytes each wrote (what S3 holds), the write requests (PutObject,
-//! the multipart calls: the proxy's non-GET S3 requests) and the median wall time, and the
-//! ratio of xstage's bytes to DuckDB's. Bytes and requests are stable; wall time is a release
+//! the multipart calls: the proxy's S3 requests other than GET and HEAD) and the median wall
+//! time, and the ratio of xstage's bytes to DuckDB's; each run's whole traffic goes to stderr. Bytes and requests are stable; wall time is a release
 //! build's only (`scripts/bench-unload`), and compares within one run.
 //!
 //! Environment: `XSTAGE_BENCH_RUNS` (3), `XSTAGE_BENCH_UNLOAD_ROWS` (1,000,000 people),
@@ -134,6 +134,7 @@ fn main() -> Result<()> {
             };
             xstage.ms.push(t.elapsed().as_secs_f64() * 1000.0);
             let traffic = proxy.take_traffic();
+            eprintln!("    xstage {case}, run {i}: {traffic:?}");
             // The manifest is xstage's own addition: its one PutObject is not counted.
             xstage.requests = traffic.other - 1;
             xstage.bytes = written(&dir)?;
@@ -158,7 +159,9 @@ fn main() -> Result<()> {
                 bail!("DuckDB {case}: {e}");
             }
             duck.ms.push(answer["ms"].as_f64().unwrap_or(f64::NAN));
-            duck.requests = proxy.take_traffic().other;
+            let traffic = proxy.take_traffic();
+            eprintln!("    DuckDB {case}, run {i}: {traffic:?}");
+            duck.requests = traffic.other;
             duck.bytes = written(&dir)?;
         }
         for (path, m) in [("xstage", &xstage), ("DuckDB", &duck)] {

@@ -20,7 +20,13 @@ fn s3_errors_while_writing_are_retried_or_leave_nothing() {
     block_on(async {
         let _ = world().await;
         let proxy = FaultProxy::start(localstack::localstack().endpoint()).expect("proxy");
-        let source = "SELECT * FROM @databend_test/unload-src/big.parquet";
+        // One CSV file past the first 8 MiB part: a two-part upload.
+        let copy_into = |dir: &str| {
+            format!(
+                "COPY INTO @databend_test/{dir} FROM (SELECT * FROM @databend_test/unload-src/big.parquet) \
+                 FILE_FORMAT = (TYPE = CSV) SINGLE = TRUE"
+            )
+        };
         for side in SIDES {
             // Two 500s on the first write requests: the SDK's retries absorb them.
             let dir = format!("unload/faults/retried/{side}/");
@@ -35,9 +41,7 @@ fn s3_errors_while_writing_are_retried_or_leave_nothing() {
                 ),
                 Only::path(&dir).times(2),
             );
-            let sql = format!(
-                "COPY INTO @databend_test/{dir} FROM ({source}) FILE_FORMAT = (TYPE = CSV) SINGLE = TRUE"
-            );
+            let sql = copy_into(&dir);
             let answer = on(side, through(&proxy, &sql)).await.expect("retried");
             assert_eq!(answer["rows"][0][0], json!(BIG));
             let data = check_commit(&answer, &dir).await;
@@ -50,9 +54,7 @@ fn s3_errors_while_writing_are_retried_or_leave_nothing() {
             // fails `Throttled` with nothing created, and the same event succeeds once S3
             // answers again.
             let dir = format!("unload/faults/throttled/{side}/");
-            let sql = format!(
-                "COPY INTO @databend_test/{dir} FROM ({source}) FILE_FORMAT = (TYPE = CSV) SINGLE = TRUE"
-            );
+            let sql = copy_into(&dir);
             proxy.inject_only(
                 Service::S3,
                 Fault::s3_error(503, "SlowDown", "Please reduce your request rate.", &[]),
@@ -77,9 +79,7 @@ fn s3_errors_while_writing_are_retried_or_leave_nothing() {
             // CompleteMultipartUpload failing on every attempt: both parts were sent, the
             // upload is aborted, and nothing is left.
             let dir = format!("unload/faults/complete/{side}/");
-            let sql = format!(
-                "COPY INTO @databend_test/{dir} FROM ({source}) FILE_FORMAT = (TYPE = CSV) SINGLE = TRUE"
-            );
+            let sql = copy_into(&dir);
             let before = proxy.faulted();
             proxy.inject_only(
                 Service::S3,

@@ -45,25 +45,9 @@ impl Access {
 
     /// The rules from a variable lookup.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let misconfigured = |name: &str, why: String| {
-            FunctionError::new(
-                ErrorKind::InvalidConfiguration,
-                format!("the function's {name} is invalid: {why}; fix the function's environment"),
-            )
-        };
         let allowed_roles = AllowedRoles::parse(&var(ALLOWED_ROLE_ARNS).unwrap_or_default())
             .map_err(|why| misconfigured(ALLOWED_ROLE_ARNS, why))?;
-        let require_external_id = match var(REQUIRE_EXTERNAL_ID).as_deref().map(str::trim) {
-            None | Some("") => true,
-            Some(v) if v.eq_ignore_ascii_case("true") => true,
-            Some(v) if v.eq_ignore_ascii_case("false") => false,
-            Some(other) => {
-                return Err(misconfigured(
-                    REQUIRE_EXTERNAL_ID,
-                    format!("{other:?} is neither true nor false"),
-                ));
-            }
-        };
+        let require_external_id = flag(&var, REQUIRE_EXTERNAL_ID, true)?;
         Ok(Self {
             allowed_roles,
             require_external_id,
@@ -87,6 +71,32 @@ impl Access {
             ));
         }
         Ok(())
+    }
+}
+
+/// The function's variable `name` is invalid, and why.
+fn misconfigured(name: &str, why: String) -> FunctionError {
+    FunctionError::new(
+        ErrorKind::InvalidConfiguration,
+        format!("the function's {name} is invalid: {why}; fix the function's environment"),
+    )
+}
+
+/// A `true` / `false` variable of the function's configuration (any case; unset or empty:
+/// `default`); anything else is `InvalidConfiguration`.
+pub(crate) fn flag(
+    var: impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: bool,
+) -> Result<bool> {
+    match var(name).as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(other) => Err(misconfigured(
+            name,
+            format!("{other:?} is neither true nor false"),
+        )),
     }
 }
 

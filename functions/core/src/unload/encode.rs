@@ -64,8 +64,6 @@ pub struct Text {
     compressor: Compressor,
     /// Whether the header line still has to be written.
     header: bool,
-    /// Text bytes given to the compressor since its output was last drained.
-    pending: u64,
 }
 
 enum Compressor {
@@ -190,20 +188,20 @@ impl Encoder {
             format: format.clone(),
             compressor,
             header: format.output_header,
-            pending: 0,
         })))
     }
 
     /// Bytes the file holds so far: exact for text (its compressor is flushed after each
-    /// chunk), and for Parquet its flushed row groups plus an estimate of the one in
-    /// progress (its writer's estimate, scaled by what the last flush showed it was worth).
+    /// chunk, and its output handed to the upload), and for Parquet its flushed row groups
+    /// plus an estimate of the one in progress (its writer's estimate, scaled by what the
+    /// last flush showed it was worth).
     pub fn size(&self) -> u64 {
         match self {
             Encoder::Parquet(p) => {
                 p.writer.bytes_written() as u64
                     + (p.writer.in_progress_size() as f64 * p.ratio) as u64
             }
-            Encoder::Text(t) => t.upload.size() + t.pending,
+            Encoder::Text(t) => t.upload.size(),
         }
     }
 
@@ -294,15 +292,10 @@ impl Text {
             .flush()
             .map_err(|e| encode_failed("compressed text", e))?;
         let out = self.compressor.drain();
-        if !out.is_empty() {
-            self.pending = 0;
-            self.upload.write(&out).await?;
-        }
-        Ok(())
+        self.upload.write(&out).await
     }
 
     fn feed(&mut self, data: &[u8]) -> Result<(), WriteError> {
-        self.pending += data.len() as u64;
         self.compressor
             .write(data)
             .map_err(|e| encode_failed("compressed text", e))

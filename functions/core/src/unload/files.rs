@@ -49,12 +49,11 @@ pub struct Files {
     target: Target,
     /// The schema written (the source's without the partition column).
     schema: SchemaRef,
-    partitioned: bool,
     stats: Arc<WriteStats>,
     open: HashMap<String, Open>,
     next_seq: HashMap<String, u32>,
     created: Vec<FileEntry>,
-    pub rows: u64,
+    /// Databend's `input_bytes`: the Arrow bytes of the rows unloaded ([`arrow_bytes`]).
     pub input_bytes: u64,
     tick: u64,
     /// Encoded bytes per Arrow byte, learned from the files' exact sizes.
@@ -70,8 +69,7 @@ impl Files {
         source: SchemaRef,
         stats: Arc<WriteStats>,
     ) -> Self {
-        let partitioned = target.partitioned;
-        let schema = if partitioned {
+        let schema = if target.partitioned {
             let fields: Vec<_> = source.fields()[..source.fields().len() - 1].to_vec();
             Arc::new(arrow::datatypes::Schema::new(fields))
         } else {
@@ -83,12 +81,10 @@ impl Files {
             stage_prefix: stage_prefix.to_string(),
             target,
             schema,
-            partitioned,
             stats,
             open: HashMap::new(),
             next_seq: HashMap::new(),
             created: Vec::new(),
-            rows: 0,
             input_bytes: 0,
             tick: 0,
             encoded_per_arrow: 1.0,
@@ -104,8 +100,8 @@ impl Files {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        if !self.partitioned {
-            self.count(batch);
+        if !self.target.partitioned {
+            self.input_bytes += arrow_bytes(batch);
             return self.write_to(String::new(), batch).await;
         }
         let last = batch.num_columns() - 1;
@@ -116,7 +112,7 @@ impl Files {
         let data = batch.project(&(0..last).collect::<Vec<_>>()).map_err(|e| {
             WriteError::failed(FunctionError::internal(format!("PARTITION BY: {e}")))
         })?;
-        self.count(&data);
+        self.input_bytes += arrow_bytes(&data);
         // Rows of each value, in the order the values first appear.
         let mut groups: Vec<(Option<String>, Vec<u32>)> = Vec::new();
         let mut index: HashMap<Option<&str>, usize> = HashMap::new();
@@ -140,11 +136,6 @@ impl Files {
             self.write_to(dir, &part).await?;
         }
         Ok(())
-    }
-
-    fn count(&mut self, batch: &RecordBatch) {
-        self.rows += batch.num_rows() as u64;
-        self.input_bytes += arrow_bytes(batch);
     }
 
     /// Writes `batch` into `dir`'s files, in chunks, rolling over before `MAX_FILE_SIZE`.
@@ -176,28 +167,24 @@ impl Files {
                 (Some(max), None) => Some(max - max / 8),
                 (max, _) => max,
             };
-            if let (Some(max), Some(open)) = (max, self.open.get_mut(&dir)) {
-                // What the chunk adds: its text, or its Arrow bytes at the encoded bytes per
-                // Arrow byte of what this statement wrote so far (1 until it knows).
-                let grow = match &encoded {
-                    Some(text) => text.len() as u64,
-                    None => (chunk_bytes as f64 * self.encoded_per_arrow) as u64,
-                };
-                if open.encoder.size() > 0 && open.encoder.size() + grow > max {
-                    // Estimates overshoot (Parquet's counts values before compression): make
-                    // the size exact before deciding.
-                    open.encoder.settle().await?;
-                    if open.arrow_bytes > 0 {
-                        self.encoded_per_arrow =
-                            open.encoder.size() as f64 / open.arrow_bytes as f64;
-                    }
-                    let grow = match &encoded {
-                        Some(text) => text.len() as u64,
-                        None => (chunk_bytes as f64 * self.encoded_per_arrow) as u64,
-                    };
-                    if open.encoder.size() + grow > max {
-                        self.close(&dir).await?;
-                    }
+            // What the chunk adds: its text, or its Arrow bytes at the encoded bytes per Arrow
+            // byte of what this statement wrote so far (1 until it knows).
+            let grow = |per_arrow: f64| match &encoded {
+                Some(text) => text.len() as u64,
+                None => (chunk_bytes as f64 * per_arrow) as u64,
+            };
+            if let (Some(max), Some(open)) = (max, self.open.get_mut(&dir))
+                && open.encoder.size() > 0
+                && open.encoder.size() + grow(self.encoded_per_arrow) > max
+            {
+                // Estimates overshoot (Parquet's counts values before compression): make the
+                // size exact before deciding.
+                open.encoder.settle().await?;
+                if open.arrow_bytes > 0 {
+                    self.encoded_per_arrow = open.encoder.size() as f64 / open.arrow_bytes as f64;
+                }
+                if open.encoder.size() + grow(self.encoded_per_arrow) > max {
+                    self.close(&dir).await?;
                 }
             }
             if !self.open.contains_key(&dir) {
@@ -233,7 +220,7 @@ impl Files {
             self.target.replace,
             Arc::clone(&self.stats),
         );
-        let row_group_bytes = match self.partitioned {
+        let row_group_bytes = match self.target.partitioned {
             true => encode::ROW_GROUP_BYTES / MAX_OPEN_PARTITIONS,
             false => encode::ROW_GROUP_BYTES,
         };

@@ -64,21 +64,9 @@ impl WriteConfig {
     }
 
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let flag = |name: &str, default: bool| match var(name).as_deref().map(str::trim) {
-            None | Some("") => Ok(default),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
-            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(other) => Err(FunctionError::new(
-                ErrorKind::InvalidConfiguration,
-                format!(
-                    "the function's {name} is invalid: {other:?} is neither true nor false; fix the \
-                     function's environment"
-                ),
-            )),
-        };
         Ok(Self {
-            allow_writes: flag(ALLOW_WRITES, false)?,
-            require_if_none_match: flag(REQUIRE_IF_NONE_MATCH, true)?,
+            allow_writes: crate::access::flag(&var, ALLOW_WRITES, false)?,
+            require_if_none_match: crate::access::flag(&var, REQUIRE_IF_NONE_MATCH, true)?,
         })
     }
 }

@@ -18,6 +18,9 @@ use xstage_tests::invoke::{agent, fan_out_template, invoke, serve};
 use xstage_tests::process::ServerProcess;
 use xstage_tests::{fixtures, localstack, query_cli, seed, tpch};
 
+#[path = "fan_out/copy.rs"]
+mod copy;
+
 const XSTAGE: &str = env!("CARGO_BIN_EXE_xstage");
 /// Parts of lineitem, one file each.
 const PARTS: i32 = 12;

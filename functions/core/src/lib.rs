@@ -124,7 +124,7 @@ async fn answer<W>(
 ) -> Result<(W, result::Stats), FunctionError> {
     let statement = sql::rewrite(&event.query)?;
     if let sql::Statement::Copy(copy) = statement {
-        let (batch, stats) = unload::run(event, *copy, started).await?;
+        let (batch, stats) = unload::run(event, raw, *copy, started).await?;
         let mut writer = start(&batch.schema()).await?;
         push(&mut writer, &batch).await?;
         return Ok((writer, stats));

@@ -113,6 +113,54 @@ fn a_retry_answers_once_and_a_rival_name_stops_the_writer() {
     })
 }
 
+/// A statement that died after writing its files but before its commit (no manifest) is
+/// finished by its retry: every name is taken by the same bytes, so the retry adopts them
+/// (a single PutObject's ETag and a multipart upload's) and creates only the manifest.
+#[test]
+fn a_retry_of_a_statement_that_died_before_its_commit_adopts_its_files() {
+    block_on(async {
+        let w = world().await;
+        for side in SIDES {
+            let dir = format!("unload/died/{side}/");
+            // The first file passes the first 8 MiB part (multipart); the last is one put.
+            let copy = format!(
+                "COPY INTO @databend_test/{dir} FROM (SELECT * FROM @databend_test/unload-src/big.parquet) FILE_FORMAT = (TYPE = CSV) MAX_FILE_SIZE = 9000000"
+            );
+            let mut e = event(w, &copy);
+            e["options"]["query_id"] = json!(format!("died-{side}"));
+            let first = on(side, e.clone()).await.expect("first");
+            let files = check_commit(&first, &dir).await;
+            let before = listed(&dir).await;
+            assert!(files.len() >= 2, "{files:?}");
+            assert!(
+                files.values().any(|(_, etag)| etag.contains('-')),
+                "a multipart file: {files:?}"
+            );
+            // The commit is lost, as if the invocation had died before it.
+            let manifest = format!("{}{dir}_xstage_manifest_died-{side}.json", seed::PREFIX);
+            w.admin
+                .s3
+                .delete_object()
+                .bucket(seed::BUCKET)
+                .key(&manifest)
+                .send()
+                .await
+                .expect("delete the manifest");
+            let again = on(side, e).await.expect("the retry finishes the statement");
+            assert_eq!(again["rows"], first["rows"], "the same answer");
+            assert_eq!(
+                again["stats"]["files_written"],
+                json!(1),
+                "only the manifest is created: {}",
+                again["stats"]
+            );
+            // The same files and the same manifest, byte for byte.
+            assert_eq!(listed(&dir).await, before);
+        }
+        no_upload_in_progress("unload/died/").await;
+    })
+}
+
 /// moto records the session policy the COPY's AssumeRole carried: the statement's own names.
 #[test]
 fn the_write_session_policy_names_only_the_statement_files() {

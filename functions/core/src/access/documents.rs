@@ -59,7 +59,8 @@ pub fn trust_policy(principal: &str, external_id: &str) -> Value {
 /// Read access to the stage: `s3:ListBucket` limited by `s3:prefix`, `s3:GetObject` under the
 /// prefix; and, with `write` (for `COPY INTO`), `s3:PutObject`, `s3:AbortMultipartUpload`
 /// and `s3:DeleteObject` under the prefix (a statement's session policy narrows them to its
-/// own names, [`write_session_policy`]).
+/// own names, [`write_session_policy`]), and `s3:ListBucketMultipartUploads` on the bucket
+/// (a statement spread over workers aborts the uploads a dead worker left).
 pub fn stage_statements(partition: &str, stage: &StageUrl, write: bool) -> Vec<Value> {
     let bucket = format!("arn:{partition}:s3:::{}", stage.bucket());
     let prefix = iam_literal(stage.prefix());
@@ -89,8 +90,19 @@ pub fn stage_statements(partition: &str, stage: &StageUrl, write: bool) -> Vec<V
             "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
             "Resource": objects,
         }));
+        statements.push(find_uploads(&bucket));
     }
     statements
+}
+
+/// Listing the bucket's open multipart uploads (S3 has no key for narrowing it to a prefix).
+fn find_uploads(bucket: &str) -> Value {
+    json!({
+        "Sid": "FindOpenUploads",
+        "Effect": "Allow",
+        "Action": "s3:ListBucketMultipartUploads",
+        "Resource": bucket,
+    })
 }
 
 /// The customer role's permission policy for one stage.
@@ -153,6 +165,10 @@ pub fn write_session_policy(
         "Action": ["s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"],
         "Resource": created,
     }));
+    statements.push(find_uploads(&format!(
+        "arn:{partition}:s3:::{}",
+        stage.bucket()
+    )));
     if let Some(key) = &grant.replace {
         statements.push(json!({
             "Sid": "ReplaceTheRawPath",
@@ -314,10 +330,13 @@ mod tests {
                 "arn:aws:s3:::b-1/p${*}/out/_xstage_manifest_q-1.json"
             ])
         );
-        assert_eq!(s[3]["Effect"], json!("Deny"));
-        assert_eq!(s[3]["Condition"]["Null"]["s3:if-none-match"], json!("true"));
+        // Listing uploads is bucket-wide: it reads no object and creates nothing.
+        assert_eq!(s[3]["Action"], json!("s3:ListBucketMultipartUploads"));
+        assert_eq!(s[3]["Resource"], json!("arn:aws:s3:::b-1"));
+        assert_eq!(s[4]["Effect"], json!("Deny"));
+        assert_eq!(s[4]["Condition"]["Null"]["s3:if-none-match"], json!("true"));
         assert_eq!(
-            s[3]["Condition"]["Bool"]["s3:ObjectCreationOperation"],
+            s[4]["Condition"]["Bool"]["s3:ObjectCreationOperation"],
             json!("true")
         );
 
@@ -336,7 +355,7 @@ mod tests {
         let policy = write_session_policy(role, &stage("s3://b-1/p/"), &raw).unwrap();
         let v: Value = serde_json::from_str(&policy).unwrap();
         assert_eq!(
-            v["Statement"][3]["Resource"],
+            v["Statement"][4]["Resource"],
             json!("arn:aws:s3:::b-1/p/out/result.csv")
         );
         assert!(!policy.contains("Deny"), "{policy}");

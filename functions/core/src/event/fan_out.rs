@@ -115,6 +115,9 @@ pub struct Fragment {
     /// Further fragments this invocation starts itself and merges (a tree's inner node);
     /// empty for a leaf.
     pub children: Vec<Fragment>,
+    /// A `COPY INTO`'s worker: the `<part>` of the names it writes (its task's number); its
+    /// plan's rows go to files, and it answers with their list ([`crate::unload::spread`]).
+    pub part: Option<u32>,
 }
 
 impl Fragment {
@@ -153,7 +156,16 @@ impl Fragment {
                 )));
             }
         };
-        f.finish(&["plan", "offset_index", "column_index", "children"])?;
+        let part = match f.take_u64(&["part"])? {
+            Some(p) if p < MAX_WORKERS => Some(p as u32),
+            Some(p) => {
+                return Err(FunctionError::invalid_event(format!(
+                    "`fragment.part` is {p}; a part is a task's number, below {MAX_WORKERS}"
+                )));
+            }
+            None => None,
+        };
+        f.finish(&["plan", "offset_index", "column_index", "children", "part"])?;
         if plan.is_empty() == children.is_empty() {
             return Err(FunctionError::invalid_event(
                 "a `fragment` has either a `plan` (a worker's) or `children` (a tree's inner node)",
@@ -163,6 +175,7 @@ impl Fragment {
             plan,
             page_indexes,
             children,
+            part,
         })
     }
 
@@ -179,6 +192,9 @@ impl Fragment {
         }
         if !self.children.is_empty() {
             v["children"] = Value::Array(self.children.iter().map(Fragment::to_json).collect());
+        }
+        if let Some(part) = self.part {
+            v["part"] = part.into();
         }
         v
     }
@@ -218,7 +234,15 @@ mod tests {
                 column_index: false,
             },
             children: Vec::new(),
+            part: None,
         };
+        let writer = Fragment {
+            part: Some(7),
+            ..leaf.clone()
+        };
+        assert_eq!(Fragment::parse(writer.to_json()).unwrap(), writer);
+        let e = Fragment::parse(json!({"plan": "AQ==", "part": 5000})).unwrap_err();
+        assert!(e.message().contains("fragment.part"), "{e}");
         let inner = Fragment {
             plan: Vec::new(),
             children: vec![leaf.clone(), leaf.clone()],

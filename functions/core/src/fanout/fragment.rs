@@ -2,8 +2,9 @@
 //! passes before it runs.
 //!
 //! A fragment is accepted only if it is the shape a coordinator makes ([`super::split`]):
-//! a partial aggregation, a top k or a limit, over row-wise nodes, over one Parquet scan of
-//! the event's own bucket whose every file lies inside the event's stage. A forged or
+//! a partial aggregation, a top k or a limit (or, for a `COPY INTO`'s writer, nothing),
+//! over row-wise nodes, over one Parquet scan of the event's own bucket whose every file
+//! lies inside the event's stage. A forged or
 //! hand-made fragment gets `InvalidEvent` and never reaches S3. The event around it is
 //! checked like any (allowed principals, ExternalId, session policy): a worker holds no
 //! credentials but the ones it assumes itself.
@@ -17,7 +18,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::prelude::SessionContext;
 use object_store::ObjectMeta;
 
-use super::split::{ROW_WISE, scan_config};
+use super::split::{ROW_WISE, row_wise_chain, scan_config};
 use crate::error::{FunctionError, Result};
 use crate::event::Stage;
 use crate::s3::key_of;
@@ -51,8 +52,17 @@ pub struct Checked {
     pub names: Vec<String>,
 }
 
+/// What a fragment's root must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A partial aggregation, a top k or a limit: a worker answering with its rows.
+    Partial,
+    /// Row-wise nodes only: a `COPY INTO`'s writer.
+    Rows,
+}
+
 /// Decodes a fragment in `ctx` and checks it against the event's stage.
-pub fn decode(bytes: &[u8], ctx: &SessionContext, stage: &Stage) -> Result<Checked> {
+pub fn decode(bytes: &[u8], ctx: &SessionContext, stage: &Stage, shape: Shape) -> Result<Checked> {
     let refuse = |why: String| {
         FunctionError::invalid_event(format!(
             "`fragment` is not a worker fragment of this stage: {why}. Fragments are made by an \
@@ -79,7 +89,7 @@ pub fn decode(bytes: &[u8], ctx: &SessionContext, stage: &Stage) -> Result<Check
             refuse(format!("its plan could not be decoded ({e})"))
         }
     })?;
-    let files = check(&decoded, stage).map_err(refuse)?;
+    let files = check(&decoded, stage, shape).map_err(refuse)?;
     let names = files
         .iter()
         .filter_map(|m| key_of(&m.location).ok())
@@ -96,8 +106,17 @@ pub fn decode(bytes: &[u8], ctx: &SessionContext, stage: &Stage) -> Result<Check
 fn check(
     plan: &Arc<dyn ExecutionPlan>,
     stage: &Stage,
+    shape: Shape,
 ) -> std::result::Result<Vec<ObjectMeta>, String> {
-    let root_ok = if let Some(agg) = plan.downcast_ref::<AggregateExec>() {
+    let root_ok = if shape == Shape::Rows {
+        if row_wise_chain(plan).is_none() {
+            return Err(format!(
+                "a writer's plan is row-wise nodes over one Parquet scan, and this one has a {}",
+                plan.name()
+            ));
+        }
+        true
+    } else if let Some(agg) = plan.downcast_ref::<AggregateExec>() {
         *agg.mode() == AggregateMode::Partial
     } else if let Some(sort) = plan.downcast_ref::<SortExec>() {
         sort.fetch().is_some()

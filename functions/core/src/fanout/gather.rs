@@ -55,6 +55,11 @@ pub struct Gathered {
     pub s3_requests: u64,
     pub bytes_read: u64,
     pub sts_calls: u64,
+    /// A `COPY INTO`'s workers: the bytes they sent, the files they created and their
+    /// write requests.
+    pub bytes_written: u64,
+    pub files_written: u64,
+    pub put_requests: u64,
 }
 
 impl Gathered {
@@ -67,6 +72,9 @@ impl Gathered {
         self.s3_requests += other.s3_requests;
         self.bytes_read += other.bytes_read;
         self.sts_calls += other.sts_calls;
+        self.bytes_written += other.bytes_written;
+        self.files_written += other.files_written;
+        self.put_requests += other.put_requests;
     }
 }
 
@@ -82,6 +90,9 @@ pub struct Runner {
     times: Arc<Mutex<Vec<Duration>>>,
     /// How many invocations may run at once, as Lambda's throttling shows.
     window: Arc<Window>,
+    /// Whether a failure waits for every other job to end before it is returned (writers:
+    /// what they create must be known before the statement cleans up).
+    settle: bool,
 }
 
 impl Runner {
@@ -93,7 +104,14 @@ impl Runner {
             event,
             times: Arc::default(),
             window: Arc::new(Window::new(usize::MAX)),
+            settle: false,
         }
+    }
+
+    /// The same runner, returning a failure only once every job has ended.
+    pub fn settling(mut self) -> Self {
+        self.settle = true;
+        self
     }
 
     /// Runs `jobs`, starting at most `options.direct_invokes` invocations itself: above that,
@@ -105,8 +123,18 @@ impl Runner {
         let mut running = futures::stream::iter(jobs.into_iter().enumerate())
             .map(|(i, job)| self.run(job).map(move |r| (i, r)))
             .buffer_unordered(count.max(1));
+        let mut failed = None;
         while let Some((i, answer)) = running.next().await {
-            answers[i] = Some(answer?);
+            match answer {
+                Ok(answer) => answers[i] = Some(answer),
+                Err(e) if self.settle => {
+                    failed.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         let mut all = Gathered::default();
         for answer in answers.into_iter().flatten() {
@@ -344,6 +372,9 @@ fn read_answer(body: &[u8]) -> Result<Gathered> {
         invocations: Option<u64>,
         tasks_retried: Option<u64>,
         tasks_speculated: Option<u64>,
+        bytes_written: Option<u64>,
+        files_written: Option<u64>,
+        put_requests: Option<u64>,
     }
     let answer: Answer = serde_json::from_slice(body).map_err(|e| {
         FunctionError::internal(format!(
@@ -362,6 +393,9 @@ fn read_answer(body: &[u8]) -> Result<Gathered> {
         s3_requests: answer.stats.s3_requests,
         bytes_read: answer.stats.bytes_read,
         sts_calls: answer.stats.sts_calls,
+        bytes_written: answer.stats.bytes_written.unwrap_or(0),
+        files_written: answer.stats.files_written.unwrap_or(0),
+        put_requests: answer.stats.put_requests.unwrap_or(0),
     })
 }
 
@@ -409,6 +443,7 @@ pub fn inner(children: Vec<Job>) -> Job {
             plan: Vec::new(),
             page_indexes,
             children: fragments,
+            part: None,
         },
         label,
         halves: Some(halves),
@@ -438,6 +473,7 @@ mod tests {
                     column_index: false,
                 },
                 children: Vec::new(),
+                part: None,
             },
             label: format!("f{i}"),
             halves: None,

@@ -153,6 +153,7 @@ fn job(
             plan,
             page_indexes,
             children: Vec::new(),
+            part: None,
         },
         label,
         halves: splittable.then_some(halves),
@@ -160,7 +161,7 @@ fn job(
 }
 
 /// `s3://bucket/key` of a task's first file, and how many more.
-fn label(task: &tasks::Task, event: &Event) -> String {
+pub(crate) fn label(task: &tasks::Task, event: &Event) -> String {
     let first = task
         .files
         .first()
@@ -189,12 +190,16 @@ pub async fn work(
     started: Instant,
     memory_limit: usize,
 ) -> Result<Response> {
+    if let (Some(part), true) = (fragment.part, fragment.children.is_empty()) {
+        return crate::unload::spread::work(event, fragment, part, started, memory_limit).await;
+    }
     let ctx = engine::planned_session(&event.stage, memory_limit)?;
     if !fragment.children.is_empty() {
         return inner(event, raw, fragment, started, &ctx).await;
     }
     // Checked before any credential is asked for.
-    let files = fragment::decode(&fragment.plan, &ctx, &event.stage)?.files;
+    let files =
+        fragment::decode(&fragment.plan, &ctx, &event.stage, fragment::Shape::Partial)?.files;
     let connected = crate::connect(event).await?;
     let io = &connected.io;
     let deferred = engine::prime_planned(
@@ -208,7 +213,7 @@ pub async fn work(
     )
     .await?;
     // Decoded again, now over the stage's own store.
-    let checked = fragment::decode(&fragment.plan, &ctx, &event.stage)?;
+    let checked = fragment::decode(&fragment.plan, &ctx, &event.stage, fragment::Shape::Partial)?;
     let mut out = partial::PartialWriter::new(&checked.plan.schema())?;
     let fail = |e: datafusion::error::DataFusionError| engine::failure(io, &checked.names, e);
     engine::execute(
@@ -240,6 +245,8 @@ async fn inner(
     started: Instant,
     ctx: &datafusion::prelude::SessionContext,
 ) -> Result<Response> {
+    // A COPY INTO's writers answer with their files' lists, which are concatenated.
+    let writers = fragment.children.iter().any(|c| c.part.is_some());
     let mut root = None;
     for child in &fragment.children {
         if !child.children.is_empty() {
@@ -247,12 +254,20 @@ async fn inner(
                 "`fragment.children` holds worker fragments, not inner nodes",
             ));
         }
-        let checked = fragment::decode(&child.plan, ctx, &event.stage)?;
-        root.get_or_insert(checked.plan);
+        if !writers {
+            let shape = fragment::Shape::Partial;
+            let checked = fragment::decode(&child.plan, ctx, &event.stage, shape)?;
+            root.get_or_insert(checked.plan);
+        }
     }
-    let root = root.ok_or_else(|| FunctionError::invalid_event("`fragment.children` is empty"))?;
+    if fragment.children.is_empty() {
+        return Err(FunctionError::invalid_event("`fragment.children` is empty"));
+    }
     let base = crate::platform::base_config().await;
-    let runner = runner(&base, event, raw)?;
+    let mut runner = runner(&base, event, raw)?;
+    if writers {
+        runner = runner.settling();
+    }
     let jobs = fragment
         .children
         .iter()
@@ -263,15 +278,18 @@ async fn inner(
         })
         .collect();
     let mut gathered = runner.gather(jobs).await?;
-    let plan = split::reduce(&root, std::mem::take(&mut gathered.batches))?;
-    let mut out = partial::PartialWriter::new(&plan.schema())?;
-    let mut stream = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())
-        .map_err(|e| FunctionError::internal(format!("reducing the workers' answers: {e}")))?;
-    while let Some(batch) = stream.next().await {
-        let batch: RecordBatch = batch
-            .map_err(|e| FunctionError::internal(format!("reducing the workers' answers: {e}")))?;
-        out.push(&batch)?;
-    }
+    let batches = std::mem::take(&mut gathered.batches);
+    let out = match root {
+        Some(root) => reduced(&root, batches, ctx).await?,
+        None => {
+            let schema = crate::unload::spread::entries_schema();
+            let mut out = partial::PartialWriter::new(&schema)?;
+            for batch in &batches {
+                out.push(batch)?;
+            }
+            out
+        }
+    };
     let stats = Stats {
         files: 0,
         s3_requests: gathered.s3_requests,
@@ -284,13 +302,34 @@ async fn inner(
         tasks_retried: Some(gathered.retried),
         tasks_speculated: Some(gathered.speculated),
         last_worker_ms: None,
+        bytes_written: writers.then_some(gathered.bytes_written),
+        files_written: writers.then_some(gathered.files_written),
+        put_requests: writers.then_some(gathered.put_requests),
         ..Stats::default()
     };
     answer(out, stats)
 }
 
+/// The children's partial results reduced as the fragment's `root` would.
+async fn reduced(
+    root: &Arc<dyn ExecutionPlan>,
+    batches: Vec<RecordBatch>,
+    ctx: &datafusion::prelude::SessionContext,
+) -> Result<partial::PartialWriter> {
+    let plan = split::reduce(root, batches)?;
+    let mut out = partial::PartialWriter::new(&plan.schema())?;
+    let mut stream = datafusion::physical_plan::execute_stream(plan, ctx.task_ctx())
+        .map_err(|e| FunctionError::internal(format!("reducing the workers' answers: {e}")))?;
+    while let Some(batch) = stream.next().await {
+        let batch: RecordBatch = batch
+            .map_err(|e| FunctionError::internal(format!("reducing the workers' answers: {e}")))?;
+        out.push(&batch)?;
+    }
+    Ok(out)
+}
+
 /// A worker's response.
-fn answer(out: partial::PartialWriter, stats: Stats) -> Result<Response> {
+pub(crate) fn answer(out: partial::PartialWriter, stats: Stats) -> Result<Response> {
     Ok(Response {
         schema: Vec::new(),
         rows: Vec::new(),

@@ -50,6 +50,9 @@ pub enum Boundary {
     TopK,
     /// A limit without order: shares are taken in file order.
     Limit,
+    /// None: every row is the answer, each worker's share written where it runs (a
+    /// `COPY INTO`'s rows, [`crate::unload::spread`]).
+    Rows,
 }
 
 /// A plan cut into the workers' fragment and the coordinator's rest.
@@ -132,6 +135,19 @@ impl Split {
             boundary: Boundary::Limit,
             worker_limit: Some(rows),
             chain,
+        })
+    }
+
+    /// The split of a plan that is row-wise from its root down to one Parquet scan: each
+    /// worker runs all of it over its share.
+    pub fn rows(plan: &Arc<dyn ExecutionPlan>) -> Option<Split> {
+        let chain = row_wise_chain(plan)?;
+        Some(Split {
+            chain,
+            worker_root: 0,
+            coordinator_leaf: None,
+            boundary: Boundary::Rows,
+            worker_limit: None,
         })
     }
 
@@ -243,6 +259,25 @@ fn over(
         ));
     }
     replace_children_if_necessary(Arc::clone(node), vec![input])
+}
+
+/// `plan` from its root to its leaf, if every node above the leaf is row-wise and the leaf
+/// is a Parquet scan.
+pub fn row_wise_chain(plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<Arc<dyn ExecutionPlan>>> {
+    let mut chain = vec![Arc::clone(plan)];
+    loop {
+        let node = chain.last()?;
+        match node.children().as_slice() {
+            [] => break,
+            [one] if ROW_WISE.contains(&node.name()) => {
+                let next = Arc::clone(one);
+                chain.push(next);
+            }
+            _ => return None,
+        }
+    }
+    scan_config(chain.last()?)?;
+    Some(chain)
 }
 
 /// The Parquet scan configuration of `node`, if it is one.

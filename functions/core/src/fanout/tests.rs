@@ -108,7 +108,7 @@ async fn fan_out(
     let mut root = None;
     for task in &planned {
         let bytes = fragment::encode(split.worker(Some(task.group())).unwrap()).unwrap();
-        let checked = fragment::decode(&bytes, ctx, stage).unwrap();
+        let checked = fragment::decode(&bytes, ctx, stage, fragment::Shape::Partial).unwrap();
         root.get_or_insert(Arc::clone(&checked.plan));
         let batches = collect(checked.plan, ctx.task_ctx()).await.unwrap();
         let mut w = partial::PartialWriter::new(&split.partial_schema()).unwrap();
@@ -218,13 +218,15 @@ async fn fragments_outside_their_stage_or_shape_are_refused() {
     let (ctx, stage) = context().await;
     let split = Split::of(&plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await).unwrap();
     let bytes = fragment::encode(split.worker(None).unwrap()).unwrap();
-    assert!(fragment::decode(&bytes, &ctx, &stage).is_ok());
+    assert!(fragment::decode(&bytes, &ctx, &stage, fragment::Shape::Partial).is_ok());
     let narrower = Stage {
         name: "s".into(),
         url: StageUrl::new("bucket", "stage/sub/").unwrap(),
         file_format: None,
     };
-    let e = fragment::decode(&bytes, &ctx, &narrower).err().unwrap();
+    let e = fragment::decode(&bytes, &ctx, &narrower, fragment::Shape::Partial)
+        .err()
+        .unwrap();
     assert_eq!(e.kind(), crate::ErrorKind::InvalidEvent);
     assert!(e.message().contains("outside the stage"), "{e}");
     let other = Stage {
@@ -232,15 +234,37 @@ async fn fragments_outside_their_stage_or_shape_are_refused() {
         url: StageUrl::new("other", "stage/").unwrap(),
         file_format: None,
     };
-    let e = fragment::decode(&bytes, &ctx, &other).err().unwrap();
+    let e = fragment::decode(&bytes, &ctx, &other, fragment::Shape::Partial)
+        .err()
+        .unwrap();
     assert!(e.message().contains("outside the stage's bucket"), "{e}");
     // The whole plan (a final aggregation on top) is not a worker's fragment.
     let whole =
         fragment::encode(plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await).unwrap();
-    let e = fragment::decode(&whole, &ctx, &stage).err().unwrap();
+    let e = fragment::decode(&whole, &ctx, &stage, fragment::Shape::Partial)
+        .err()
+        .unwrap();
     assert!(e.message().contains("not a partial aggregation"), "{e}");
-    let e = fragment::decode(b"\x0a\x03abc", &ctx, &stage)
+    let e = fragment::decode(b"\x0a\x03abc", &ctx, &stage, fragment::Shape::Partial)
         .err()
         .unwrap();
     assert!(e.message().contains("could not be decoded"), "{e}");
+    // A writer's fragment is row-wise nodes over the scan, and only a writer's.
+    let df = ctx
+        .sql("SELECT g, v * 2 AS w FROM t WHERE v > 1")
+        .await
+        .unwrap();
+    let rows = engine::physical_plan(df, true).await.unwrap();
+    let writer = fragment::encode(Split::rows(&rows).unwrap().worker(None).unwrap()).unwrap();
+    assert!(fragment::decode(&writer, &ctx, &stage, fragment::Shape::Rows).is_ok());
+    let e = fragment::decode(&writer, &ctx, &stage, fragment::Shape::Partial)
+        .err()
+        .unwrap();
+    assert!(e.message().contains("not a partial aggregation"), "{e}");
+    let e = fragment::decode(&bytes, &ctx, &stage, fragment::Shape::Rows)
+        .err()
+        .unwrap();
+    assert!(e.message().contains("row-wise"), "{e}");
+    let grouped = plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await;
+    assert!(Split::rows(&grouped).is_none());
 }

@@ -78,11 +78,14 @@ pub struct Stats {
     /// `COPY INTO` only: body bytes sent to S3 (data files and the manifest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_written: Option<u64>,
-    /// `COPY INTO` only: objects created (data files and the manifest).
+    /// `COPY INTO` only: objects created (data files and the manifest), by this invocation
+    /// and its workers; a file a retry found already written by the same statement (and
+    /// adopted) is not counted again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub files_written: Option<u64>,
     /// `COPY INTO` only: write requests (PutObject, CreateMultipartUpload, UploadPart,
-    /// CompleteMultipartUpload, AbortMultipartUpload, DeleteObject); `s3_requests` counts
+    /// CompleteMultipartUpload, AbortMultipartUpload, DeleteObject, and the HEAD, LIST and
+    /// ListMultipartUploads that check and clean up what was written); `s3_requests` counts
     /// the reads.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub put_requests: Option<u64>,

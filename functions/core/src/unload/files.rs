@@ -30,6 +30,11 @@ pub struct FileEntry {
     pub size: u64,
     pub etag: String,
     pub rows: u64,
+    /// Databend's `input_bytes` of its rows: their Arrow bytes ([`arrow_bytes`]).
+    pub input_bytes: u64,
+    /// Another writer of the name had created it with the same bytes ([`super::upload`]):
+    /// this statement never deletes it.
+    pub adopted: bool,
 }
 
 struct Open {
@@ -53,8 +58,6 @@ pub struct Files {
     open: HashMap<String, Open>,
     next_seq: HashMap<String, u32>,
     created: Vec<FileEntry>,
-    /// Databend's `input_bytes`: the Arrow bytes of the rows unloaded ([`arrow_bytes`]).
-    pub input_bytes: u64,
     tick: u64,
     /// Encoded bytes per Arrow byte, learned from the files' exact sizes.
     encoded_per_arrow: f64,
@@ -85,7 +88,6 @@ impl Files {
             open: HashMap::new(),
             next_seq: HashMap::new(),
             created: Vec::new(),
-            input_bytes: 0,
             tick: 0,
             encoded_per_arrow: 1.0,
         }
@@ -101,7 +103,6 @@ impl Files {
             return Ok(());
         }
         if !self.target.partitioned {
-            self.input_bytes += arrow_bytes(batch);
             return self.write_to(String::new(), batch).await;
         }
         let last = batch.num_columns() - 1;
@@ -112,7 +113,6 @@ impl Files {
         let data = batch.project(&(0..last).collect::<Vec<_>>()).map_err(|e| {
             WriteError::failed(FunctionError::internal(format!("PARTITION BY: {e}")))
         })?;
-        self.input_bytes += arrow_bytes(&data);
         // Rows of each value, in the order the values first appear.
         let mut groups: Vec<(Option<String>, Vec<u32>)> = Vec::new();
         let mut index: HashMap<Option<&str>, usize> = HashMap::new();
@@ -251,8 +251,10 @@ impl Files {
         self.created.push(FileEntry {
             name: open.name,
             size: written.size,
-            etag: written.etag.trim_matches('"').to_string(),
+            etag: written.etag,
             rows: open.rows,
+            input_bytes: open.arrow_bytes,
+            adopted: written.adopted,
         });
         Ok(())
     }
@@ -267,14 +269,22 @@ impl Files {
         Ok(())
     }
 
-    /// After a failure: aborts what is open and deletes what was created. Returns the
-    /// stage-relative names that could not be deleted.
-    pub async fn discard(&mut self) -> Vec<String> {
+    /// After a failure: aborts the multipart uploads of the files still open.
+    pub async fn abort(&mut self) {
         for (_, open) in self.open.drain() {
             open.encoder.abort().await;
         }
+    }
+
+    /// After a failure: aborts what is open and deletes what it created (not what it
+    /// adopted). Returns the stage-relative names that could not be deleted.
+    pub async fn discard(&mut self) -> Vec<String> {
+        self.abort().await;
         let mut left = Vec::new();
         for file in std::mem::take(&mut self.created) {
+            if file.adopted {
+                continue;
+            }
             self.stats.request();
             let deleted = self
                 .client

@@ -35,12 +35,12 @@ pub struct ManifestFile {
 }
 
 impl Manifest {
-    pub fn new(query_id: &str, format: &str, input_bytes: u64, files: &[FileEntry]) -> Self {
+    pub fn new(query_id: &str, format: &str, files: &[FileEntry]) -> Self {
         Self {
             query_id: query_id.to_string(),
             format: format.to_string(),
             rows_unloaded: files.iter().map(|f| f.rows).sum(),
-            input_bytes,
+            input_bytes: files.iter().map(|f| f.input_bytes).sum(),
             output_bytes: files.iter().map(|f| f.size).sum(),
             files: files
                 .iter()
@@ -112,15 +112,19 @@ mod tests {
                 size: 10,
                 etag: "e1".into(),
                 rows: 3,
+                input_bytes: 90,
+                adopted: false,
             },
             FileEntry {
                 name: "o/b.csv".into(),
                 size: 5,
                 etag: "e2".into(),
                 rows: 2,
+                input_bytes: 9,
+                adopted: false,
             },
         ];
-        let m = Manifest::new("q", "CSV", 99, &files);
+        let m = Manifest::new("q", "CSV", &files);
         assert_eq!(
             (m.rows_unloaded, m.output_bytes, m.input_bytes),
             (5, 15, 99)

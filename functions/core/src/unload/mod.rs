@@ -26,6 +26,8 @@ pub mod files;
 pub mod format;
 pub mod manifest;
 pub mod names;
+pub mod reconcile;
+pub mod spread;
 pub mod statement;
 pub mod stats;
 pub mod target;
@@ -82,8 +84,8 @@ pub fn check(copy: &CopyInto, event: &Event) -> Result<()> {
     Target::new(copy, String::new(), 0).map(|_| ())
 }
 
-/// Runs one `COPY INTO` in this invocation: the answer (Databend's columns) and the stats.
-pub async fn run(event: &Event, copy: CopyInto, started: Instant) -> Result<(RecordBatch, Stats)> {
+/// `WritesNotAllowed` unless the function's configuration allows writes; its settings.
+pub fn allowed() -> Result<WriteConfig> {
     let config = WriteConfig::from_env()?;
     if !config.allow_writes {
         return Err(FunctionError::new(
@@ -95,6 +97,18 @@ pub async fn run(event: &Event, copy: CopyInto, started: Instant) -> Result<(Rec
             ),
         ));
     }
+    Ok(config)
+}
+
+/// Runs one `COPY INTO`: the answer (Databend's columns) and the stats. `raw` is the event as
+/// received, which workers get if the statement spreads ([`spread`]).
+pub async fn run(
+    event: &Event,
+    raw: &serde_json::Value,
+    copy: CopyInto,
+    started: Instant,
+) -> Result<(RecordBatch, Stats)> {
+    let config = allowed()?;
     check(&copy, event)?;
     let query_id = match &event.options.query_id {
         Some(id) => id.clone(),
@@ -108,26 +122,88 @@ pub async fn run(event: &Event, copy: CopyInto, started: Instant) -> Result<(Rec
         &target.grant(config.require_if_none_match),
     )?;
     let connected = crate::connect_with(event, Some(policy)).await?;
-    let (store, io) = (connected.store, connected.io);
-    let memory_limit = crate::memory_limit();
-    let prepared = crate::engine::prepare(plan, &event.stage, &store, &io, memory_limit).await?;
-    let files_read = prepared.file_count();
-    let physical = prepared.physical(&io, u64::MAX, false).await?;
+    let prefix = event.stage.url.prefix();
     let writes = Arc::new(WriteStats::default());
+    // A retry of a statement that committed answers from its manifest and writes nothing.
+    let done = match event.options.query_id.is_some() {
+        true => committed(&connected.store, prefix, &target).await,
+        false => None,
+    };
+    let memory_limit = crate::memory_limit();
+    let (manifest, files_read, gathered) = match done {
+        Some(manifest) => (manifest, 0, None),
+        None => {
+            let prepared = crate::engine::prepare(
+                plan,
+                &event.stage,
+                &connected.store,
+                &connected.io,
+                memory_limit,
+            )
+            .await?;
+            let files_read = prepared.file_count();
+            match spread::coordinate(event, raw, &target, &prepared, &connected, &writes).await? {
+                Some(s) => (s.manifest, files_read, Some(s.gathered)),
+                None => {
+                    let m = here(event, &target, prepared, &connected, &writes, memory_limit);
+                    (m.await?, files_read, None)
+                }
+            }
+        }
+    };
+    let answer = manifest.answer(copy.options.detailed_output)?;
+    let mut stats = crate::engine::stats(
+        &connected.io,
+        files_read,
+        connected.sts_calls,
+        started.elapsed().as_millis() as u64,
+    );
+    stats.query_id = Some(query_id);
+    stats.bytes_written = Some(writes.bytes());
+    stats.files_written = Some(writes.objects());
+    stats.put_requests = Some(writes.requests());
+    if let Some(g) = gathered {
+        stats.path = crate::result::QueryPath::FanOut;
+        stats.s3_requests += g.s3_requests;
+        stats.bytes_read += g.bytes_read;
+        stats.sts_calls += g.sts_calls;
+        stats.workers = Some(g.workers);
+        stats.invocations = Some(g.invocations);
+        stats.tasks_retried = Some(g.retried);
+        stats.tasks_speculated = Some(g.speculated);
+        stats.bytes_written = Some(writes.bytes() + g.bytes_written);
+        stats.files_written = Some(writes.objects() + g.files_written);
+        stats.put_requests = Some(writes.requests() + g.put_requests);
+    }
+    Ok((answer, stats))
+}
+
+/// Writes the statement from this invocation, and commits it; a failed statement's files are
+/// deleted (or named in the error).
+async fn here(
+    event: &Event,
+    target: &Target,
+    prepared: crate::engine::Prepared,
+    connected: &crate::Connected,
+    writes: &Arc<WriteStats>,
+    memory_limit: usize,
+) -> Result<Manifest> {
+    let (store, io) = (&connected.store, &connected.io);
+    let physical = prepared.physical(io, u64::MAX, false).await?;
     let mut files = Files::new(
         store.client().clone(),
         store.bucket(),
         event.stage.url.prefix(),
         target.clone(),
         physical.schema(),
-        Arc::clone(&writes),
+        Arc::clone(writes),
     );
     let mut failed: Option<FunctionError> = None;
     let ran = prepared
         .execute(
             physical,
-            &store,
-            &io,
+            store,
+            io,
             memory_limit,
             async |batch| match files.push(batch).await {
                 Ok(()) => Ok(true),
@@ -141,36 +217,20 @@ pub async fn run(event: &Event, copy: CopyInto, started: Instant) -> Result<(Rec
     let outcome = match (ran, failed) {
         (Err(e), _) | (Ok(()), Some(e)) => Err(e),
         (Ok(()), None) => match files.finish().await {
-            Ok(()) => commit(&store, event.stage.url.prefix(), &target, &files, &writes).await,
+            Ok(()) => {
+                let prefix = event.stage.url.prefix();
+                commit(store, prefix, target, files.created(), writes).await
+            }
             Err(e) => Err(e.into_function_error()),
         },
     };
-    let manifest = match outcome {
-        Ok(m) => m,
+    match outcome {
+        Ok(m) => Ok(m),
         Err(e) => {
-            let e = discarded(e, &mut files, &event.stage.url).await;
-            let retry = e.kind() == ErrorKind::AlreadyExists && event.options.query_id.is_some();
-            match retry {
-                true => match committed(&store, event.stage.url.prefix(), &target).await {
-                    Some(m) => m,
-                    None => return Err(e),
-                },
-                false => return Err(e),
-            }
+            let left = files.discard().await;
+            Err(not_deleted(e, &left, &event.stage.url))
         }
-    };
-    let answer = manifest.answer(copy.options.detailed_output)?;
-    let mut stats = crate::engine::stats(
-        &io,
-        files_read,
-        connected.sts_calls,
-        started.elapsed().as_millis() as u64,
-    );
-    stats.query_id = Some(query_id);
-    stats.bytes_written = Some(writes.bytes());
-    stats.files_written = Some(writes.objects());
-    stats.put_requests = Some(writes.requests());
-    Ok((answer, stats))
+    }
 }
 
 /// Writes the manifest, the statement's commit (conditionally, like every file).
@@ -178,15 +238,10 @@ async fn commit(
     store: &crate::s3::S3Store,
     prefix: &str,
     target: &Target,
-    files: &Files,
+    files: &[files::FileEntry],
     writes: &Arc<WriteStats>,
 ) -> Result<Manifest> {
-    let manifest = Manifest::new(
-        &target.query_id,
-        target.format.file.kind.as_str(),
-        files.input_bytes,
-        files.created(),
-    );
+    let manifest = Manifest::new(&target.query_id, target.format.file.kind.as_str(), files);
     let mut upload = Upload::new(
         store.client().clone(),
         store.bucket(),
@@ -203,8 +258,7 @@ async fn commit(
     Ok(manifest)
 }
 
-/// The manifest of a statement that already committed under this query id, if any: a retry
-/// of a committed statement (same `options.query_id`) answers with it instead of failing.
+/// The manifest of a statement that already committed under this query id, if any.
 async fn committed(store: &crate::s3::S3Store, prefix: &str, target: &Target) -> Option<Manifest> {
     let out = store
         .client()
@@ -220,13 +274,8 @@ async fn committed(store: &crate::s3::S3Store, prefix: &str, target: &Target) ->
         .filter(|m| m.query_id == target.query_id)
 }
 
-/// A failed statement: its files deleted, or named in the error if they could not be.
-async fn discarded(
-    e: FunctionError,
-    files: &mut Files,
-    stage: &crate::stage::StageUrl,
-) -> FunctionError {
-    let left = files.discard().await;
+/// A failed statement's error, naming the files it wrote that could not be deleted.
+fn not_deleted(e: FunctionError, left: &[String], stage: &crate::stage::StageUrl) -> FunctionError {
     if left.is_empty() {
         return e;
     }

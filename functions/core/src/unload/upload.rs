@@ -8,6 +8,12 @@
 //! multipart upload that does not complete, for whatever reason (a failure, a 412, the
 //! query's end), is aborted, so no incomplete upload is left behind.
 //!
+//! A writer that finds its name taken asks what is there: when the object is byte for byte
+//! what it would have written (its ETag is the MD5 of these bytes, or for a multipart upload
+//! the MD5 of these parts' MD5s, and its size is theirs), it adopts it. Names are
+//! deterministic for (query id, part, sequence), so a retried or speculative writer of the
+//! same share finds its own files and goes on, instead of failing the task.
+//!
 //! [`Upload`] is a parquet [`AsyncFileWriter`], so Parquet's `AsyncArrowWriter` writes
 //! through it; the text formats call [`Upload::write`] and [`Upload::complete`] directly.
 
@@ -18,6 +24,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
+use md5::{Digest, Md5};
 use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::errors::ParquetError;
 
@@ -41,6 +48,8 @@ pub struct Written {
     pub key: String,
     pub size: u64,
     pub etag: String,
+    /// Another writer of the same name created it with these same bytes.
+    pub adopted: bool,
 }
 
 /// The writer of one object.
@@ -57,6 +66,8 @@ pub struct Upload {
     stats: Arc<WriteStats>,
     /// Set once the object exists.
     written: Option<Written>,
+    /// The ETag S3 gives these bytes in one `PutObject` (set when it is sent).
+    put_etag: Option<String>,
     /// The typed failure behind the last error returned through parquet's writer.
     failure: FailureSlot,
 }
@@ -95,6 +106,7 @@ impl Upload {
             size: 0,
             stats,
             written: None,
+            put_etag: None,
             failure: FailureSlot::default(),
         }
     }
@@ -188,12 +200,56 @@ impl Upload {
     /// Creates the object from what was written: one conditional `PutObject`, or the last
     /// part and a conditional `CompleteMultipartUpload`. On any failure a multipart upload is
     /// aborted before the error is returned.
+    /// A name another writer took is adopted if the object there is these bytes.
     pub async fn complete(&mut self) -> Result<Written, WriteError> {
         let result = self.create().await;
         if result.is_err() {
             self.abort().await;
         }
-        result
+        match result {
+            Err(WriteError::Exists { .. }) if !self.replace => match self.adopt().await {
+                Some(written) => Ok(written),
+                None => result,
+            },
+            result => result,
+        }
+    }
+
+    /// The object at the key, if it is exactly what this writer wrote.
+    async fn adopt(&mut self) -> Option<Written> {
+        let expected = match &self.put_etag {
+            Some(etag) => etag.clone(),
+            None => multipart_etag(&self.parts)?,
+        };
+        self.stats.request();
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .send()
+            .await
+            .ok()?;
+        let etag = head.e_tag()?.trim_matches('"').to_string();
+        let same = etag == expected && head.content_length() == Some(self.size as i64);
+        tracing::info!(
+            bucket = %self.bucket,
+            key = %self.key,
+            same,
+            "the name was taken; the object there is {}these bytes",
+            if same { "" } else { "not " }
+        );
+        if !same {
+            return None;
+        }
+        let written = Written {
+            key: self.key.clone(),
+            size: self.size,
+            etag,
+            adopted: true,
+        };
+        self.written = Some(written.clone());
+        Some(written)
     }
 
     async fn create(&mut self) -> Result<Written, WriteError> {
@@ -201,6 +257,7 @@ impl Upload {
         let etag = match self.upload_id.clone() {
             None => {
                 let len = rest.len() as u64;
+                self.put_etag = Some(hex(&Md5::digest(&rest)));
                 self.stats.request();
                 let out = self
                     .client
@@ -243,7 +300,8 @@ impl Upload {
         let written = Written {
             key: self.key.clone(),
             size: self.size,
-            etag,
+            etag: etag.trim_matches('"').to_string(),
+            adopted: false,
         };
         self.written = Some(written.clone());
         Ok(written)
@@ -294,6 +352,26 @@ impl Upload {
     }
 }
 
+/// S3's ETag of a multipart upload of `parts`: the MD5 of their MD5s, `-` their count.
+/// `None` when a part's ETag is not an MD5 (an encrypted bucket's, say).
+fn multipart_etag(parts: &[CompletedPart]) -> Option<String> {
+    let mut md5s = Vec::with_capacity(parts.len() * 16);
+    for part in parts {
+        let etag = part.e_tag()?.trim_matches('"');
+        if etag.len() != 32 {
+            return None;
+        }
+        for i in (0..32).step_by(2) {
+            md5s.push(u8::from_str_radix(etag.get(i..i + 2)?, 16).ok()?);
+        }
+    }
+    Some(format!("{}-{}", hex(&Md5::digest(&md5s)), parts.len()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl AsyncFileWriter for Upload {
     fn write(&mut self, bs: Bytes) -> BoxFuture<'_, parquet::errors::Result<()>> {
         Box::pin(async move {
@@ -311,5 +389,33 @@ impl AsyncFileWriter for Upload {
                 Err(e) => Err(self.parquet_error(e)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_are_s3s() {
+        // `md5sum` of "hello": S3's PutObject ETag of those bytes.
+        assert_eq!(
+            hex(&Md5::digest(b"hello")),
+            "5d41402abc4b2a76b9719d911017c592"
+        );
+        let part = |etag: &str| CompletedPart::builder().e_tag(etag).part_number(1).build();
+        // A two-part upload of "hello" and "world": the MD5 of the two MD5s, "-2".
+        let parts = [
+            part("\"5d41402abc4b2a76b9719d911017c592\""),
+            part("7d793037a0760186574b0282f2f435e7"),
+        ];
+        let mut both = Vec::new();
+        both.extend(Md5::digest(b"hello"));
+        both.extend(Md5::digest(b"world"));
+        assert_eq!(
+            multipart_etag(&parts).unwrap(),
+            format!("{}-2", hex(&Md5::digest(&both)))
+        );
+        assert!(multipart_etag(&[part("not-an-md5")]).is_none());
     }
 }

@@ -78,8 +78,8 @@ enum Command {
         #[arg(long)]
         external_id: String,
         /// Also grant s3:PutObject, s3:AbortMultipartUpload and s3:DeleteObject under the
-        /// prefix, for COPY INTO (the function's session policy narrows them to each
-        /// statement's own files).
+        /// prefix, and s3:ListBucketMultipartUploads on the bucket, for COPY INTO (the
+        /// function's session policy narrows them to each statement's own files).
         #[arg(long)]
         write: bool,
         /// Also write trust-policy.json and permission-policy.json into this directory.

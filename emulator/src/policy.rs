@@ -7,7 +7,8 @@
 //!   only, conditioned on `StringEquals sts:ExternalId`.
 //! - The **permission policy**, least privilege for one stage: `s3:ListBucket` on the bucket
 //!   with an `s3:prefix` condition, `s3:GetObject` on `prefix/*`, and `s3:PutObject`,
-//!   `s3:AbortMultipartUpload` and `s3:DeleteObject` only when asked for writes (COPY INTO).
+//!   `s3:AbortMultipartUpload` and `s3:DeleteObject` (with `s3:ListBucketMultipartUploads` on
+//!   the bucket) only when asked for writes (COPY INTO).
 
 use serde_json::Value;
 use xstage_core::access::documents;

@@ -188,7 +188,7 @@ impl Files {
                 }
             }
             if !self.open.contains_key(&dir) {
-                self.open_file(&dir).await?;
+                self.open_file(&dir, &chunk).await?;
             }
             self.tick += 1;
             let open = self.open.get_mut(&dir).expect("opened above");
@@ -200,7 +200,7 @@ impl Files {
         Ok(())
     }
 
-    async fn open_file(&mut self, dir: &str) -> Result<(), WriteError> {
+    async fn open_file(&mut self, dir: &str, first: &RecordBatch) -> Result<(), WriteError> {
         if self.open.len() >= MAX_OPEN_PARTITIONS
             && let Some(lru) = self
                 .open
@@ -229,6 +229,7 @@ impl Files {
             Arc::clone(&self.schema),
             upload,
             row_group_bytes,
+            first,
         )?;
         self.open.insert(
             dir.to_string(),

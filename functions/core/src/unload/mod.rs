@@ -26,6 +26,7 @@ pub mod files;
 pub mod format;
 pub mod manifest;
 pub mod names;
+pub mod properties;
 pub mod reconcile;
 pub mod spread;
 pub mod statement;

@@ -33,6 +33,45 @@ pub fn lineitem_part(scale: f64, part: i32, parts: i32, row_group_rows: usize) -
 }
 
 /// TPC-H Q1 over `table` (a stage location such as `@s/lineitem/`).
+/// `lineitem` at `scale` in `parts` files (row groups of `row_group_rows`), generated once
+/// per configuration under the cache (`$XSTAGE_CACHE`, else `~/.cache/xstage`): the
+/// benchmarks' datasets. Returns each file's name and bytes.
+pub fn cached_lineitem(
+    scale: f64,
+    parts: i32,
+    row_group_rows: usize,
+) -> anyhow::Result<Vec<(String, Bytes)>> {
+    use anyhow::Context;
+    use std::path::PathBuf;
+    let cache = std::env::var_os("XSTAGE_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/xstage")))
+        .context("no cache directory")?
+        .join(format!(
+            "bench-fanout/sf{scale}-p{parts}-rg{row_group_rows}"
+        ));
+    std::fs::create_dir_all(&cache)?;
+    let mut files = Vec::new();
+    for part in 1..=parts {
+        let name = format!("part-{part:03}.parquet");
+        let path = cache.join(&name);
+        let body = match std::fs::read(&path) {
+            Ok(b) => Bytes::from(b),
+            Err(_) => {
+                eprint!("\r    generating {name} of {parts}");
+                let body = lineitem_part(scale, part, parts, row_group_rows);
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, &body)?;
+                std::fs::rename(&partial, &path)?;
+                body
+            }
+        };
+        files.push((name, body));
+    }
+    eprintln!();
+    Ok(files)
+}
+
 pub fn q1(table: &str) -> String {
     format!(
         "SELECT l_returnflag, l_linestatus, sum(l_quantity) AS sum_qty, \

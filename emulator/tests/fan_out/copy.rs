@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Only, Service};
-use xstage_tests::invoke::{fan_out_template, serve};
+use xstage_tests::invoke::{fan_out_write_template, serve};
 use xstage_tests::query_cli;
 use xstage_tests::seed::{self, Admin};
 
@@ -19,12 +19,7 @@ use super::{Server, TABLE, WORLD, XSTAGE, call, event, event_at, fanned, single,
 fn writer(timeout_s: u32) -> Server {
     let world = &*WORLD;
     let dir = tempfile::tempdir().unwrap();
-    let template = fan_out_template(dir.path(), timeout_s, None).expect("write the template");
-    let text = std::fs::read_to_string(&template).unwrap().replace(
-        "XSTAGE_FAN_OUT_FUNCTION: StageQuery",
-        "XSTAGE_FAN_OUT_FUNCTION: StageQuery\n          XSTAGE_ALLOW_WRITES: 'true'",
-    );
-    std::fs::write(&template, text).unwrap();
+    let template = fan_out_write_template(dir.path(), timeout_s, None).expect("the template");
     let (process, url) =
         serve(XSTAGE, "xstage-fan-out-copy", &template, &world.endpoint).expect("start serve");
     Server {

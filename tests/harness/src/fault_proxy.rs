@@ -334,9 +334,10 @@ impl FaultProxy {
         faults.push((service, fault, only));
     }
 
-    /// Caps S3 response bodies at `bytes_per_second` per access key: each key (one
-    /// execution environment's assumed-role credentials, or one peer process) has a link of
-    /// its own, as each Lambda execution environment has its own network share.
+    /// Caps S3 response bodies, and request bodies apart, at `bytes_per_second` per access
+    /// key: each key (one execution environment's assumed-role credentials, or one peer
+    /// process) has a link of its own, as each Lambda execution environment has its own
+    /// network share.
     pub fn limit_bandwidth(&self, bytes_per_second: u64) {
         *self.state.bandwidth.lock().unwrap() = Some(bytes_per_second.max(1));
     }
@@ -387,7 +388,7 @@ async fn serve(
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-    let client: Client<HttpConnector, Incoming> =
+    let client: Client<HttpConnector, Body> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     loop {
         let stream = tokio::select! {
@@ -410,7 +411,7 @@ async fn serve(
 
 async fn handle(
     mut request: Request<Incoming>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<HttpConnector, Body>,
     state: Arc<State>,
 ) -> Result<Response<Body>, std::io::Error> {
     let service = if request.method() == hyper::Method::POST && request.uri().path() == "/" {
@@ -467,6 +468,16 @@ async fn handle(
     };
     *request.uri_mut() = uri;
     let parts_headers = request.headers().clone();
+    let rate = *state.bandwidth.lock().unwrap();
+    // An upload takes the link's other direction: its own budget at the same rate.
+    let request = match (rate, service) {
+        (Some(rate), Service::S3) => {
+            let key = format!("{} (up)", access_key(&parts_headers));
+            let state = Arc::clone(&state);
+            request.map(|b| shaped(b, rate, key, state, None))
+        }
+        _ => request.map(|b| b.map_err(std::io::Error::other).boxed()),
+    };
     let response = match client.request(request).await {
         Ok(response) => response,
         Err(_) => return Ok(status(StatusCode::BAD_GATEWAY)),
@@ -476,7 +487,7 @@ async fn handle(
         let rate = *state.bandwidth.lock().unwrap();
         if let (Some(rate), Service::S3) = (rate, service) {
             let key = access_key(&parts_headers);
-            return Ok(response.map(|b| shaped(b, rate, key, state, traffic)));
+            return Ok(response.map(|b| shaped(b, rate, key, state, Some(traffic))));
         }
         return Ok(response.map(|b| {
             b.map_frame(move |frame| {
@@ -525,21 +536,24 @@ fn access_key(headers: &hyper::HeaderMap) -> String {
         .to_string()
 }
 
-/// `body`, its frames let through no faster than `rate` bytes per second on `key`'s link.
+/// `body`, its frames let through no faster than `rate` bytes per second on `key`'s link,
+/// counted in `traffic` (a response's) if given.
 fn shaped(
     body: Incoming,
     rate: u64,
     key: String,
     state: Arc<State>,
-    traffic: Arc<Counters>,
+    traffic: Option<Arc<Counters>>,
 ) -> Body {
     let frames = http_body_util::BodyStream::new(body).then(move |frame| {
-        let (state, traffic, key) = (Arc::clone(&state), Arc::clone(&traffic), key.clone());
+        let (state, traffic, key) = (Arc::clone(&state), traffic.clone(), key.clone());
         async move {
             let frame = frame.map_err(std::io::Error::other)?;
             if let Some(data) = frame.data_ref() {
                 let n = data.len() as u64;
-                traffic.bytes.fetch_add(n, Ordering::SeqCst);
+                if let Some(traffic) = &traffic {
+                    traffic.bytes.fetch_add(n, Ordering::SeqCst);
+                }
                 let cost = Duration::from_secs_f64(n as f64 / rate as f64);
                 let until = {
                     let mut links = state.links.lock().unwrap();

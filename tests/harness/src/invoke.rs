@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use base64::Engine as _;
 
 use crate::process::{ServerCommand, ServerProcess, free_port, http_get, wait_ready};
 use crate::seed;
@@ -48,9 +49,18 @@ pub struct Invoked {
     pub error_type: Option<String>,
     pub body: String,
     pub elapsed: Duration,
+    /// The log's tail (`X-Amz-Log-Result`, decoded): the guest's last lines and the host's
+    /// `REPORT` line.
+    pub log_tail: String,
 }
 
 impl Invoked {
+    /// The invocation's peak memory, from its `REPORT` line's `Max Memory Used: N MB`.
+    pub fn max_memory_mb(&self) -> Option<u64> {
+        let after = self.log_tail.rsplit("Max Memory Used: ").next()?;
+        after.split_whitespace().next()?.parse().ok()
+    }
+
     /// A 200 without a function error.
     pub fn succeeded(&self) -> bool {
         self.status == 200 && self.function_error.is_none()
@@ -96,6 +106,21 @@ Resources:
     Ok(path)
 }
 
+/// [`fan_out_template`] whose function also allows `COPY INTO` (`XSTAGE_ALLOW_WRITES`).
+pub fn fan_out_write_template(
+    dir: &Path,
+    timeout_s: u32,
+    reserved: Option<u32>,
+) -> Result<PathBuf> {
+    let path = fan_out_template(dir, timeout_s, reserved)?;
+    let text = std::fs::read_to_string(&path)?.replace(
+        "XSTAGE_FAN_OUT_FUNCTION: StageQuery",
+        "XSTAGE_FAN_OUT_FUNCTION: StageQuery\n          XSTAGE_ALLOW_WRITES: 'true'",
+    );
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
 /// An agent for `invoke`: no proxy, statuses as values, `timeout` per request.
 pub fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
@@ -112,6 +137,7 @@ pub fn invoke(agent: &ureq::Agent, url: &str, function: &str, payload: &[u8]) ->
     let started = Instant::now();
     let mut response = agent
         .post(&target)
+        .header("X-Amz-Log-Type", "Tail")
         .send(payload)
         .with_context(|| format!("POST {target}"))?;
     let status = response.status().as_u16();
@@ -124,6 +150,10 @@ pub fn invoke(agent: &ureq::Agent, url: &str, function: &str, payload: &[u8]) ->
     };
     let function_error = header("x-amz-function-error");
     let error_type = header("x-amzn-errortype");
+    let log_tail = header("x-amz-log-result")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let body = response
         .body_mut()
         .with_config()
@@ -136,6 +166,7 @@ pub fn invoke(agent: &ureq::Agent, url: &str, function: &str, payload: &[u8]) ->
         error_type,
         body,
         elapsed: started.elapsed(),
+        log_tail,
     })
 }
 

@@ -35,35 +35,6 @@ fn var<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
     }
 }
 
-/// The dataset's files, generated once per scale and part count under the cache.
-fn dataset(scale: f64, parts: i32) -> Result<Vec<(String, Bytes)>> {
-    let cache = std::env::var_os("XSTAGE_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/xstage")))
-        .context("no cache directory")?
-        .join(format!("bench-fanout/sf{scale}-p{parts}"));
-    std::fs::create_dir_all(&cache)?;
-    let mut files = Vec::new();
-    for part in 1..=parts {
-        let name = format!("part-{part:03}.parquet");
-        let path = cache.join(&name);
-        let body = match std::fs::read(&path) {
-            Ok(b) => Bytes::from(b),
-            Err(_) => {
-                eprint!("\r    generating {name} of {parts}");
-                let body = tpch::lineitem_part(scale, part, parts, 122_880);
-                let partial = path.with_extension("partial");
-                std::fs::write(&partial, &body)?;
-                std::fs::rename(&partial, &path)?;
-                body
-            }
-        };
-        files.push((name, body));
-    }
-    eprintln!();
-    Ok(files)
-}
-
 /// One configuration's runs.
 #[derive(Default)]
 struct Measured {
@@ -182,7 +153,7 @@ fn main() -> Result<()> {
 
     eprintln!("==> lineitem at scale {scale} in {parts} files ...");
     let t = Instant::now();
-    let files = dataset(scale, parts)?;
+    let files = tpch::cached_lineitem(scale, parts, 122_880)?;
     let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
     eprintln!(
         "    {:.2} GB in {:.1}s",

@@ -1,6 +1,6 @@
-//! The write benchmark, first slice: `COPY INTO @stage` (xstage, natively) beside DuckDB's
+//! The write benchmark: `COPY INTO @stage` (xstage, natively) beside DuckDB's
 //! `COPY (SELECT …) TO 's3://…'` on the same source in LocalStack, all traffic through one
-//! counting proxy, in one invocation (fan-out writes do not exist yet).
+//! counting proxy, in one invocation; then fanned out ([`fanout`]).
 //!
 //! Per format it prints the bytes each wrote (what S3 holds), the write requests (PutObject,
 //! the multipart calls: the proxy's S3 requests other than GET and HEAD) and the median wall
@@ -8,7 +8,15 @@
 //! build's only (`scripts/bench-unload`), and compares within one run.
 //!
 //! Environment: `XSTAGE_BENCH_RUNS` (3), `XSTAGE_BENCH_UNLOAD_ROWS` (1,000,000 people),
-//! `XSTAGE_PEERS_PYTHON` (the peers venv's python).
+//! `XSTAGE_PEERS_PYTHON` (the peers venv's python), `XSTAGE_BENCH_OUT` (where the fan-out
+//! part's template goes), `XSTAGE_BENCH_UNLOAD_FANOUT` (1: run the fan-out part), and
+//! [`fanout`]'s.
+
+mod fanout;
+
+/// The runtime every AWS client of the benchmark lives on.
+pub(crate) static RUNTIME: std::sync::LazyLock<tokio::runtime::Runtime> =
+    std::sync::LazyLock::new(xstage_tests::runtime);
 
 use std::path::Path;
 use std::time::Instant;
@@ -47,7 +55,7 @@ const CASES: [(&str, &str, &str, &str); 3] = [
 ];
 
 #[derive(Default)]
-struct Measured {
+pub(crate) struct Measured {
     bytes: u64,
     requests: u64,
     ms: Vec<f64>,
@@ -61,7 +69,7 @@ impl Measured {
     }
 }
 
-fn env_number(name: &str, default: usize) -> Result<usize> {
+pub(crate) fn env_number(name: &str, default: usize) -> Result<usize> {
     std::env::var(name)
         .ok()
         .map(|v| v.parse())
@@ -76,7 +84,7 @@ fn main() -> Result<()> {
     let runs = env_number("XSTAGE_BENCH_RUNS", 3)?;
     let rows = env_number("XSTAGE_BENCH_UNLOAD_ROWS", 1_000_000)?;
     let python = std::env::var("XSTAGE_PEERS_PYTHON").context("XSTAGE_PEERS_PYTHON")?;
-    let runtime = xstage_tests::runtime();
+    let runtime = &*RUNTIME;
     eprintln!("==> starting LocalStack ...");
     let endpoint = localstack::localstack().endpoint().to_string();
     let source = fixtures::write_parquet(
@@ -94,23 +102,7 @@ fn main() -> Result<()> {
     })?;
     let proxy = FaultProxy::start(&endpoint)?;
     let mut peers = Peers::start(Path::new(&python), proxy.url())?;
-    let written = |dir: &str| -> Result<u64> {
-        runtime.block_on(async {
-            let out = admin
-                .s3
-                .list_objects_v2()
-                .bucket(seed::BUCKET)
-                .prefix(format!("{}{dir}", seed::PREFIX))
-                .send()
-                .await?;
-            Ok(out
-                .contents()
-                .iter()
-                .filter(|o| !o.key().unwrap_or_default().contains("_xstage_manifest_"))
-                .map(|o| o.size().unwrap_or(0) as u64)
-                .sum())
-        })
-    };
+    let written = |dir: &str| written(&admin, dir);
 
     println!("| format | path | bytes written | write requests | median ms |");
     println!("| --- | --- | ---: | ---: | ---: |");
@@ -178,5 +170,41 @@ fn main() -> Result<()> {
     for (case, ratio) in ratios {
         println!("{case}: xstage writes {ratio:.3}x DuckDB's bytes (target: at most 1.05x)");
     }
+    drop(peers);
+    if env_number("XSTAGE_BENCH_UNLOAD_FANOUT", 1)? == 1 {
+        let out = std::path::PathBuf::from(
+            std::env::var("XSTAGE_BENCH_OUT").unwrap_or_else(|_| "bench-out".into()),
+        );
+        std::fs::create_dir_all(&out)?;
+        fanout::run(&endpoint, &admin, &python, runs.min(2), &out)?;
+    }
     Ok(())
+}
+
+/// The bytes of the data files under `dir` (stage-relative), manifests left out.
+pub(crate) fn written(admin: &seed::Admin, dir: &str) -> Result<u64> {
+    RUNTIME.block_on(async {
+        let mut total = 0;
+        let mut token = None;
+        loop {
+            let page = admin
+                .s3
+                .list_objects_v2()
+                .bucket(seed::BUCKET)
+                .prefix(format!("{}{dir}", seed::PREFIX))
+                .set_continuation_token(token.take())
+                .send()
+                .await?;
+            total += page
+                .contents()
+                .iter()
+                .filter(|o| !o.key().unwrap_or_default().contains("_xstage_manifest_"))
+                .map(|o| o.size().unwrap_or(0) as u64)
+                .sum::<u64>();
+            match page.next_continuation_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(total),
+            }
+        }
+    })
 }

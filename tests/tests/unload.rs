@@ -149,35 +149,7 @@ async fn read(sql: &str, file_format: Option<Value>) -> Value {
 
 /// Stage-relative key → (size, ETag) under `dir` (stage-relative), from the customer's client.
 async fn listed(dir: &str) -> BTreeMap<String, (u64, String)> {
-    let w = world().await;
-    let prefix = format!("{}{dir}", seed::PREFIX);
-    let out = w
-        .admin
-        .s3
-        .list_objects_v2()
-        .bucket(seed::BUCKET)
-        .prefix(&prefix)
-        .send()
-        .await
-        .expect("list");
-    out.contents()
-        .iter()
-        .map(|o| {
-            let key = o
-                .key()
-                .unwrap_or_default()
-                .strip_prefix(seed::PREFIX)
-                .unwrap()
-                .to_string();
-            (
-                key,
-                (
-                    o.size().unwrap_or(0) as u64,
-                    o.e_tag().unwrap_or_default().trim_matches('"').to_string(),
-                ),
-            )
-        })
-        .collect()
+    world().await.admin.list_stage(dir).await.expect("list")
 }
 
 async fn object(key: &str) -> Vec<u8> {
@@ -203,16 +175,12 @@ async fn object(key: &str) -> Vec<u8> {
 /// own directories, as the others may be uploading beside it.
 async fn no_upload_in_progress(dir: &str) {
     let w = world().await;
-    let out = w
+    let prefix = format!("{}{dir}", seed::PREFIX);
+    let open = w
         .admin
-        .s3
-        .list_multipart_uploads()
-        .bucket(seed::BUCKET)
-        .prefix(format!("{}{dir}", seed::PREFIX))
-        .send()
+        .open_uploads(seed::BUCKET, &prefix)
         .await
-        .expect("list uploads");
-    let open: Vec<_> = out.uploads().iter().filter_map(|u| u.key()).collect();
+        .expect("uploads");
     assert!(
         open.is_empty(),
         "incomplete multipart uploads left: {open:?}"

@@ -39,50 +39,17 @@ fn admin() -> Admin {
 
 /// Stage-relative key → (size, ETag) of every object under `dir`.
 fn listed(dir: &str) -> BTreeMap<String, (u64, String)> {
-    let admin = admin();
-    xstage_tests::runtime().block_on(async {
-        let mut out = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let page = admin
-                .s3
-                .list_objects_v2()
-                .bucket(seed::BUCKET)
-                .prefix(format!("{}{dir}", seed::PREFIX))
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .expect("list");
-            for o in page.contents() {
-                let key = o.key().unwrap().strip_prefix(seed::PREFIX).unwrap();
-                let etag = o.e_tag().unwrap_or_default().trim_matches('"').to_string();
-                out.insert(key.to_string(), (o.size().unwrap_or(0) as u64, etag));
-            }
-            match page.next_continuation_token() {
-                Some(t) => token = Some(t.to_string()),
-                None => return out,
-            }
-        }
-    })
+    xstage_tests::runtime()
+        .block_on(admin().list_stage(dir))
+        .expect("list")
 }
 
 /// The keys of the multipart uploads open under `dir`.
 fn open_uploads(dir: &str) -> Vec<String> {
-    let admin = admin();
-    xstage_tests::runtime().block_on(async {
-        let out = admin
-            .s3
-            .list_multipart_uploads()
-            .bucket(seed::BUCKET)
-            .prefix(format!("{}{dir}", seed::PREFIX))
-            .send()
-            .await
-            .expect("list uploads");
-        out.uploads()
-            .iter()
-            .filter_map(|u| u.key().map(str::to_string))
-            .collect()
-    })
+    let prefix = format!("{}{dir}", seed::PREFIX);
+    xstage_tests::runtime()
+        .block_on(admin().open_uploads(seed::BUCKET, &prefix))
+        .expect("list uploads")
 }
 
 /// The statement's manifest, checked against the listing: it lists exactly the data files

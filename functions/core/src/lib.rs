@@ -159,14 +159,7 @@ async fn answer<W>(
     let elapsed_ms = started.elapsed().as_millis() as u64;
     let mut stats = engine::stats(&io, files, connected.sts_calls, elapsed_ms);
     if let Some((g, last)) = gathered {
-        stats.path = result::QueryPath::FanOut;
-        stats.s3_requests += g.s3_requests;
-        stats.bytes_read += g.bytes_read;
-        stats.sts_calls += g.sts_calls;
-        stats.workers = Some(g.workers);
-        stats.invocations = Some(g.invocations);
-        stats.tasks_retried = Some(g.retried);
-        stats.tasks_speculated = Some(g.speculated);
+        g.add_to(&mut stats);
         stats.last_worker_ms = Some(last.as_millis() as u64);
     }
     Ok((writer, stats))

@@ -120,6 +120,65 @@ impl Admin {
         Ok(())
     }
 
+    /// Key → (size, ETag without quotes) of every object under `prefix`.
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<std::collections::BTreeMap<String, (u64, String)>> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .s3
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
+            for o in page.contents() {
+                let etag = o.e_tag().unwrap_or_default().trim_matches('"').to_string();
+                let key = o.key().unwrap_or_default().to_string();
+                out.insert(key, (o.size().unwrap_or(0) as u64, etag));
+            }
+            match page.next_continuation_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// [`Admin::list`] of the seed's stage directory `dir`, keys relative to the stage.
+    pub async fn list_stage(
+        &self,
+        dir: &str,
+    ) -> Result<std::collections::BTreeMap<String, (u64, String)>> {
+        let all = self.list(BUCKET, &format!("{PREFIX}{dir}")).await?;
+        Ok(all
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix(PREFIX).unwrap_or(&k).to_string(), v))
+            .collect())
+    }
+
+    /// The keys of the multipart uploads open under `prefix`.
+    pub async fn open_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
+        let out = self
+            .s3
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .with_context(|| format!("listing the uploads under s3://{bucket}/{prefix}"))?;
+        Ok(out
+            .uploads()
+            .iter()
+            .filter_map(|u| u.key().map(str::to_string))
+            .collect())
+    }
+
     /// Uploads `parts` as one multipart object (every part but the last at least 5 MiB).
     pub async fn put_multipart(&self, bucket: &str, key: &str, parts: Vec<Bytes>) -> Result<()> {
         use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};

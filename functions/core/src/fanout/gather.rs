@@ -63,6 +63,18 @@ pub struct Gathered {
 }
 
 impl Gathered {
+    /// The coordinator's `stats` with the workers' added: the path is `fan_out`.
+    pub fn add_to(&self, stats: &mut crate::result::Stats) {
+        stats.path = crate::result::QueryPath::FanOut;
+        stats.s3_requests += self.s3_requests;
+        stats.bytes_read += self.bytes_read;
+        stats.sts_calls += self.sts_calls;
+        stats.workers = Some(self.workers);
+        stats.invocations = Some(self.invocations);
+        stats.tasks_retried = Some(self.retried);
+        stats.tasks_speculated = Some(self.speculated);
+    }
+
     fn add(&mut self, other: Gathered) {
         self.batches.extend(other.batches);
         self.workers += other.workers;

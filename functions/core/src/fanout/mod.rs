@@ -193,48 +193,103 @@ pub async fn work(
     if let (Some(part), true) = (fragment.part, fragment.children.is_empty()) {
         return crate::unload::spread::work(event, fragment, part, started, memory_limit).await;
     }
-    let ctx = engine::planned_session(&event.stage, memory_limit)?;
     if !fragment.children.is_empty() {
+        let ctx = engine::planned_session(&event.stage, memory_limit)?;
         return inner(event, raw, fragment, started, &ctx).await;
     }
-    // Checked before any credential is asked for.
-    let files =
-        fragment::decode(&fragment.plan, &ctx, &event.stage, fragment::Shape::Partial)?.files;
-    let connected = crate::connect(event).await?;
-    let io = &connected.io;
-    let deferred = engine::prime_planned(
-        &ctx,
-        &event.stage,
-        &connected.store,
-        io,
-        &files,
-        fragment.page_indexes,
+    let leaf = Leaf::ready(
+        event,
+        fragment,
+        fragment::Shape::Partial,
+        None,
         memory_limit,
     )
     .await?;
-    // Decoded again, now over the stage's own store.
-    let checked = fragment::decode(&fragment.plan, &ctx, &event.stage, fragment::Shape::Partial)?;
-    let mut out = partial::PartialWriter::new(&checked.plan.schema())?;
-    let fail = |e: datafusion::error::DataFusionError| engine::failure(io, &checked.names, e);
-    engine::execute(
-        &ctx,
-        checked.plan,
-        &connected.store,
-        io,
-        deferred,
-        memory_limit,
-        &fail,
-        async |batch| out.push(batch).map(|()| true),
-    )
-    .await?;
-    let mut stats = engine::stats(
-        io,
-        checked.files.len() as u64,
-        connected.sts_calls,
-        started.elapsed().as_millis() as u64,
-    );
-    stats.path = QueryPath::Worker;
+    let mut out = partial::PartialWriter::new(&leaf.checked.plan.schema())?;
+    let stats = leaf
+        .run(started, async |batch| out.push(batch).map(|()| true))
+        .await?;
     answer(out, stats)
+}
+
+/// A leaf fragment ready to run: checked, the role assumed (with `session_policy`, if
+/// given), its files' footers read, and decoded again over the stage's own store.
+pub(crate) struct Leaf {
+    ctx: datafusion::prelude::SessionContext,
+    pub checked: fragment::Checked,
+    pub connected: crate::Connected,
+    deferred: engine::footer::Deferred,
+    memory_limit: usize,
+}
+
+impl Leaf {
+    pub(crate) async fn ready(
+        event: &Event,
+        fragment: &Fragment,
+        shape: fragment::Shape,
+        session_policy: Option<String>,
+        memory_limit: usize,
+    ) -> Result<Self> {
+        let ctx = engine::planned_session(&event.stage, memory_limit)?;
+        // Checked before any credential is asked for.
+        let files = fragment::decode(&fragment.plan, &ctx, &event.stage, shape)?.files;
+        let connected = crate::connect_with(event, session_policy).await?;
+        let deferred = engine::prime_planned(
+            &ctx,
+            &event.stage,
+            &connected.store,
+            &connected.io,
+            &files,
+            fragment.page_indexes,
+            memory_limit,
+        )
+        .await?;
+        // Decoded again, now over the stage's own store.
+        let checked = fragment::decode(&fragment.plan, &ctx, &event.stage, shape)?;
+        Ok(Self {
+            ctx,
+            checked,
+            connected,
+            deferred,
+            memory_limit,
+        })
+    }
+
+    /// Runs the fragment into `sink` (until it returns `false`); the worker's stats.
+    pub(crate) async fn run(
+        self,
+        started: Instant,
+        sink: impl AsyncFnMut(&RecordBatch) -> Result<bool>,
+    ) -> Result<Stats> {
+        let Leaf {
+            ctx,
+            checked,
+            connected,
+            deferred,
+            memory_limit,
+        } = self;
+        let io = &connected.io;
+        let fail = |e: datafusion::error::DataFusionError| engine::failure(io, &checked.names, e);
+        engine::execute(
+            &ctx,
+            checked.plan,
+            &connected.store,
+            io,
+            deferred,
+            memory_limit,
+            &fail,
+            sink,
+        )
+        .await?;
+        let mut stats = engine::stats(
+            io,
+            checked.files.len() as u64,
+            connected.sts_calls,
+            started.elapsed().as_millis() as u64,
+        );
+        stats.path = QueryPath::Worker;
+        Ok(stats)
+    }
 }
 
 /// A tree's inner node: its children invoked, their answers reduced into one.

@@ -58,6 +58,8 @@ pub struct Files {
     open: HashMap<String, Open>,
     next_seq: HashMap<String, u32>,
     created: Vec<FileEntry>,
+    /// Why the last [`Files::take`] refused the source's batches.
+    failed: Option<FunctionError>,
     tick: u64,
     /// Encoded bytes per Arrow byte, learned from the files' exact sizes.
     encoded_per_arrow: f64,
@@ -88,6 +90,7 @@ impl Files {
             open: HashMap::new(),
             next_seq: HashMap::new(),
             created: Vec::new(),
+            failed: None,
             tick: 0,
             encoded_per_arrow: 1.0,
         }
@@ -96,6 +99,32 @@ impl Files {
     /// The files created so far, in the order they were completed.
     pub fn created(&self) -> &[FileEntry] {
         &self.created
+    }
+
+    /// The source's sink: writes `batch`, and `false` (stop) once a write failed, its error
+    /// kept for [`Files::end`].
+    pub async fn take(&mut self, batch: &RecordBatch) -> crate::error::Result<bool> {
+        if self.failed.is_some() {
+            return Ok(false);
+        }
+        match self.push(batch).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                self.failed = Some(e.into_function_error());
+                Ok(false)
+            }
+        }
+    }
+
+    /// The end of the source, which ran to `ran`: its error, else a write's, else every
+    /// open file completed; `ran`'s value.
+    pub async fn end<T>(&mut self, ran: crate::error::Result<T>) -> crate::error::Result<T> {
+        let value = ran?;
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        self.finish().await.map_err(|e| e.into_function_error())?;
+        Ok(value)
     }
 
     pub async fn push(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {

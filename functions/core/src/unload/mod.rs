@@ -164,14 +164,7 @@ pub async fn run(
     stats.files_written = Some(writes.objects());
     stats.put_requests = Some(writes.requests());
     if let Some(g) = gathered {
-        stats.path = crate::result::QueryPath::FanOut;
-        stats.s3_requests += g.s3_requests;
-        stats.bytes_read += g.bytes_read;
-        stats.sts_calls += g.sts_calls;
-        stats.workers = Some(g.workers);
-        stats.invocations = Some(g.invocations);
-        stats.tasks_retried = Some(g.retried);
-        stats.tasks_speculated = Some(g.speculated);
+        g.add_to(&mut stats);
         stats.bytes_written = Some(writes.bytes() + g.bytes_written);
         stats.files_written = Some(writes.objects() + g.files_written);
         stats.put_requests = Some(writes.requests() + g.put_requests);
@@ -199,31 +192,17 @@ async fn here(
         physical.schema(),
         Arc::clone(writes),
     );
-    let mut failed: Option<FunctionError> = None;
     let ran = prepared
-        .execute(
-            physical,
-            store,
-            io,
-            memory_limit,
-            async |batch| match files.push(batch).await {
-                Ok(()) => Ok(true),
-                Err(e) => {
-                    failed = Some(e.into_function_error());
-                    Ok(false)
-                }
-            },
-        )
+        .execute(physical, store, io, memory_limit, async |batch| {
+            files.take(batch).await
+        })
         .await;
-    let outcome = match (ran, failed) {
-        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
-        (Ok(()), None) => match files.finish().await {
-            Ok(()) => {
-                let prefix = event.stage.url.prefix();
-                commit(store, prefix, target, files.created(), writes).await
-            }
-            Err(e) => Err(e.into_function_error()),
-        },
+    let outcome = match files.end(ran).await {
+        Ok(()) => {
+            let prefix = event.stage.url.prefix();
+            commit(store, prefix, target, files.created(), writes).await
+        }
+        Err(e) => Err(e),
     };
     match outcome {
         Ok(m) => Ok(m),

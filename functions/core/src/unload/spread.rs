@@ -36,8 +36,8 @@ use crate::error::{FunctionError, Result};
 use crate::event::{Event, Fragment};
 use crate::fanout::fragment::{self, Shape};
 use crate::fanout::split::Split;
-use crate::fanout::{Gathered, Job, tasks};
-use crate::result::{QueryPath, Response};
+use crate::fanout::{Gathered, Job, Leaf, tasks};
+use crate::result::Response;
 
 /// A statement the workers wrote and the coordinator committed.
 pub struct Spread {
@@ -169,74 +169,34 @@ pub async fn work(
              one invocation, not by workers",
         ));
     }
-    let ctx = engine::planned_session(&event.stage, memory_limit)?;
-    // Checked before any credential is asked for.
-    let files = fragment::decode(&fragment.plan, &ctx, &event.stage, Shape::Rows)?.files;
     let policy = documents::write_session_policy(
         &event.connection.role_arn,
         &event.stage.url,
         &target.grant(config.require_if_none_match),
     )?;
-    let connected = crate::connect_with(event, Some(policy)).await?;
-    let io = &connected.io;
-    let deferred = engine::prime_planned(
-        &ctx,
-        &event.stage,
-        &connected.store,
-        io,
-        &files,
-        fragment.page_indexes,
-        memory_limit,
-    )
-    .await?;
-    let checked = fragment::decode(&fragment.plan, &ctx, &event.stage, Shape::Rows)?;
+    let leaf = Leaf::ready(event, fragment, Shape::Rows, Some(policy), memory_limit).await?;
     let writes = Arc::new(WriteStats::default());
+    let store = &leaf.connected.store;
     let mut out = Files::new(
-        connected.store.client().clone(),
-        connected.store.bucket(),
+        store.client().clone(),
+        store.bucket(),
         event.stage.url.prefix(),
         target,
-        checked.plan.schema(),
+        leaf.checked.plan.schema(),
         Arc::clone(&writes),
     );
-    let mut failed = None;
-    let fail = |e: datafusion::error::DataFusionError| engine::failure(io, &checked.names, e);
-    let ran = engine::execute(
-        &ctx,
-        checked.plan,
-        &connected.store,
-        io,
-        deferred,
-        memory_limit,
-        &fail,
-        async |batch| match out.push(batch).await {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                failed = Some(e.into_function_error());
-                Ok(false)
-            }
-        },
-    )
-    .await;
-    let done = match (ran, failed) {
-        (Err(e), _) | (Ok(()), Some(e)) => Err(e),
-        (Ok(()), None) => out.finish().await.map_err(|e| e.into_function_error()),
+    let ran = leaf.run(started, async |batch| out.take(batch).await).await;
+    let mut stats = match out.end(ran).await {
+        Ok(stats) => stats,
+        Err(e) => {
+            // What it created stays: a retry or a duplicate adopts it, and the coordinator
+            // removes whatever the statement does not commit.
+            out.abort().await;
+            return Err(e);
+        }
     };
-    if let Err(e) = done {
-        // What it created stays: a retry or a duplicate adopts it, and the coordinator
-        // removes whatever the statement does not commit.
-        out.abort().await;
-        return Err(e);
-    }
     let mut answer = crate::fanout::partial::PartialWriter::new(&entries_schema())?;
     answer.push(&entries_batch(out.created())?)?;
-    let mut stats = engine::stats(
-        io,
-        checked.files.len() as u64,
-        connected.sts_calls,
-        started.elapsed().as_millis() as u64,
-    );
-    stats.path = QueryPath::Worker;
     stats.bytes_written = Some(writes.bytes());
     stats.files_written = Some(writes.objects());
     stats.put_requests = Some(writes.requests());

@@ -183,28 +183,10 @@ fn main() -> Result<()> {
 
 /// The bytes of the data files under `dir` (stage-relative), manifests left out.
 pub(crate) fn written(admin: &seed::Admin, dir: &str) -> Result<u64> {
-    RUNTIME.block_on(async {
-        let mut total = 0;
-        let mut token = None;
-        loop {
-            let page = admin
-                .s3
-                .list_objects_v2()
-                .bucket(seed::BUCKET)
-                .prefix(format!("{}{dir}", seed::PREFIX))
-                .set_continuation_token(token.take())
-                .send()
-                .await?;
-            total += page
-                .contents()
-                .iter()
-                .filter(|o| !o.key().unwrap_or_default().contains("_xstage_manifest_"))
-                .map(|o| o.size().unwrap_or(0) as u64)
-                .sum::<u64>();
-            match page.next_continuation_token() {
-                Some(t) => token = Some(t.to_string()),
-                None => return Ok(total),
-            }
-        }
-    })
+    let all = RUNTIME.block_on(admin.list(seed::BUCKET, &format!("{}{dir}", seed::PREFIX)))?;
+    Ok(all
+        .iter()
+        .filter(|(key, _)| !key.contains("_xstage_manifest_"))
+        .map(|(_, (size, _))| size)
+        .sum())
 }

@@ -279,15 +279,7 @@ fn the_emulator_answers_through_s3_faults_and_after_them() {
     let agent = agent(Duration::from_secs(120));
     let call = || invoke(&agent, &server.url, FAULTS, &payload).unwrap();
     let faults = [
-        (
-            Fault::s3_error(
-                500,
-                "InternalError",
-                "We encountered an internal error.",
-                &[],
-            ),
-            "ServiceUnavailable",
-        ),
+        (Fault::s3_internal_error(), "ServiceUnavailable"),
         (
             Fault::ResetMidBody { after_bytes: 10 },
             "EndpointUnreachable",

@@ -52,6 +52,15 @@ impl Peers {
     }
 }
 
+/// The request that has DuckDB run `sql` with the seed's role, S3 at `endpoint`.
+pub fn duckdb_sql(sql: &str, endpoint: &str) -> Value {
+    serde_json::json!({
+        "tool": "duckdb", "query": "sql", "sql": sql, "endpoint": endpoint,
+        "region": seed::REGION, "bucket": seed::BUCKET, "prefix": seed::PREFIX,
+        "role_arn": seed::role_arn(), "external_id": seed::EXTERNAL_ID,
+    })
+}
+
 impl Drop for Peers {
     fn drop(&mut self) {
         let _ = self.child.kill();

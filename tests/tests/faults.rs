@@ -121,12 +121,7 @@ fn s3_500s_are_retried_then_service_unavailable() {
     block_on(async {
         let faulted = fault_then_recover(
             Service::S3,
-            Fault::s3_error(
-                500,
-                "InternalError",
-                "We encountered an internal error.",
-                &[],
-            ),
+            Fault::s3_internal_error(),
             "ServiceUnavailable",
             "InternalError",
         )

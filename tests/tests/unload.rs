@@ -153,21 +153,12 @@ async fn listed(dir: &str) -> BTreeMap<String, (u64, String)> {
 }
 
 async fn object(key: &str) -> Vec<u8> {
-    let w = world().await;
-    let out = w
+    world()
+        .await
         .admin
-        .s3
-        .get_object()
-        .bucket(seed::BUCKET)
-        .key(format!("{}{key}", seed::PREFIX))
-        .send()
+        .get_stage(key)
         .await
-        .expect("get");
-    out.body
-        .collect()
-        .await
-        .expect("body")
-        .into_bytes()
+        .expect("get")
         .to_vec()
 }
 
@@ -190,30 +181,12 @@ async fn no_upload_in_progress(dir: &str) {
 /// The answer's rows, the manifest and S3's listing agree: returns the data files listed.
 async fn check_commit(answer: &Value, dir: &str) -> BTreeMap<String, (u64, String)> {
     let query_id = answer["stats"]["query_id"].as_str().expect("a query id");
-    let all = listed(dir).await;
-    let manifest_key = format!("{dir}_xstage_manifest_{query_id}.json");
-    assert!(all.contains_key(&manifest_key), "no manifest in {all:?}");
-    let data: BTreeMap<_, _> = all
-        .into_iter()
-        .filter(|(k, _)| *k != manifest_key)
-        .collect();
-    let manifest: Value =
-        serde_json::from_slice(&object(&manifest_key).await).expect("manifest JSON");
-    let files: BTreeMap<String, (u64, String)> = manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["name"].as_str().unwrap().to_string(),
-                (
-                    f["size"].as_u64().unwrap(),
-                    f["etag"].as_str().unwrap().to_string(),
-                ),
-            )
-        })
-        .collect();
-    assert_eq!(files, data, "the manifest must list exactly what exists");
+    let (manifest, data) = world()
+        .await
+        .admin
+        .committed(dir, query_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let output: u64 = data.values().map(|(size, _)| size).sum();
     let row = &answer["rows"][0];
     assert_eq!(

@@ -37,13 +37,6 @@ fn admin() -> Admin {
     ))
 }
 
-/// Stage-relative key → (size, ETag) of every object under `dir`.
-fn listed(dir: &str) -> BTreeMap<String, (u64, String)> {
-    xstage_tests::runtime()
-        .block_on(admin().list_stage(dir))
-        .expect("list")
-}
-
 /// The keys of the multipart uploads open under `dir`.
 fn open_uploads(dir: &str) -> Vec<String> {
     let prefix = format!("{}{dir}", seed::PREFIX);
@@ -56,36 +49,9 @@ fn open_uploads(dir: &str) -> Vec<String> {
 /// under `dir`, with their sizes and ETags. Returns its files (name → row count).
 fn committed(dir: &str, answer: &Value) -> BTreeMap<String, u64> {
     let query_id = answer["stats"]["query_id"].as_str().expect("a query id");
-    let mut all = listed(dir);
-    let key = format!("{dir}_xstage_manifest_{query_id}.json");
-    assert!(all.remove(&key).is_some(), "no manifest {key} in {all:?}");
-    let admin = admin();
-    let body = xstage_tests::runtime().block_on(async {
-        let out = admin
-            .s3
-            .get_object()
-            .bucket(seed::BUCKET)
-            .key(format!("{}{key}", seed::PREFIX))
-            .send()
-            .await
-            .expect("get the manifest");
-        out.body.collect().await.unwrap().into_bytes()
-    });
-    let manifest: Value = serde_json::from_slice(&body).expect("manifest JSON");
-    let files: BTreeMap<String, (u64, String)> = manifest["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            let name = f["name"].as_str().unwrap().to_string();
-            let size = f["size"].as_u64().unwrap();
-            (name, (size, f["etag"].as_str().unwrap().to_string()))
-        })
-        .collect();
-    assert_eq!(
-        files, all,
-        "the manifest lists exactly what exists under {dir}"
-    );
+    let (manifest, _) = xstage_tests::runtime()
+        .block_on(admin().committed(dir, query_id))
+        .unwrap_or_else(|e| panic!("{e:#}"));
     assert!(
         open_uploads(dir).is_empty(),
         "uploads left: {:?}",

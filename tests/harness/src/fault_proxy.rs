@@ -71,6 +71,16 @@ impl Fault {
         }
     }
 
+    /// S3's 500 `InternalError`, which its SDKs retry.
+    pub fn s3_internal_error() -> Self {
+        Self::s3_error(
+            500,
+            "InternalError",
+            "We encountered an internal error.",
+            &[],
+        )
+    }
+
     /// An S3 (REST-XML) error: `<Error><Code>…</Code><Message>…</Message></Error>`, with extra
     /// response headers such as `x-amz-bucket-region`.
     pub fn s3_error(status: u16, code: &str, message: &str, headers: &[(&str, &str)]) -> Self {

@@ -162,6 +162,48 @@ impl Admin {
             .collect())
     }
 
+    /// The body of the seed's stage object `key` (stage-relative).
+    pub async fn get_stage(&self, key: &str) -> Result<Bytes> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(BUCKET)
+            .key(format!("{PREFIX}{key}"))
+            .send()
+            .await
+            .with_context(|| format!("getting s3://{BUCKET}/{PREFIX}{key}"))?;
+        Ok(out.body.collect().await?.into_bytes())
+    }
+
+    /// The manifest of `COPY INTO` query `query_id` under the stage directory `dir`, checked
+    /// against the listing: it must list exactly the data files there, with their sizes and
+    /// ETags. Returns the manifest and those files (stage-relative name → (size, ETag)).
+    pub async fn committed(
+        &self,
+        dir: &str,
+        query_id: &str,
+    ) -> Result<(Value, std::collections::BTreeMap<String, (u64, String)>)> {
+        let mut data = self.list_stage(dir).await?;
+        let key = format!("{dir}_xstage_manifest_{query_id}.json");
+        anyhow::ensure!(data.remove(&key).is_some(), "no manifest {key} in {data:?}");
+        let manifest: Value = serde_json::from_slice(&self.get_stage(&key).await?)?;
+        let files: std::collections::BTreeMap<String, (u64, String)> = manifest["files"]
+            .as_array()
+            .context("the manifest's files")?
+            .iter()
+            .map(|f| {
+                let name = f["name"].as_str().unwrap_or_default().to_string();
+                let etag = f["etag"].as_str().unwrap_or_default().to_string();
+                (name, (f["size"].as_u64().unwrap_or(u64::MAX), etag))
+            })
+            .collect();
+        anyhow::ensure!(
+            files == data,
+            "the manifest must list exactly what exists under {dir}: it lists {files:?}, S3 holds {data:?}"
+        );
+        Ok((manifest, data))
+    }
+
     /// The keys of the multipart uploads open under `prefix`.
     pub async fn open_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
         let out = self

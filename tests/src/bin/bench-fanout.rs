@@ -22,7 +22,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Service};
 use xstage_tests::invoke::{agent, fan_out_template, invoke, serve};
-use xstage_tests::peers::Peers;
+use xstage_tests::peers::{self, Peers};
 use xstage_tests::{localstack, seed, tpch};
 
 const FUNCTION: &str = "StageQuery";
@@ -104,11 +104,7 @@ fn xstage(server: &str, proxy: &FaultProxy, sql: &str, n: u64, runs: usize) -> M
 /// DuckDB's runs of `sql` through `tests/peers/peers.py`.
 fn duckdb_runs(peers: &mut Peers, proxy: &FaultProxy, sql: &str, runs: usize) -> Measured {
     let mut m = Measured::default();
-    let request = json!({
-        "tool": "duckdb", "query": "sql", "sql": sql, "endpoint": proxy.url(),
-        "region": seed::REGION, "bucket": seed::BUCKET, "prefix": seed::PREFIX,
-        "role_arn": seed::role_arn(), "external_id": seed::EXTERNAL_ID,
-    });
+    let request = peers::duckdb_sql(sql, proxy.url());
     for _ in 0..runs {
         proxy.take_traffic();
         let answer = peers.call(&request);

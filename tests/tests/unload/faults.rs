@@ -33,12 +33,7 @@ fn s3_errors_while_writing_are_retried_or_leave_nothing() {
             let before = proxy.faulted();
             proxy.inject_only(
                 Service::S3,
-                Fault::s3_error(
-                    500,
-                    "InternalError",
-                    "We encountered an internal error.",
-                    &[],
-                ),
+                Fault::s3_internal_error(),
                 Only::path(&dir).times(2),
             );
             let sql = copy_into(&dir);
@@ -83,12 +78,7 @@ fn s3_errors_while_writing_are_retried_or_leave_nothing() {
             let before = proxy.faulted();
             proxy.inject_only(
                 Service::S3,
-                Fault::s3_error(
-                    500,
-                    "InternalError",
-                    "We encountered an internal error.",
-                    &[],
-                ),
+                Fault::s3_internal_error(),
                 Only::path(&dir).method("POST").query("uploadId"),
             );
             let (kind, message) = on(side, through(&proxy, &sql))

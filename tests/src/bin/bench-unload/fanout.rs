@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use xstage_tests::fault_proxy::{Fault, FaultProxy, Service};
 use xstage_tests::invoke::{agent, fan_out_write_template, invoke, serve};
-use xstage_tests::peers::Peers;
+use xstage_tests::peers::{self, Peers};
 use xstage_tests::seed::{self, Admin};
 use xstage_tests::tpch;
 
@@ -123,11 +123,7 @@ pub fn run(endpoint: &str, admin: &Admin, python: &str, runs: usize, out: &Path)
             b = seed::BUCKET,
             p = seed::PREFIX
         );
-        let request = json!({
-            "tool": "duckdb", "query": "sql", "sql": sql, "endpoint": proxy.url(),
-            "region": seed::REGION, "bucket": seed::BUCKET, "prefix": seed::PREFIX,
-            "role_arn": seed::role_arn(), "external_id": seed::EXTERNAL_ID,
-        });
+        let request = peers::duckdb_sql(&sql, proxy.url());
         proxy.take_traffic();
         let answer: Value = peers.call(&request)?;
         let traffic = proxy.take_traffic();

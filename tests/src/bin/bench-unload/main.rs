@@ -24,9 +24,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use parquet::basic::Compression;
-use serde_json::{Value, json};
+use serde_json::Value;
 use xstage_tests::fault_proxy::FaultProxy;
-use xstage_tests::peers::Peers;
+use xstage_tests::peers::{self, Peers};
 use xstage_tests::{fixtures, localstack, run, seed};
 
 const SOURCE: &str = "bench-unload/people.parquet";
@@ -140,11 +140,7 @@ fn main() -> Result<()> {
                 b = seed::BUCKET,
                 p = seed::PREFIX
             );
-            let request = json!({
-                "tool": "duckdb", "query": "sql", "sql": sql, "endpoint": proxy.url(),
-                "region": seed::REGION, "bucket": seed::BUCKET, "prefix": seed::PREFIX,
-                "role_arn": seed::role_arn(), "external_id": seed::EXTERNAL_ID,
-            });
+            let request = peers::duckdb_sql(&sql, proxy.url());
             proxy.take_traffic();
             let answer: Value = peers.call(&request)?;
             if let Some(e) = answer.get("error") {

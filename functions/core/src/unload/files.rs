@@ -2,6 +2,7 @@
 //! (or the one file), cut into chunks so that a file stops before `MAX_FILE_SIZE`; a full
 //! file is completed (created, conditionally) and the next sequence number opened. What was
 //! created is remembered, so a failed statement can delete it, and the manifest can list it.
+//! The files' parts go out while the source runs, driven by the [`Driver`] made with them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use arrow::record_batch::RecordBatch;
 use super::encode::{self, Encoder};
 use super::error::WriteError;
 use super::names;
+use super::overlap::{self, Driver, Overlap};
 use super::stats::WriteStats;
 use super::target::Target;
 use super::upload::Upload;
@@ -55,6 +57,7 @@ pub struct Files {
     /// The schema written (the source's without the partition column).
     schema: SchemaRef,
     stats: Arc<WriteStats>,
+    overlap: Overlap,
     open: HashMap<String, Open>,
     next_seq: HashMap<String, u32>,
     created: Vec<FileEntry>,
@@ -66,6 +69,8 @@ pub struct Files {
 }
 
 impl Files {
+    /// The writer, and the driver of its parts under way, to run beside the source
+    /// ([`Driver::beside`]).
     pub fn new(
         client: aws_sdk_s3::Client,
         bucket: &str,
@@ -73,27 +78,30 @@ impl Files {
         target: Target,
         source: SchemaRef,
         stats: Arc<WriteStats>,
-    ) -> Self {
+    ) -> (Self, Driver) {
+        let (overlap, driver) = overlap::channel();
         let schema = if target.partitioned {
             let fields: Vec<_> = source.fields()[..source.fields().len() - 1].to_vec();
             Arc::new(arrow::datatypes::Schema::new(fields))
         } else {
             source
         };
-        Self {
+        let files = Self {
             client,
             bucket: bucket.to_string(),
             stage_prefix: stage_prefix.to_string(),
             target,
             schema,
             stats,
+            overlap,
             open: HashMap::new(),
             next_seq: HashMap::new(),
             created: Vec::new(),
             failed: None,
             tick: 0,
             encoded_per_arrow: 1.0,
-        }
+        };
+        (files, driver)
     }
 
     /// The files created so far, in the order they were completed.
@@ -248,6 +256,7 @@ impl Files {
             format!("{}{name}", self.stage_prefix),
             self.target.replace,
             Arc::clone(&self.stats),
+            self.overlap.clone(),
         );
         let row_group_bytes = match self.target.partitioned {
             true => encode::ROW_GROUP_BYTES / MAX_OPEN_PARTITIONS,

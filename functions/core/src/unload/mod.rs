@@ -26,6 +26,7 @@ pub mod files;
 pub mod format;
 pub mod manifest;
 pub mod names;
+pub mod overlap;
 pub mod properties;
 pub mod reconcile;
 pub mod spread;
@@ -184,7 +185,7 @@ async fn here(
 ) -> Result<Manifest> {
     let (store, io) = (&connected.store, &connected.io);
     let physical = prepared.physical(io, u64::MAX, false).await?;
-    let mut files = Files::new(
+    let (mut files, uploads) = Files::new(
         store.client().clone(),
         store.bucket(),
         event.stage.url.prefix(),
@@ -192,11 +193,10 @@ async fn here(
         physical.schema(),
         Arc::clone(writes),
     );
-    let ran = prepared
-        .execute(physical, store, io, memory_limit, async |batch| {
-            files.take(batch).await
-        })
-        .await;
+    let run = prepared.execute(physical, store, io, memory_limit, async |batch| {
+        files.take(batch).await
+    });
+    let ran = uploads.beside(run).await;
     let outcome = match files.end(ran).await {
         Ok(()) => {
             let prefix = event.stage.url.prefix();
@@ -228,6 +228,7 @@ async fn commit(
         format!("{prefix}{}", target.manifest()),
         false,
         Arc::clone(writes),
+        overlap::Overlap::none(),
     );
     let written = async {
         upload.write(&manifest.to_bytes()).await?;

@@ -177,7 +177,7 @@ pub async fn work(
     let leaf = Leaf::ready(event, fragment, Shape::Rows, Some(policy), memory_limit).await?;
     let writes = Arc::new(WriteStats::default());
     let store = &leaf.connected.store;
-    let mut out = Files::new(
+    let (mut out, uploads) = Files::new(
         store.client().clone(),
         store.bucket(),
         event.stage.url.prefix(),
@@ -185,7 +185,9 @@ pub async fn work(
         leaf.checked.plan.schema(),
         Arc::clone(&writes),
     );
-    let ran = leaf.run(started, async |batch| out.take(batch).await).await;
+    let ran = uploads
+        .beside(leaf.run(started, async |batch| out.take(batch).await))
+        .await;
     let mut stats = match out.end(ran).await {
         Ok(stats) => stats,
         Err(e) => {

@@ -14,21 +14,29 @@
 //! deterministic for (query id, part, sequence), so a retried or speculative writer of the
 //! same share finds its own files and goes on, instead of failing the task.
 //!
+//! A full part is not waited for: its `UploadPart` is started and handed to the statement's
+//! [`Overlap`], and the writer goes on encoding while it is sent; it waits only when more
+//! than [`PARTS_IN_FLIGHT`] are under way, and for all of them before it completes. Memory
+//! holds the part being filled and those under way.
+//!
 //! [`Upload`] is a parquet [`AsyncFileWriter`], so Parquet's `AsyncArrowWriter` writes
 //! through it; the text formats call [`Upload::write`] and [`Upload::complete`] directly.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use md5::{Digest, Md5};
 use parquet::arrow::async_writer::AsyncFileWriter;
 use parquet::errors::ParquetError;
 
 use super::error::{WriteError, map_write};
+use super::overlap::{Overlap, Sent};
 use super::stats::WriteStats;
 use crate::aws_error::AwsFailure;
 
@@ -41,6 +49,10 @@ const PARTS_PER_DOUBLING: usize = 1000;
 const _: () = assert!(FIRST_PART >= MIN_PART);
 /// S3's most parts in one upload.
 pub const MAX_PARTS: usize = 10_000;
+/// Parts of one upload sent while the next fills: enough to keep its link busy while the
+/// encoder works (a part takes about as long to send as to produce), few enough that memory
+/// holds two parts per open file.
+pub const PARTS_IN_FLIGHT: usize = 1;
 
 /// What a created object is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +73,11 @@ pub struct Upload {
     replace: bool,
     buffer: BytesMut,
     upload_id: Option<String>,
+    /// The parts S3 has, in order.
     parts: Vec<CompletedPart>,
+    /// The parts under way, in order: number, length, the request.
+    sending: VecDeque<(i32, u64, Sent)>,
+    overlap: Overlap,
     size: u64,
     stats: Arc<WriteStats>,
     /// Set once the object exists.
@@ -94,6 +110,7 @@ impl Upload {
         key: String,
         replace: bool,
         stats: Arc<WriteStats>,
+        overlap: Overlap,
     ) -> Self {
         Self {
             client,
@@ -103,6 +120,8 @@ impl Upload {
             buffer: BytesMut::new(),
             upload_id: None,
             parts: Vec::new(),
+            sending: VecDeque::new(),
+            overlap,
             size: 0,
             stats,
             written: None,
@@ -142,12 +161,18 @@ impl Upload {
     }
 
     fn part_size(&self) -> usize {
-        let doublings = (self.parts.len() / PARTS_PER_DOUBLING).min(8) as u32;
+        let doublings = (self.started() / PARTS_PER_DOUBLING).min(8) as u32;
         FIRST_PART << doublings
     }
 
+    /// Parts sent or under way.
+    fn started(&self) -> usize {
+        self.parts.len() + self.sending.len()
+    }
+
+    /// Starts sending `part`, then waits for the oldest parts while too many are under way.
     async fn send_part(&mut self, part: Bytes) -> Result<(), WriteError> {
-        if self.parts.len() + 1 >= MAX_PARTS {
+        if self.started() + 1 >= MAX_PARTS {
             return Err(WriteError::failed(crate::FunctionError::new(
                 crate::ErrorKind::ResourcesExhausted,
                 format!(
@@ -173,27 +198,56 @@ impl Upload {
                 id
             }
         };
-        let number = self.parts.len() as i32 + 1;
+        let number = self.started() as i32 + 1;
         let len = part.len() as u64;
         self.stats.request();
-        let out = self
+        let request = self
             .client
             .upload_part()
             .bucket(&self.bucket)
             .key(&self.key)
-            .upload_id(&upload_id)
+            .upload_id(upload_id)
             .part_number(number)
-            .body(ByteStream::from(part))
-            .send()
+            .body(ByteStream::from(part));
+        let sent: Sent = async move {
+            match request.send().await {
+                Ok(out) => Ok(out.e_tag().map(str::to_string)),
+                Err(e) => Err(AwsFailure::from_sdk(&e)),
+            }
+        }
+        .boxed()
+        .shared();
+        self.overlap.start(&sent);
+        self.sending.push_back((number, len, sent));
+        while self.sending.len() > PARTS_IN_FLIGHT {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the oldest part under way.
+    async fn settle_one(&mut self) -> Result<(), WriteError> {
+        let Some((number, len, sent)) = self.sending.pop_front() else {
+            return Ok(());
+        };
+        let etag = sent
             .await
-            .map_err(|e| self.fail("UploadPart", &AwsFailure::from_sdk(&e)))?;
+            .map_err(|failure| self.fail("UploadPart", &failure))?;
         self.stats.wrote(len);
         self.parts.push(
             CompletedPart::builder()
                 .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_string))
+                .set_e_tag(etag)
                 .build(),
         );
+        Ok(())
+    }
+
+    /// Waits for every part under way.
+    async fn settle(&mut self) -> Result<(), WriteError> {
+        while !self.sending.is_empty() {
+            self.settle_one().await?;
+        }
         Ok(())
     }
 
@@ -276,6 +330,7 @@ impl Upload {
                 if !rest.is_empty() {
                     self.send_part(rest).await?;
                 }
+                self.settle().await?;
                 self.stats.request();
                 let out = self
                     .client
@@ -311,6 +366,11 @@ impl Upload {
     /// upload that cannot be aborted is named in the log (a bucket lifecycle rule
     /// `AbortIncompleteMultipartUpload` removes it).
     pub async fn abort(&mut self) {
+        // Parts still under way are let finish first: one landing after the abort would
+        // leave the upload's storage behind.
+        for (_, _, sent) in std::mem::take(&mut self.sending) {
+            let _ = sent.await;
+        }
         let Some(upload_id) = self.upload_id.take() else {
             return;
         };

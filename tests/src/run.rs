@@ -129,3 +129,16 @@ pub async fn wasi_streamed(function: &Function, event: &Value) -> (Streamed, Inv
     };
     ((body, error), invocation.stats)
 }
+
+/// The SQL types of an answer's columns, in order.
+pub fn column_types(answer: &Value) -> Vec<&str> {
+    answer["schema"]
+        .as_array()
+        .map(|columns| {
+            columns
+                .iter()
+                .map(|c| c["type"].as_str().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default()
+}

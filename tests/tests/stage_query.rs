@@ -595,12 +595,7 @@ fn types_are_encoded_losslessly() {
         let w = world().await;
         let v = query("SELECT * FROM @databend_test/types.parquet").await;
         assert_eq!(rows(&v), &w.types_expected);
-        let types: Vec<&str> = v["schema"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["type"].as_str().unwrap())
-            .collect();
+        let types = run::column_types(&v);
         assert_eq!(types[1], "DECIMAL(12, 4)");
         assert_eq!(types[2], "TIMESTAMP(6) WITH TIME ZONE");
     })

@@ -26,6 +26,8 @@ mod exactly_once;
 mod faults;
 #[path = "unload/layout.rs"]
 mod layout;
+#[path = "unload/stages.rs"]
+mod stages;
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(xstage_tests::runtime);
 

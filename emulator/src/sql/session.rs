@@ -230,36 +230,57 @@ impl Session {
         })
     }
 
-    /// The event a query becomes.
+    /// The event a query becomes: the stage it reads as `stage`, and a `COPY INTO`'s
+    /// target, when it is another stage of the same connection, under `stages`.
     pub fn event(&self, sql: &str) -> Result<Value, SqlError> {
         let catalog = self.store.read()?;
-        let stages = referenced_stages(sql)?;
-        let name = match stages.as_slice() {
-            [one] => one,
-            [] => {
+        let (read, target) = referenced_stages(sql)?;
+        let first = match (read.as_slice(), &target) {
+            ([one], _) => one.clone(),
+            ([], Some(target)) => target.clone(),
+            ([], None) => {
                 return Err(SqlError::Invalid(
                     "the query reads no stage; xstage reads Parquet files through a stage, e.g. \
                      SELECT * FROM @my_stage/file.parquet LIMIT 10"
                         .into(),
                 ));
             }
-            many => {
+            (many, _) => {
                 return Err(SqlError::Invalid(format!(
                     "the query reads stages {}; one query reads one stage",
                     join(many.iter())
                 )));
             }
         };
-        let (stage_name, stage) = catalog
-            .stages
-            .get_key_value(name.as_str())
-            .or_else(|| catalog.stages.get_key_value(&name.to_ascii_lowercase()))
-            .ok_or_else(|| unknown("stage", name, catalog.stages.keys()))?;
-        let conn = resolve_connection(&catalog, stage_name, stage)?;
-        let connection_name = stage
-            .connection_name
-            .clone()
-            .unwrap_or_else(|| stage_name.clone());
+        let mut names = vec![first];
+        if let Some(target) = target
+            && !target.eq_ignore_ascii_case(&names[0])
+        {
+            names.push(target);
+        }
+        // Each stage as the statement names it, with its connection.
+        let mut stages = Vec::new();
+        for name in &names {
+            let (stage_name, stage) = catalog
+                .stages
+                .get_key_value(name.as_str())
+                .or_else(|| catalog.stages.get_key_value(&name.to_ascii_lowercase()))
+                .ok_or_else(|| unknown("stage", name, catalog.stages.keys()))?;
+            let conn = resolve_connection(&catalog, stage_name, stage)?;
+            let connection_name = stage
+                .connection_name
+                .clone()
+                .unwrap_or_else(|| stage_name.clone());
+            stages.push((name, stage, conn, connection_name));
+        }
+        let (_, _, conn, connection_name) = &stages[0];
+        if let Some((name, _, _, other)) = stages.iter().find(|s| &s.2 != conn) {
+            return Err(SqlError::Invalid(format!(
+                "COPY INTO @{name} writes through connection {other}, and the statement reads @{} \
+                 through connection {connection_name}; a statement uses one connection",
+                stages[0].0
+            )));
+        }
         let mut connection = json!({
             "name": connection_name,
             "storage_type": "s3",
@@ -275,17 +296,22 @@ impl Session {
                 connection[key] = json!(v);
             }
         }
-        // The query names the stage as written; the event names it the same way.
-        let mut event_stage =
-            json!({"name": name, "url": stage.url, "connection_name": connection_name});
-        if let Some(format) = &stage.file_format {
-            event_stage["file_format"] = json!(format);
-        }
-        let event = json!({
+        // The query names each stage as written; the event names it the same way.
+        let event_stage = |(name, stage, _, _): &(&String, &Stage, Connection, String)| {
+            let mut s = json!({"name": name, "url": stage.url, "connection_name": connection_name});
+            if let Some(format) = &stage.file_format {
+                s["file_format"] = json!(format);
+            }
+            s
+        };
+        let mut event = json!({
             "connection": connection,
-            "stage": event_stage,
+            "stage": event_stage(&stages[0]),
             "query": sql,
         });
+        if stages.len() > 1 {
+            event["stages"] = stages[1..].iter().map(event_stage).collect();
+        }
         check(&event)?;
         Ok(event)
     }
@@ -391,6 +417,7 @@ fn check(event: &Value) -> Result<(), SqlError> {
     };
     let event = Event::from_json(event.clone()).map_err(failed)?;
     let statement = xstage_core::sql::rewrite(&event.query).map_err(failed)?;
+    let event = event.reading(&statement.stages_read()).map_err(failed)?;
     if let xstage_core::sql::Statement::Copy(copy) = &statement {
         xstage_core::unload::check(copy, &event).map_err(failed)?;
     }
@@ -398,32 +425,21 @@ fn check(event: &Value) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// The stage names a query reads, as the function's SQL layer finds them.
-fn referenced_stages(sql: &str) -> Result<Vec<String>, SqlError> {
-    use xstage_core::sql::{Statement as Rewritten, TableSource, rewrite};
+/// The stage names a statement reads, as the function's SQL layer finds them, and a
+/// `COPY INTO`'s target's.
+fn referenced_stages(sql: &str) -> Result<(Vec<String>, Option<String>), SqlError> {
+    use xstage_core::sql::{Statement as Rewritten, rewrite};
     let rewritten = rewrite(sql).map_err(|e| SqlError::Invalid(e.to_string()))?;
-    let tables = |tables: Vec<xstage_core::sql::Table>| -> Vec<String> {
-        tables
-            .into_iter()
-            .map(|t| match t.source {
-                TableSource::Files(r) | TableSource::InferSchema(r) => r.stage,
-            })
-            .collect()
+    let read = rewritten
+        .stages_read()
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let target = match &rewritten {
+        Rewritten::Copy(copy) => Some(copy.stage.clone()),
+        _ => None,
     };
-    let mut names: Vec<String> = match rewritten {
-        Rewritten::List(r) => vec![r.stage],
-        Rewritten::Query { tables: t, .. } => tables(t),
-        Rewritten::Copy(copy) => {
-            let mut names = vec![copy.stage.clone()];
-            if let Rewritten::Query { tables: t, .. } = *copy.source {
-                names.extend(tables(t));
-            }
-            names
-        }
-    };
-    names.sort();
-    names.dedup();
-    Ok(names)
+    Ok((read, target))
 }
 
 /// Validates a connection with the function's own rules, so a bad ARN or ExternalId is

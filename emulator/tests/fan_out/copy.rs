@@ -89,6 +89,58 @@ fn fingerprint(server: &Server, from: &str, file_format: Option<Value>) -> Value
     call(&server.url, &e)["rows"].clone()
 }
 
+/// Fanned out into another stage of the connection: the workers read the event's stage and
+/// write the target's, whose manifest lists exactly what they wrote.
+#[test]
+fn a_fanned_out_copy_writes_another_stage() {
+    let server = writer(120);
+    let source = format!("SELECT l_orderkey, l_linenumber, l_comment FROM {TABLE}");
+    let expected = fingerprint(&server, &format!("({source})"), None);
+    // `curated` lies under the seed stage, so the seed stage reads back what it holds.
+    let mut e = event(
+        &format!("COPY INTO @curated/many/ FROM ({source})"),
+        fanned(),
+    );
+    e["stages"] = json!([{
+        "name": "curated",
+        "url": format!("s3://{}/{}copy-curated/", seed::BUCKET, seed::PREFIX),
+        "connection_name": seed::CONNECTION,
+    }]);
+    let many = call(&server.url, &e);
+    assert_eq!(many["stats"]["path"], json!("fan_out"), "{many}");
+    assert!(many["stats"]["workers"].as_u64().unwrap() >= 2, "{many}");
+    // The manifest, in the target, lists exactly what is there (names relative to it).
+    let dir = "copy-curated/many/";
+    let query_id = many["stats"]["query_id"].as_str().unwrap();
+    let manifest_key = format!("{dir}_xstage_manifest_{query_id}.json");
+    let admin = admin();
+    let (mut listed, manifest) = xstage_tests::runtime().block_on(async {
+        let listed = admin.list_stage(dir).await.expect("list");
+        let manifest = admin.get_stage(&manifest_key).await.expect("the manifest");
+        (listed, manifest)
+    });
+    assert!(listed.remove(&manifest_key).is_some());
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    let named: BTreeMap<String, u64> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let name = format!("copy-curated/{}", f["name"].as_str().unwrap());
+            (name, f["size"].as_u64().unwrap())
+        })
+        .collect();
+    let sizes: BTreeMap<String, u64> = listed.into_iter().map(|(k, (s, _))| (k, s)).collect();
+    assert_eq!(named, sizes);
+    assert!(open_uploads(dir).is_empty(), "{:?}", open_uploads(dir));
+    let parts: std::collections::BTreeSet<String> = named.keys().map(|n| part_of(n)).collect();
+    assert!(parts.len() >= 2, "each worker its part: {named:?}");
+    assert_eq!(
+        fingerprint(&server, "@databend_test/copy-curated/many/", None),
+        expected
+    );
+}
+
 #[test]
 fn a_fanned_out_copy_writes_the_rows_one_invocation_writes() {
     let server = writer(120);

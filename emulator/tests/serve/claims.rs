@@ -119,7 +119,8 @@ print(json.dumps({"throttled": throttled, "status": event["StatusCode"],
 }
 
 /// "`xstage sql`: `COPY INTO` then `LIST` then `SELECT` over what it wrote, as a user would
-/// type them", with the repository's own template and its `AllowWrites` parameter.
+/// type them", with the repository's own template and its `AllowWrites` parameter; then a
+/// `COPY INTO` another stage of the connection, read back from there.
 #[test]
 fn xstage_sql_copies_into_the_stage_then_lists_and_reads_it() {
     let _ = &*WORLD;
@@ -134,8 +135,12 @@ fn xstage_sql_copies_into_the_stage_then_lists_and_reads_it() {
         &script,
         format!(
             "{}\nCOPY INTO @databend_test/sql-copy/ FROM @databend_test/test.parquet;\n\
-             LIST @databend_test/sql-copy/;\nSELECT count(*) AS n, sum(id) AS ids FROM @databend_test/sql-copy/;\n",
-            creates.join("\n")
+             LIST @databend_test/sql-copy/;\nSELECT count(*) AS n, sum(id) AS ids FROM @databend_test/sql-copy/;\n\
+             CREATE STAGE curated URL='s3://{}/sql-curated/' CONNECTION=(CONNECTION_NAME='databend_test');\n\
+             COPY INTO @curated/p/ FROM @databend_test/sql-copy/;\n\
+             SELECT count(*) AS n2, sum(id) AS ids2 FROM @curated/p/;\n",
+            creates.join("\n"),
+            seed::BUCKET
         ),
     )
     .unwrap();
@@ -191,6 +196,11 @@ fn xstage_sql_copies_into_the_stage_then_lists_and_reads_it() {
     let ids: i64 = WORLD.people.iter().map(|p| p.id).sum();
     assert!(
         stdout.contains(&format!("n,ids\r\n{ROWS},{ids}\r\n")),
+        "{stdout}"
+    );
+    // Into another stage of the connection, and read back from there.
+    assert!(
+        stdout.contains(&format!("n2,ids2\r\n{ROWS},{ids}\r\n")),
         "{stdout}"
     );
 }

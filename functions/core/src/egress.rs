@@ -27,13 +27,20 @@ pub fn endpoints(event: &[u8], region: &str) -> Vec<String> {
     } else {
         "amazonaws.com"
     };
-    let bucket = event.stage.url.bucket();
-    let s3 = if bucket.contains('.') {
-        format!("https://s3.{region}.{suffix}")
-    } else {
-        format!("https://{bucket}.s3.{region}.{suffix}")
-    };
-    vec![format!("https://sts.{region}.{suffix}"), s3]
+    let mut urls = vec![format!("https://sts.{region}.{suffix}")];
+    // Every stage's bucket: a COPY INTO may write to another stage of the connection.
+    for stage in event.all_stages() {
+        let bucket = stage.url.bucket();
+        let s3 = if bucket.contains('.') {
+            format!("https://s3.{region}.{suffix}")
+        } else {
+            format!("https://{bucket}.s3.{region}.{suffix}")
+        };
+        if !urls.contains(&s3) {
+            urls.push(s3);
+        }
+    }
+    urls
 }
 
 #[cfg(test)]
@@ -71,6 +78,22 @@ mod tests {
             [
                 "https://sts.cn-north-1.amazonaws.com.cn",
                 "https://s3.cn-north-1.amazonaws.com.cn"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_stages_bucket_is_reached() {
+        let mut e: serde_json::Value =
+            serde_json::from_slice(&event(json!({}), "s3://raw/p/")).unwrap();
+        e["stages"] =
+            json!([{"name": "out", "url": "s3://cur/o/"}, {"name": "o2", "url": "s3://raw/q/"}]);
+        assert_eq!(
+            endpoints(&serde_json::to_vec(&e).unwrap(), "eu-west-1"),
+            [
+                "https://sts.eu-west-1.amazonaws.com",
+                "https://raw.s3.eu-west-1.amazonaws.com",
+                "https://cur.s3.eu-west-1.amazonaws.com"
             ]
         );
     }

@@ -60,6 +60,7 @@ pub async fn handle(raw: serde_json::Value) -> Result<Response, FunctionError> {
     let started = Instant::now();
     let event = Event::from_json(raw.clone())?;
     access::Access::from_env()?.check(&event.connection)?;
+    let event = reading(event)?;
     if let Some(fragment) = &event.fragment {
         return fanout::work(&event, &raw, fragment, started, memory_limit()).await;
     }
@@ -91,8 +92,9 @@ pub async fn handle_streaming<S: result::stream::Sink>(
     sink: S,
 ) -> Result<u64, FunctionError> {
     let started = Instant::now();
-    let mut event = Event::from_json(raw.clone())?;
+    let event = Event::from_json(raw.clone())?;
     access::Access::from_env()?.check(&event.connection)?;
+    let mut event = reading(event)?;
     if event.fragment.is_some() {
         return Err(FunctionError::invalid_event(
             "a fan-out worker's event is invoked with Invoke, not streamed",
@@ -110,6 +112,12 @@ pub async fn handle_streaming<S: result::stream::Sink>(
     )
     .await?;
     writer.finish(&stats).await
+}
+
+/// The event with the stage its statement reads as its `stage` ([`event::stages`]).
+fn reading(event: Event) -> Result<Event, FunctionError> {
+    let statement = sql::rewrite(&event.query)?;
+    event.reading(&statement.stages_read())
 }
 
 /// Plans and runs the event's query (fanned out if it asks and it pays), starting the answer

@@ -182,12 +182,7 @@ fn a_csv_with_a_header_reads_its_names_and_types() {
         .await;
         let want: Vec<Value> = t.people[..3].iter().map(Person::json).collect();
         assert_eq!(rows(&v), &want);
-        let types: Vec<&str> = v["schema"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["type"].as_str().unwrap())
-            .collect();
+        let types = run::column_types(&v);
         assert_eq!(types, ["BIGINT", "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN"]);
     })
 }

@@ -242,3 +242,52 @@ fn responses_become_rows_and_a_status() {
         "1 row read in 0.012 sec. Processed 1 file, 2.00 KiB in 2 S3 requests"
     );
 }
+
+/// A COPY INTO from one stage into another of the same connection: the stage it reads is
+/// the event's `stage`, the target goes under `stages`; through another connection, refused.
+#[test]
+fn a_copy_into_another_stage_carries_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = session(dir.path());
+    run(&mut s, CONNECTION).unwrap();
+    run(
+        &mut s,
+        &(STAGE.replace("databend_test URL", "raw URL") + " FILE_FORMAT = (TYPE = CSV)"),
+    )
+    .unwrap();
+    run(
+        &mut s,
+        &STAGE.replace(
+            "databend_test URL='s3://test-bucket-123/optional/prefix/'",
+            "cur URL='s3://other-bucket/cur/'",
+        ),
+    )
+    .unwrap();
+    let event = s
+        .event("COPY INTO @cur/out/ FROM @raw/in/ FILE_FORMAT = (TYPE = PARQUET)")
+        .unwrap();
+    assert_eq!(event["stage"]["name"], json!("raw"));
+    assert_eq!(event["stage"]["file_format"]["TYPE"], json!("CSV"));
+    assert_eq!(
+        event["stages"],
+        json!([{"name": "cur", "url": "s3://other-bucket/cur/", "connection_name": "databend_test"}])
+    );
+    let parsed = Event::from_json(event).expect("the function accepts it");
+    assert_eq!(parsed.stages[0].url.bucket(), "other-bucket");
+
+    run(
+        &mut s,
+        "CREATE CONNECTION other STORAGE_TYPE='s3' ROLE_ARN='arn:aws:iam::987654321987:role/other'",
+    )
+    .unwrap();
+    run(
+        &mut s,
+        "CREATE STAGE elsewhere URL='s3://bucket-3/' CONNECTION=(CONNECTION_NAME='other')",
+    )
+    .unwrap();
+    let err = s
+        .event("COPY INTO @elsewhere FROM @raw/in/")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a statement uses one connection"), "{err}");
+}

@@ -139,11 +139,13 @@ pub struct WriteGrant {
     pub require_if_none_match: bool,
 }
 
-/// The inline session policy of an `AssumeRole` for a `COPY INTO`: read the stage (the
-/// source), create only `grant`'s keys, abort their multipart uploads and delete them (a
-/// failed statement removes what it wrote); nothing else.
+/// The inline session policy of an `AssumeRole` for a `COPY INTO`: read the stage it reads
+/// (`source`) and the target's stage (`stage`: its manifest, and the names it checks and
+/// cleans up), create only `grant`'s keys in `stage`, abort their multipart uploads and
+/// delete them (a failed statement removes what it wrote); nothing else.
 pub fn write_session_policy(
     role_arn: &str,
+    source: &StageUrl,
     stage: &StageUrl,
     grant: &WriteGrant,
 ) -> Result<String> {
@@ -158,7 +160,16 @@ pub fn write_session_policy(
         )
     };
     let created: Vec<String> = grant.create.iter().map(object).collect();
-    let mut statements = stage_statements(partition, stage, false);
+    let mut statements = stage_statements(partition, source, false);
+    if stage != source {
+        for (mut read, sid) in stage_statements(partition, stage, false)
+            .into_iter()
+            .zip(["ListTheTarget", "ReadTheTarget"])
+        {
+            read["Sid"] = json!(sid);
+            statements.push(read);
+        }
+    }
     statements.push(json!({
         "Sid": "CreateThisStatementsFiles",
         "Effect": "Allow",
@@ -319,7 +330,9 @@ mod tests {
     fn write_sessions_create_only_their_names() {
         let role = "arn:aws:iam::123456789012:role/r";
         let grant = out_q1();
-        let policy = write_session_policy(role, &stage("s3://b-1/p*/"), &grant).unwrap();
+        let policy =
+            write_session_policy(role, &stage("s3://b-1/p*/"), &stage("s3://b-1/p*/"), &grant)
+                .unwrap();
         let v: Value = serde_json::from_str(&policy).unwrap();
         let s = v["Statement"].as_array().unwrap();
         assert_eq!(s[1]["Action"], json!("s3:GetObject"));
@@ -344,7 +357,8 @@ mod tests {
             require_if_none_match: false,
             ..grant.clone()
         };
-        let policy = write_session_policy(role, &stage("s3://b-1/p/"), &off).unwrap();
+        let policy =
+            write_session_policy(role, &stage("s3://b-1/p/"), &stage("s3://b-1/p/"), &off).unwrap();
         assert!(!policy.contains("if-none-match"), "{policy}");
 
         let raw = WriteGrant {
@@ -352,7 +366,8 @@ mod tests {
             replace: Some("out/result.csv".into()),
             require_if_none_match: true,
         };
-        let policy = write_session_policy(role, &stage("s3://b-1/p/"), &raw).unwrap();
+        let policy =
+            write_session_policy(role, &stage("s3://b-1/p/"), &stage("s3://b-1/p/"), &raw).unwrap();
         let v: Value = serde_json::from_str(&policy).unwrap();
         assert_eq!(
             v["Statement"][4]["Resource"],
@@ -365,11 +380,48 @@ mod tests {
         );
     }
 
+    /// A COPY from one stage into another: it reads both (the target for its checks), and
+    /// creates only in the target.
+    #[test]
+    fn a_copy_into_another_stage_reads_the_source_and_creates_in_the_target() {
+        let role = "arn:aws:iam::123456789012:role/r";
+        let (raw, cur) = (stage("s3://b-1/raw/"), stage("s3://b-2/cur/"));
+        let policy = write_session_policy(role, &raw, &cur, &out_q1()).unwrap();
+        let v: Value = serde_json::from_str(&policy).unwrap();
+        let s = v["Statement"].as_array().unwrap();
+        let sids: Vec<&str> = s.iter().map(|x| x["Sid"].as_str().unwrap()).collect();
+        assert_eq!(
+            sids,
+            [
+                "ListTheStage",
+                "ReadTheStage",
+                "ListTheTarget",
+                "ReadTheTarget",
+                "CreateThisStatementsFiles",
+                "FindOpenUploads",
+                "NeverReplaceAFile"
+            ]
+        );
+        assert_eq!(s[1]["Resource"], json!("arn:aws:s3:::b-1/raw/*"));
+        assert_eq!(s[3]["Resource"], json!("arn:aws:s3:::b-2/cur/*"));
+        assert_eq!(
+            s[4]["Resource"][0],
+            json!("arn:aws:s3:::b-2/cur/out/data_q-1_*")
+        );
+        assert_eq!(s[5]["Resource"], json!("arn:aws:s3:::b-2"));
+        // Nothing is created in the source's bucket.
+        assert!(
+            !s[4..].iter().any(|x| x.to_string().contains("b-1")),
+            "{policy}"
+        );
+    }
+
     /// README's "Least privilege for writes" prints this statement's session policy.
     #[test]
     fn readme_prints_the_write_session_policy() {
         let policy = write_session_policy(
             "arn:aws:iam::987654321987:role/databend-test",
+            &stage("s3://test-bucket-123/optional/prefix/"),
             &stage("s3://test-bucket-123/optional/prefix/"),
             &out_q1(),
         )

@@ -4,6 +4,7 @@
 
 mod fan_out;
 mod fields;
+pub mod stages;
 pub mod validate;
 
 use serde_json::Value;
@@ -26,7 +27,10 @@ pub const MAX_QUERY_BYTES: usize = 256 * 1024;
 #[derive(Debug, Clone)]
 pub struct Event {
     pub connection: Connection,
+    /// The stage the statement reads (see [`stages`]).
     pub stage: Stage,
+    /// The connection's other stages the statement may name ([`stages`]).
+    pub stages: Vec<Stage>,
     pub query: String,
     pub options: Options,
     /// Set on the events a fan-out coordinator sends its workers.
@@ -82,7 +86,14 @@ impl Default for Options {
     }
 }
 
-const TOP_KEYS: &[&str] = &["connection", "stage", "query", "options", "fragment"];
+const TOP_KEYS: &[&str] = &[
+    "connection",
+    "stage",
+    "stages",
+    "query",
+    "options",
+    "fragment",
+];
 const CONNECTION_KEYS: &[&str] = &[
     "name",
     "storage_type",
@@ -107,6 +118,7 @@ impl Event {
             .ok_or_else(|| FunctionError::invalid_event("the event has no `connection` object"))?
             .1;
         let stage = top.take(&["stage"])?.map(|(_, v)| v);
+        let stages = top.take(&["stages"])?.map(|(_, v)| v);
         let query = top.take_str(&["query"])?.ok_or_else(|| {
             FunctionError::invalid_event(
                 "the event has no `query`; give SQL such as SELECT * FROM @stage/file.parquet LIMIT 10",
@@ -139,6 +151,10 @@ impl Event {
                 ));
             }
         };
+        let stages = match stages {
+            Some(v) => stages::parse(v, &stage, &connection)?,
+            None => Vec::new(),
+        };
         if query.trim().is_empty() {
             return Err(FunctionError::invalid_event("`query` is empty"));
         }
@@ -155,6 +171,7 @@ impl Event {
         Ok(Self {
             connection,
             stage,
+            stages,
             query,
             options,
             fragment,

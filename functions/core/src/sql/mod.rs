@@ -66,6 +66,30 @@ pub enum Statement {
     Copy(Box<crate::unload::CopyInto>),
 }
 
+impl Statement {
+    /// The stages it reads (a `COPY INTO`'s source's, not its target), each once, in the
+    /// order first named, as written.
+    pub fn stages_read(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        let refs: Vec<&StageRef> = match self {
+            Statement::List(r) => vec![r],
+            Statement::Query { tables, .. } => tables
+                .iter()
+                .map(|t| match &t.source {
+                    TableSource::Files(r) | TableSource::InferSchema(r) => r,
+                })
+                .collect(),
+            Statement::Copy(copy) => return copy.source.stages_read(),
+        };
+        for r in refs {
+            if !names.iter().any(|n| n.eq_ignore_ascii_case(&r.stage)) {
+                names.push(&r.stage);
+            }
+        }
+        names
+    }
+}
+
 /// What the engine needs to know about a query beyond its tables, read from its tokens.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traits {

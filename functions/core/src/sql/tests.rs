@@ -142,3 +142,27 @@ fn traits_come_from_tokens_not_strings() {
     let t = traits_of("SELECT 'where', \"limit\" FROM @s -- WHERE x LIMIT 1");
     assert!(!t.filters && !t.limit);
 }
+
+#[test]
+fn the_stages_a_statement_reads() {
+    let read = |sql: &str| -> Vec<String> {
+        rewrite(sql)
+            .unwrap()
+            .stages_read()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(read("LIST @raw/x/"), ["raw"]);
+    assert_eq!(
+        read("SELECT * FROM @a/x.parquet JOIN @B/y.parquet USING (k) JOIN @b/z USING (k)"),
+        ["a", "B"]
+    );
+    // A COPY's target is not read; its source's stage is.
+    assert_eq!(read("COPY INTO @out/p/ FROM @raw/in/"), ["raw"]);
+    assert_eq!(
+        read("COPY INTO @out FROM (SELECT a FROM @raw/x.csv WHERE a > 1)"),
+        ["raw"]
+    );
+    assert!(read("SELECT 1").is_empty());
+}

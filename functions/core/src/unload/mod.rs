@@ -44,8 +44,9 @@ pub use statement::CopyInto;
 
 use crate::access::documents;
 use crate::error::{ErrorKind, FunctionError, Result};
-use crate::event::Event;
+use crate::event::{Event, Stage};
 use crate::result::Stats;
+use crate::stage::StageUrl;
 use files::Files;
 use manifest::Manifest;
 use stats::WriteStats;
@@ -77,13 +78,40 @@ impl WriteConfig {
 
 /// Checks a `COPY INTO` against the event without I/O: the target stage and path.
 pub fn check(copy: &CopyInto, event: &Event) -> Result<()> {
-    if !copy.stage.eq_ignore_ascii_case(&event.stage.name) {
-        return Err(FunctionError::invalid_query(format!(
-            "COPY INTO: unknown stage @{}; this event defines stage @{} ({})",
-            copy.stage, event.stage.name, event.stage.url
-        )));
-    }
+    target_stage(copy, event)?;
     Target::new(copy, String::new(), 0).map(|_| ())
+}
+
+/// The stage a `COPY INTO` writes to: the event's stage its target names (the one it reads,
+/// or another of the connection, [`crate::event::stages`]).
+pub fn target_stage<'e>(copy: &CopyInto, event: &'e Event) -> Result<&'e Stage> {
+    event
+        .stage_named(&copy.stage)
+        .map_err(|e| FunctionError::invalid_query(format!("COPY INTO: {}", e.message())))
+}
+
+/// Where a statement writes: its target stage, through the connection's client.
+pub(crate) struct Out {
+    pub store: crate::s3::S3Store,
+    pub url: StageUrl,
+    /// What the statement sent, counted as it goes.
+    pub writes: Arc<WriteStats>,
+}
+
+impl Out {
+    fn new(connected: &crate::Connected, stage: &Stage) -> Self {
+        Self {
+            store: connected
+                .store
+                .sibling(stage.url.bucket(), stage.url.prefix()),
+            url: stage.url.clone(),
+            writes: Arc::default(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        self.url.prefix()
+    }
 }
 
 /// `WritesNotAllowed` unless the function's configuration allows writes; its settings.
@@ -112,6 +140,7 @@ pub async fn run(
 ) -> Result<(RecordBatch, Stats)> {
     let config = allowed()?;
     check(&copy, event)?;
+    let stage = target_stage(&copy, event)?;
     let query_id = match &event.options.query_id {
         Some(id) => id.clone(),
         None => names::new_query_id()?,
@@ -121,14 +150,15 @@ pub async fn run(
     let policy = documents::write_session_policy(
         &event.connection.role_arn,
         &event.stage.url,
+        &stage.url,
         &target.grant(config.require_if_none_match),
     )?;
     let connected = crate::connect_with(event, Some(policy)).await?;
-    let prefix = event.stage.url.prefix();
-    let writes = Arc::new(WriteStats::default());
+    let out = Out::new(&connected, stage);
+    let writes = &out.writes;
     // A retry of a statement that committed answers from its manifest and writes nothing.
     let done = match event.options.query_id.is_some() {
-        true => committed(&connected.store, prefix, &target).await,
+        true => committed(&out, &target).await,
         false => None,
     };
     let memory_limit = crate::memory_limit();
@@ -144,10 +174,11 @@ pub async fn run(
             )
             .await?;
             let files_read = prepared.file_count();
-            match spread::coordinate(event, raw, &target, &prepared, &connected, &writes).await? {
+            let spread = spread::coordinate(event, raw, &target, &prepared, &connected, &out);
+            match spread.await? {
                 Some(s) => (s.manifest, files_read, Some(s.gathered)),
                 None => {
-                    let m = here(event, &target, prepared, &connected, &writes, memory_limit);
+                    let m = here(&target, prepared, &connected, &out, memory_limit);
                     (m.await?, files_read, None)
                 }
             }
@@ -176,58 +207,48 @@ pub async fn run(
 /// Writes the statement from this invocation, and commits it; a failed statement's files are
 /// deleted (or named in the error).
 async fn here(
-    event: &Event,
     target: &Target,
     prepared: crate::engine::Prepared,
     connected: &crate::Connected,
-    writes: &Arc<WriteStats>,
+    out: &Out,
     memory_limit: usize,
 ) -> Result<Manifest> {
     let (store, io) = (&connected.store, &connected.io);
     let physical = prepared.physical(io, u64::MAX, false).await?;
     let (mut files, uploads) = Files::new(
-        store.client().clone(),
-        store.bucket(),
-        event.stage.url.prefix(),
+        out.store.client().clone(),
+        out.store.bucket(),
+        out.prefix(),
         target.clone(),
         physical.schema(),
-        Arc::clone(writes),
+        Arc::clone(&out.writes),
     );
     let run = prepared.execute(physical, store, io, memory_limit, async |batch| {
         files.take(batch).await
     });
     let ran = uploads.beside(run).await;
     let outcome = match files.end(ran).await {
-        Ok(()) => {
-            let prefix = event.stage.url.prefix();
-            commit(store, prefix, target, files.created(), writes).await
-        }
+        Ok(()) => commit(out, target, files.created()).await,
         Err(e) => Err(e),
     };
     match outcome {
         Ok(m) => Ok(m),
         Err(e) => {
             let left = files.discard().await;
-            Err(not_deleted(e, &left, &event.stage.url))
+            Err(not_deleted(e, &left, &out.url))
         }
     }
 }
 
 /// Writes the manifest, the statement's commit (conditionally, like every file).
-async fn commit(
-    store: &crate::s3::S3Store,
-    prefix: &str,
-    target: &Target,
-    files: &[files::FileEntry],
-    writes: &Arc<WriteStats>,
-) -> Result<Manifest> {
+async fn commit(out: &Out, target: &Target, files: &[files::FileEntry]) -> Result<Manifest> {
     let manifest = Manifest::new(&target.query_id, target.format.file.kind.as_str(), files);
     let mut upload = Upload::new(
-        store.client().clone(),
-        store.bucket(),
-        format!("{prefix}{}", target.manifest()),
+        out.store.client().clone(),
+        out.store.bucket(),
+        format!("{}{}", out.prefix(), target.manifest()),
         false,
-        Arc::clone(writes),
+        Arc::clone(&out.writes),
         overlap::Overlap::none(),
     );
     let written = async {
@@ -240,23 +261,24 @@ async fn commit(
 }
 
 /// The manifest of a statement that already committed under this query id, if any.
-async fn committed(store: &crate::s3::S3Store, prefix: &str, target: &Target) -> Option<Manifest> {
-    let out = store
+async fn committed(out: &Out, target: &Target) -> Option<Manifest> {
+    let got = out
+        .store
         .client()
         .get_object()
-        .bucket(store.bucket())
-        .key(format!("{prefix}{}", target.manifest()))
+        .bucket(out.store.bucket())
+        .key(format!("{}{}", out.prefix(), target.manifest()))
         .send()
         .await
         .ok()?;
-    let body = out.body.collect().await.ok()?.into_bytes();
+    let body = got.body.collect().await.ok()?.into_bytes();
     serde_json::from_slice::<Manifest>(&body)
         .ok()
         .filter(|m| m.query_id == target.query_id)
 }
 
 /// A failed statement's error, naming the files it wrote that could not be deleted.
-fn not_deleted(e: FunctionError, left: &[String], stage: &crate::stage::StageUrl) -> FunctionError {
+fn not_deleted(e: FunctionError, left: &[String], stage: &StageUrl) -> FunctionError {
     if left.is_empty() {
         return e;
     }

@@ -52,7 +52,7 @@ pub(crate) async fn coordinate(
     target: &Target,
     prepared: &Prepared,
     connected: &crate::Connected,
-    writes: &Arc<WriteStats>,
+    out: &super::Out,
 ) -> Result<Option<Spread>> {
     let options = &event.options.fan_out;
     if !options.enabled() || target.max_file_size.is_none() || !target.include_query_id {
@@ -104,8 +104,7 @@ pub(crate) async fn coordinate(
         query_id = %target.query_id,
         "COPY INTO: invoking writers"
     );
-    let store = &connected.store;
-    let prefix = event.stage.url.prefix();
+    let (store, prefix, writes) = (&out.store, out.prefix(), &out.writes);
     let written = async {
         let mut gathered = runner.gather(jobs).await?;
         let files = entries(&std::mem::take(&mut gathered.batches))?;
@@ -113,7 +112,7 @@ pub(crate) async fn coordinate(
         if gathered.retried + gathered.speculated > 0 {
             reconcile::strays(store, prefix, target, &files, writes).await?;
         }
-        let manifest = super::commit(store, prefix, target, &files, writes).await?;
+        let manifest = super::commit(out, target, &files).await?;
         Ok::<_, FunctionError>(Spread { manifest, gathered })
     }
     .await;
@@ -121,7 +120,7 @@ pub(crate) async fn coordinate(
         Ok(spread) => Ok(Some(spread)),
         Err(e) => {
             let left = reconcile::remove(store, prefix, target, writes).await;
-            Err(super::not_deleted(e, &left, &event.stage.url))
+            Err(super::not_deleted(e, &left, &out.url))
         }
     }
 }
@@ -169,18 +168,19 @@ pub async fn work(
              one invocation, not by workers",
         ));
     }
+    let stage = super::target_stage(&copy, event)?;
     let policy = documents::write_session_policy(
         &event.connection.role_arn,
         &event.stage.url,
+        &stage.url,
         &target.grant(config.require_if_none_match),
     )?;
     let leaf = Leaf::ready(event, fragment, Shape::Rows, Some(policy), memory_limit).await?;
     let writes = Arc::new(WriteStats::default());
-    let store = &leaf.connected.store;
     let (mut out, uploads) = Files::new(
-        store.client().clone(),
-        store.bucket(),
-        event.stage.url.prefix(),
+        leaf.connected.store.client().clone(),
+        stage.url.bucket(),
+        stage.url.prefix(),
         target,
         leaf.checked.plan.schema(),
         Arc::clone(&writes),

@@ -29,6 +29,32 @@ async fn put_if_absent(s3: &aws_like::S3, key: &str) -> Result<(), String> {
         .map_err(|e| xstage_tests::fakecloud::code(&e))
 }
 
+/// The session the function asks for a `COPY INTO @<target>/<dir>` with query id `query_id`
+/// from the `secure` stage: S3 through it.
+async fn write_session(w: &World, target: &StageUrl, dir: &str, query_id: &str) -> aws_like::S3 {
+    let grant = WriteGrant {
+        create: vec![
+            vec![format!("{dir}data_{query_id}_"), String::new()],
+            vec![format!("{dir}_xstage_manifest_{query_id}.json")],
+        ],
+        replace: None,
+        require_if_none_match: false,
+    };
+    let policy =
+        documents::write_session_policy(&w.generated_write_role, &stage_url(), target, &grant)
+            .unwrap();
+    let session = fakecloud::assume_role(
+        &w.endpoint,
+        &w.platform,
+        &w.generated_write_role,
+        "ext-generated-write",
+        Some(&policy),
+    )
+    .await
+    .expect("the write session");
+    session.s3(&w.endpoint).await
+}
+
 #[test]
 fn a_copy_creates_only_its_own_names() {
     let w = &*WORLD;
@@ -49,26 +75,7 @@ fn a_copy_creates_only_its_own_names() {
 
     xstage_tests::runtime().block_on(async {
         // The session a COPY with query id `q-sec` gets, as the function asks for it.
-        let grant = WriteGrant {
-            create: vec![
-                vec!["out/data_q-sec_".into(), String::new()],
-                vec!["out/_xstage_manifest_q-sec.json".into()],
-            ],
-            replace: None,
-            require_if_none_match: false,
-        };
-        let policy =
-            documents::write_session_policy(&w.generated_write_role, &stage_url(), &grant).unwrap();
-        let session = fakecloud::assume_role(
-            &w.endpoint,
-            &w.platform,
-            &w.generated_write_role,
-            "ext-generated-write",
-            Some(&policy),
-        )
-        .await
-        .expect("the write session");
-        let s3 = session.s3(&w.endpoint).await;
+        let s3 = write_session(w, &stage_url(), "out/", "q-sec").await;
         let own = "stage/out/data_q-sec_0000_00000000.csv";
         assert_eq!(put_if_absent(&s3, own).await, Ok(()));
         // Its own name again: the conditional write refuses to replace it.
@@ -132,4 +139,48 @@ fn a_read_only_role_is_denied_naming_put_object_and_writes_off_call_nothing() {
         copy,
     ));
     off.assert_error("WritesNotAllowed", &["XSTAGE_ALLOW_WRITES"]);
+}
+
+/// A `COPY INTO` another stage of the connection (`curated`, under the same role's
+/// permissions): it reads the source stage and creates only in the target; the session a
+/// statement gets creates its names there and nowhere in the source.
+#[test]
+fn a_copy_into_another_stage_creates_only_there() {
+    let w = &*WORLD;
+    let curated = StageUrl::new(BUCKET, &format!("{STAGE_PREFIX}curated/")).unwrap();
+    let mut e = event(
+        &w.endpoint,
+        &w.generated_write_role,
+        Some("ext-generated-write"),
+        "COPY INTO @curated/c/ FROM @secure/data.parquet FILE_FORMAT = (TYPE = CSV)",
+    );
+    e["stages"] =
+        json!([{"name": "curated", "url": curated.to_string(), "connection_name": "acme"}]);
+    let done = run_as(&w.platform, &WRITES_ON, &e);
+    assert_eq!(done.code, Some(0), "{done:?}");
+    assert_eq!(done.body["rows"][0][0], json!(ROWS));
+    let query_id = done.body["stats"]["query_id"].as_str().unwrap().to_string();
+
+    xstage_tests::runtime().block_on(async {
+        let s3 = write_session(w, &curated, "c/", "q-cur").await;
+        // The statement's manifest is in the target, which the session reads.
+        let manifest = format!("{STAGE_PREFIX}curated/c/_xstage_manifest_{query_id}.json");
+        assert_eq!(aws_like::get(&s3, BUCKET, &manifest).await, Ok(()));
+        let own = format!("{STAGE_PREFIX}curated/c/data_q-cur_0000_00000000.csv");
+        assert_eq!(put_if_absent(&s3, &own).await, Ok(()));
+        // The same name in the source stage is not the statement's.
+        assert_eq!(
+            aws_like::put(
+                &s3,
+                BUCKET,
+                &format!("{STAGE_PREFIX}c/data_q-cur_0000_00000000.csv")
+            )
+            .await,
+            Err(DENIED.into())
+        );
+        assert_eq!(
+            aws_like::get(&s3, BUCKET, &format!("{STAGE_PREFIX}data.parquet")).await,
+            Ok(())
+        );
+    });
 }

@@ -141,6 +141,46 @@ fn a_fanned_out_copy_writes_another_stage() {
     );
 }
 
+/// A CSV stage converted to Parquet by workers, each writing whole files of the source:
+/// the rows it holds, counted once.
+#[test]
+fn a_fanned_out_copy_converts_a_csv_stage() {
+    let server = writer(120);
+    let source = format!("SELECT l_orderkey, l_linenumber, l_comment FROM {TABLE}");
+    let expected = fingerprint(&server, &format!("({source})"), None);
+    // The CSV stage, written by one invocation: several gzip files with a header.
+    let made = call(
+        &server.url,
+        &event(
+            &format!(
+                "COPY INTO @databend_test/copy/csv-src/ FROM ({source}) FILE_FORMAT = (TYPE = CSV \
+                 COMPRESSION = GZIP OUTPUT_HEADER = TRUE) MAX_FILE_SIZE = 1000000"
+            ),
+            single(),
+        ),
+    );
+    let sources = committed("copy/csv-src/", &made);
+    assert!(sources.len() >= 3, "{sources:?}");
+    let mut e = event(
+        "COPY INTO @databend_test/copy/csv-many/ FROM @databend_test/copy/csv-src/ \
+         FILE_FORMAT = (TYPE = PARQUET)",
+        fanned(),
+    );
+    e["stage"]["file_format"] = json!({"type": "csv", "skip_header": 1});
+    let many = call(&server.url, &e);
+    assert_eq!(many["stats"]["path"], json!("fan_out"), "{many}");
+    assert!(many["stats"]["workers"].as_u64().unwrap() >= 2, "{many}");
+    assert_eq!(many["rows"][0][0], expected[0][0], "{many}");
+    let files = committed("copy/csv-many/", &many);
+    let parts: std::collections::BTreeSet<String> = files.keys().map(|n| part_of(n)).collect();
+    assert!(parts.len() >= 2, "each worker its part: {files:?}");
+    assert!(files.keys().all(|n| n.ends_with(".parquet")), "{files:?}");
+    assert_eq!(
+        fingerprint(&server, "@databend_test/copy/csv-many/", None),
+        expected
+    );
+}
+
 #[test]
 fn a_fanned_out_copy_writes_the_rows_one_invocation_writes() {
     let server = writer(120);

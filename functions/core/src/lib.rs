@@ -183,6 +183,18 @@ pub(crate) struct Connected {
     pub sts_calls: u64,
 }
 
+impl Connected {
+    /// `plan`'s files resolved in `stage` through this connection, their footers read.
+    pub(crate) async fn prepare(
+        &self,
+        plan: engine::Plan,
+        stage: &event::Stage,
+        memory_limit: usize,
+    ) -> Result<engine::Prepared, FunctionError> {
+        engine::prepare(plan, stage, &self.store, &self.io, memory_limit).await
+    }
+}
+
 pub(crate) async fn connect(event: &Event) -> Result<Connected, FunctionError> {
     connect_with(event, None).await
 }

@@ -3,9 +3,9 @@
 //!
 //! A fragment is accepted only if it is the shape a coordinator makes ([`super::split`]):
 //! a partial aggregation, a top k or a limit (or, for a `COPY INTO`'s writer, nothing),
-//! over row-wise nodes, over one Parquet scan of the event's own bucket whose every file
-//! lies inside the event's stage. A forged or
-//! hand-made fragment gets `InvalidEvent` and never reaches S3. The event around it is
+//! over row-wise nodes, over one Parquet scan (for a writer, or a scan of whole CSV, TSV or
+//! NDJSON files) of the event's own bucket whose every file lies inside the event's stage. A
+//! forged or hand-made fragment gets `InvalidEvent` and never reaches S3. The event around it is
 //! checked like any (allowed principals, ExternalId, session policy): a worker holds no
 //! credentials but the ones it assumes itself.
 
@@ -18,7 +18,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::prelude::SessionContext;
 use object_store::ObjectMeta;
 
-use super::split::{ROW_WISE, row_wise_chain, scan_config};
+use super::split::{ROW_WISE, file_scan, row_wise_chain};
 use crate::error::{FunctionError, Result};
 use crate::event::Stage;
 use crate::s3::key_of;
@@ -111,7 +111,7 @@ fn check(
     let root_ok = if shape == Shape::Rows {
         if row_wise_chain(plan).is_none() {
             return Err(format!(
-                "a writer's plan is row-wise nodes over one Parquet scan, and this one has a {}",
+                "a writer's plan is row-wise nodes over one file scan, and this one has a {}",
                 plan.name()
             ));
         }
@@ -142,7 +142,8 @@ fn check(
             _ => return Err(format!("{} has several inputs", node.name())),
         }
     }
-    let scan = scan_config(&node)
+    // A writer may read text (whole files); a reader's partial answer reads Parquet.
+    let scan = file_scan(&node, shape == Shape::Rows)
         .ok_or_else(|| format!("it reads a {}, not a Parquet scan", node.name()))?;
     let bucket = format!("s3://{}/", stage.url.bucket());
     if scan.object_store_url.as_str() != bucket {

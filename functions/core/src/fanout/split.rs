@@ -21,7 +21,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::physical_plan::{
-    FileGroup, FileScanConfig, FileScanConfigBuilder, ParquetSource,
+    CsvSource, FileGroup, FileScanConfig, FileScanConfigBuilder, JsonSource, ParquetSource,
 };
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::ExecutionPlan;
@@ -138,8 +138,8 @@ impl Split {
         })
     }
 
-    /// The split of a plan that is row-wise from its root down to one Parquet scan: each
-    /// worker runs all of it over its share.
+    /// The split of a plan that is row-wise from its root down to one file scan (Parquet, or
+    /// whole CSV, TSV and NDJSON files): each worker runs all of it over its share.
     pub fn rows(plan: &Arc<dyn ExecutionPlan>) -> Option<Split> {
         let chain = row_wise_chain(plan)?;
         Some(Split {
@@ -153,11 +153,11 @@ impl Split {
 
     /// The scan the workers divide.
     pub fn scan(&self) -> &FileScanConfig {
-        // Checked in `of`.
+        // Checked in `of` and `rows`.
         self.chain
             .last()
-            .and_then(scan_config)
-            .expect("a split's leaf is a Parquet scan")
+            .and_then(|leaf| file_scan(leaf, true))
+            .expect("a split's leaf is a file scan")
     }
 
     /// The scan's files, in scan order.
@@ -276,18 +276,31 @@ pub fn row_wise_chain(plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<Arc<dyn Execu
             _ => return None,
         }
     }
-    scan_config(chain.last()?)?;
+    file_scan(chain.last()?, true)?;
     Some(chain)
 }
 
 /// The Parquet scan configuration of `node`, if it is one.
 pub fn scan_config(node: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
+    file_scan(node, false)
+}
+
+/// The scan configuration of `node` if it reads Parquet, or with `text` CSV, TSV or NDJSON
+/// (whole files: a writer's share of a text source is files, never ranges).
+pub fn file_scan(node: &Arc<dyn ExecutionPlan>, text: bool) -> Option<&FileScanConfig> {
     let config = node
         .downcast_ref::<DataSourceExec>()?
         .data_source()
         .downcast_ref::<FileScanConfig>()?;
-    config
-        .file_source()
-        .downcast_ref::<ParquetSource>()
-        .map(|_| config)
+    let source = config.file_source();
+    let ok = source.downcast_ref::<ParquetSource>().is_some()
+        || text
+            && (source.downcast_ref::<CsvSource>().is_some()
+                || source.downcast_ref::<JsonSource>().is_some());
+    ok.then_some(config)
+}
+
+/// Whether a scan reads text (CSV, TSV, NDJSON) rather than Parquet.
+pub fn is_text(scan: &FileScanConfig) -> bool {
+    scan.file_source().downcast_ref::<ParquetSource>().is_none()
 }

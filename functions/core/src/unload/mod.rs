@@ -29,6 +29,7 @@ pub mod names;
 pub mod overlap;
 pub mod properties;
 pub mod reconcile;
+mod share;
 pub mod spread;
 pub mod statement;
 pub mod stats;
@@ -165,14 +166,7 @@ pub async fn run(
     let (manifest, files_read, gathered) = match done {
         Some(manifest) => (manifest, 0, None),
         None => {
-            let prepared = crate::engine::prepare(
-                plan,
-                &event.stage,
-                &connected.store,
-                &connected.io,
-                memory_limit,
-            )
-            .await?;
+            let prepared = connected.prepare(plan, &event.stage, memory_limit).await?;
             let files_read = prepared.file_count();
             let spread = spread::coordinate(event, raw, &target, &prepared, &connected, &out);
             match spread.await? {

@@ -2,12 +2,13 @@
 //! files and answers with their list; the coordinator commits the manifest over all of
 //! them.
 //!
-//! A COPY spreads when its source is row-wise over one Parquet scan (filters, projections,
+//! A COPY spreads when its source is row-wise over one file scan (filters, projections,
 //! per-file conversions, PARTITION BY) and larger than one worker's share
 //! (`options.fan_out`), and its names carry the query id. An aggregate, an ORDER BY or
 //! `SINGLE = TRUE` writes from the coordinator. The shares are the read fan-out's
-//! ([`crate::fanout::tasks`]); task `i` writes `data_<query id>_<i>_<seq>`. A worker's
-//! fragment is checked as any ([`crate::fanout::fragment`], [`Shape::Rows`]); it assumes
+//! ([`crate::fanout::tasks`]): row groups of Parquet, whole files of CSV, TSV and NDJSON;
+//! task `i` writes `data_<query id>_<i>_<seq>`. A worker's fragment is checked as any
+//! ([`crate::fanout::fragment`], `Shape::Rows`; a text share, [`super::share`]); it assumes
 //! the role itself, with the statement's write session policy (no credentials travel), and
 //! takes the statement's query id from the event.
 //!
@@ -27,6 +28,7 @@ use serde_json::Value;
 
 use super::files::{FileEntry, Files};
 use super::manifest::Manifest;
+use super::share::Share;
 use super::stats::WriteStats;
 use super::target::Target;
 use super::{reconcile, statement::CopyInto};
@@ -34,9 +36,9 @@ use crate::access::documents;
 use crate::engine::{self, Prepared};
 use crate::error::{FunctionError, Result};
 use crate::event::{Event, Fragment};
-use crate::fanout::fragment::{self, Shape};
+use crate::fanout::fragment;
 use crate::fanout::split::Split;
-use crate::fanout::{Gathered, Job, Leaf, tasks};
+use crate::fanout::{Gathered, Job, tasks};
 use crate::result::Response;
 
 /// A statement the workers wrote and the coordinator committed.
@@ -65,7 +67,7 @@ pub(crate) async fn coordinate(
     let Some(split) = Split::rows(&physical) else {
         tracing::debug!(
             plan = %datafusion::physical_plan::displayable(physical.as_ref()).one_line(),
-            "COPY INTO writes from one invocation: its source is not row-wise over one Parquet scan"
+            "COPY INTO writes from one invocation: its source is not row-wise over one file scan"
         );
         return Ok(None);
     };
@@ -175,18 +177,18 @@ pub async fn work(
         &stage.url,
         &target.grant(config.require_if_none_match),
     )?;
-    let leaf = Leaf::ready(event, fragment, Shape::Rows, Some(policy), memory_limit).await?;
+    let share = Share::ready(event, &copy, fragment, policy, memory_limit).await?;
     let writes = Arc::new(WriteStats::default());
     let (mut out, uploads) = Files::new(
-        leaf.connected.store.client().clone(),
+        share.client().clone(),
         stage.url.bucket(),
         stage.url.prefix(),
         target,
-        leaf.checked.plan.schema(),
+        share.schema(),
         Arc::clone(&writes),
     );
     let ran = uploads
-        .beside(leaf.run(started, async |batch| out.take(batch).await))
+        .beside(share.run(started, async |batch| out.take(batch).await))
         .await;
     let mut stats = match out.end(ran).await {
         Ok(stats) => stats,

@@ -8,7 +8,8 @@ reader, run the query. The time covers all of it, as xstage's does.
 Request: {"tool", "query", "endpoint", "region", "bucket", "prefix", "role_arn",
           "external_id", "lo", "hi"}; DuckDB also takes "query": "sql" with "sql", in which
           {lineitem} stands for the stage's lineitem/*.parquet (scripts/bench-fanout).
-Answer:  {"ms": float, "rows": int, "values": [[...]] or null} or {"error": str}
+Answer:  {"ms": float, "rows": int, "values": [[...]] or null, "peak_added_mb": float} or
+         {"error": str}; peak_added_mb is the resident memory the run added at its peak.
 """
 
 import json
@@ -225,6 +226,24 @@ def versions():
     return {"duckdb": duckdb.__version__, "pyarrow": pyarrow.__version__, "polars": polars.__version__}
 
 
+def status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line[len(field):].strip().split()[0])
+    raise KeyError(field)
+
+
+def rss_mark():
+    """Resets the high-water mark and returns the resident kB (tests/src/rss.rs does the same)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return status_kb("VmRSS:")
+    except OSError:
+        return None
+
+
 def main():
     for line in sys.stdin:
         req = json.loads(line)
@@ -233,9 +252,12 @@ def main():
                 out = {"versions": versions()}
             else:
                 run = TOOLS[req["tool"]]
+                before = rss_mark()
                 start = time.perf_counter()
                 out = run(req)
                 out["ms"] = (time.perf_counter() - start) * 1000.0
+                if before is not None:
+                    out["peak_added_mb"] = (status_kb("VmHWM:") - before) / 1024.0
         except Exception as e:  # reported, not fatal: the benchmark prints it in the table
             out = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()}
         print(json.dumps(out, default=str), flush=True)

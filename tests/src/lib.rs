@@ -18,6 +18,7 @@ pub mod bench_data;
 pub mod bench_queries;
 pub mod minimum;
 pub mod peers;
+pub mod rss;
 pub mod run;
 pub mod tpch;
 pub mod wasm;

@@ -1,6 +1,7 @@
 //! The write benchmark's fan-out part: TPC-H `lineitem` (Parquet in LocalStack) unloaded as
 //! zstd Parquet by `xstage serve` with N = 1, 2, 4, 8 writers (the coordinator and every
-//! worker WASI invocations of the stage query component), and by DuckDB alone, all through
+//! worker WASI invocations of the stage query component), by one native invocation (the
+//! handler Lambda's bootstrap runs), and by DuckDB alone, all through
 //! one proxy that models Lambda's network as `bench-fanout` does: S3's first-byte latency on
 //! every request, and a bandwidth cap per execution environment (per assumed-role
 //! credentials), here in each direction.
@@ -112,6 +113,41 @@ pub fn run(endpoint: &str, admin: &Admin, python: &str, runs: usize, out: &Path)
             peak_mb: peak,
         });
     }
+    // One invocation as Lambda runs it: the native handler (the bootstrap's), in this
+    // process, through the same proxy (its credentials get their own link).
+    eprintln!("==> xstage natively, one invocation");
+    let mut native = Measured::default();
+    for run in 0..=runs {
+        let dir = format!("bench-unload/fan/native/{run}/");
+        let sql = format!(
+            "COPY INTO @databend_test/{dir} FROM (SELECT * FROM @databend_test/lineitem/) \
+             FILE_FORMAT = (TYPE = PARQUET)"
+        );
+        let event = seed::seed_event(proxy.url(), &sql);
+        proxy.take_traffic();
+        let mark = xstage_tests::rss::mark();
+        let t = Instant::now();
+        if let Err(e) = runtime.block_on(xstage_tests::run::native(event)) {
+            bail!("xstage natively: {e:?}");
+        }
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let traffic = proxy.take_traffic();
+        if run == 0 {
+            continue;
+        }
+        native.ms.push(ms);
+        native.peak(mark.and_then(|m| m.peak_added_mb()));
+        native.requests = traffic.other - 1;
+        native.bytes = written(admin, &dir)?;
+    }
+    let peak_mb = native.peak_mb.map(|p| p.round() as u64);
+    rows.push(Row {
+        path: "xstage native".into(),
+        n: 1,
+        workers: 1,
+        m: native,
+        peak_mb,
+    });
     eprintln!("==> DuckDB");
     let mut peers = Peers::start(Path::new(python), proxy.url())?;
     let mut duck = Measured::default();
@@ -134,15 +170,18 @@ pub fn run(endpoint: &str, admin: &Admin, python: &str, runs: usize, out: &Path)
             continue;
         }
         duck.ms.push(answer["ms"].as_f64().unwrap_or(f64::NAN));
+        duck.peak(answer["peak_added_mb"].as_f64());
         duck.requests = traffic.other;
         duck.bytes = written(admin, &dir)?;
     }
+    // DuckDB's: the resident memory its process added (`peers.py`).
+    let peak_mb = duck.peak_mb.map(|p| p.round() as u64);
     rows.push(Row {
         path: "DuckDB".into(),
         n: 1,
         workers: 1,
         m: duck,
-        peak_mb: None,
+        peak_mb,
     });
     drop(server);
     report(&rows, source, scale);
@@ -154,7 +193,7 @@ fn report(rows: &[Row], source: u64, scale: f64) {
     println!("lineitem at scale {scale}: {source} bytes of Parquet, unloaded as zstd Parquet");
     println!();
     println!(
-        "| path | N | writers | median s | bytes written | write requests | coordinator peak MB | time / N=1 |"
+        "| path | N | writers | median s | bytes written | write requests | peak MB | time / N=1 |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let one = rows
@@ -181,6 +220,12 @@ fn report(rows: &[Row], source: u64, scale: f64) {
             "N=1 takes {:.2} of DuckDB's time (target ≤ 1.00); writes {:.3}x its bytes (target ≤ 1.05)",
             one.m.median_ms() / duck.m.median_ms(),
             one.m.bytes as f64 / duck.m.bytes as f64
+        );
+    }
+    if let (Some(native), Some(duck)) = (find("xstage native", 1), find("DuckDB", 1)) {
+        println!(
+            "natively, one invocation takes {:.2} of DuckDB's time",
+            native.m.median_ms() / duck.m.median_ms()
         );
     }
     if let (Some(one), Some(eight)) = (find("xstage", 1), find("xstage", 8)) {

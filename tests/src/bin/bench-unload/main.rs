@@ -59,6 +59,8 @@ pub(crate) struct Measured {
     bytes: u64,
     requests: u64,
     ms: Vec<f64>,
+    /// The most resident memory one run added ([`xstage_tests::rss`]).
+    pub(crate) peak_mb: Option<f64>,
 }
 
 impl Measured {
@@ -66,6 +68,13 @@ impl Measured {
         let mut v = self.ms.clone();
         v.sort_by(f64::total_cmp);
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+
+    pub(crate) fn peak(&mut self, mb: Option<f64>) {
+        self.peak_mb = match (self.peak_mb, mb) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -104,8 +113,8 @@ fn main() -> Result<()> {
     let mut peers = Peers::start(Path::new(&python), proxy.url())?;
     let written = |dir: &str| written(&admin, dir);
 
-    println!("| format | path | bytes written | write requests | median ms |");
-    println!("| --- | --- | ---: | ---: | ---: |");
+    println!("| format | path | bytes written | write requests | median ms | peak MB added |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: |");
     let mut ratios = Vec::new();
     for (case, xstage_format, duck_format, ext) in CASES {
         let slug = case.replace(' ', "-");
@@ -119,12 +128,14 @@ fn main() -> Result<()> {
             );
             let event = seed::seed_event(proxy.url(), &sql);
             proxy.take_traffic();
+            let mark = xstage_tests::rss::mark();
             let t = Instant::now();
             let answer = match runtime.block_on(run::native(event)) {
                 Ok(a) => a,
                 Err(e) => bail!("xstage {case}: {e:?}"),
             };
             xstage.ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            xstage.peak(mark.and_then(|m| m.peak_added_mb()));
             let traffic = proxy.take_traffic();
             eprintln!("    xstage {case}, run {i}: {traffic:?}");
             // The manifest is xstage's own addition: its one PutObject is not counted.
@@ -147,6 +158,7 @@ fn main() -> Result<()> {
                 bail!("DuckDB {case}: {e}");
             }
             duck.ms.push(answer["ms"].as_f64().unwrap_or(f64::NAN));
+            duck.peak(answer["peak_added_mb"].as_f64());
             let traffic = proxy.take_traffic();
             eprintln!("    DuckDB {case}, run {i}: {traffic:?}");
             duck.requests = traffic.other;
@@ -154,10 +166,11 @@ fn main() -> Result<()> {
         }
         for (path, m) in [("xstage", &xstage), ("DuckDB", &duck)] {
             println!(
-                "| {case} | {path} | {} | {} | {:.0} |",
+                "| {case} | {path} | {} | {} | {:.0} | {} |",
                 m.bytes,
                 m.requests,
-                m.median_ms()
+                m.median_ms(),
+                m.peak_mb.map_or("".into(), |p| format!("{p:.0}"))
             );
         }
         ratios.push((case, xstage.bytes as f64 / duck.bytes as f64));

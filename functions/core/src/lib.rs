@@ -132,7 +132,9 @@ async fn answer<W>(
 ) -> Result<(W, result::Stats), FunctionError> {
     let statement = sql::rewrite(&event.query)?;
     if let sql::Statement::Copy(copy) = statement {
-        let (batch, stats) = unload::run(event, raw, *copy, started).await?;
+        // Boxed: a COPY's future is large, and a caller's stack (a test thread's 2 MiB, in a
+        // debug build) need not hold it.
+        let (batch, stats) = Box::pin(unload::run(event, raw, *copy, started)).await?;
         let mut writer = start(&batch.schema()).await?;
         push(&mut writer, &batch).await?;
         return Ok((writer, stats));

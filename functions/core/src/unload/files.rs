@@ -115,7 +115,7 @@ impl Files {
         if self.failed.is_some() {
             return Ok(false);
         }
-        match self.push(batch).await {
+        match super::boxed(|| self.push(batch)).await {
             Ok(()) => Ok(true),
             Err(e) => {
                 self.failed = Some(e.into_function_error());
@@ -286,7 +286,7 @@ impl Files {
         let Some(open) = self.open.remove(dir) else {
             return Ok(());
         };
-        let written = open.encoder.finish().await?;
+        let written = super::boxed(move || open.encoder.finish()).await?;
         self.created.push(FileEntry {
             name: open.name,
             size: written.size,

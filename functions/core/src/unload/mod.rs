@@ -166,14 +166,21 @@ pub async fn run(
     let (manifest, files_read, gathered) = match done {
         Some(manifest) => (manifest, 0, None),
         None => {
-            let prepared = connected.prepare(plan, &event.stage, memory_limit).await?;
+            let prepared = crate::engine::prepare(
+                plan,
+                &event.stage,
+                &connected.store,
+                &connected.io,
+                memory_limit,
+            );
+            let prepared = Box::pin(prepared).await?;
             let files_read = prepared.file_count();
             let spread = spread::coordinate(event, raw, &target, &prepared, &connected, &out);
-            match spread.await? {
+            match Box::pin(spread).await? {
                 Some(s) => (s.manifest, files_read, Some(s.gathered)),
                 None => {
                     let m = here(&target, prepared, &connected, &out, memory_limit);
-                    (m.await?, files_read, None)
+                    (Box::pin(m).await?, files_read, None)
                 }
             }
         }
@@ -196,6 +203,18 @@ pub async fn run(
         stats.put_requests = Some(writes.requests() + g.put_requests);
     }
     Ok((answer, stats))
+}
+
+/// `make`'s future on the heap, built in a frame of its own. A debug build builds a future
+/// in the frame of the function that awaits it, so the AWS SDK's large request futures,
+/// awaited at the bottom of the writer's chain (source, files, encoder, upload), would
+/// otherwise take their size again in every frame above them: past a 2 MiB thread stack.
+#[inline(never)]
+pub(crate) fn boxed<'a, F>(make: impl FnOnce() -> F) -> futures::future::BoxFuture<'a, F::Output>
+where
+    F: Future + Send + 'a,
+{
+    Box::pin(make())
 }
 
 /// Writes the statement from this invocation, and commits it; a failed statement's files are

@@ -185,12 +185,12 @@ impl Upload {
             Some(id) => id.clone(),
             None => {
                 self.stats.request();
-                let out = self
+                let request = self
                     .client
                     .create_multipart_upload()
                     .bucket(&self.bucket)
-                    .key(&self.key)
-                    .send()
+                    .key(&self.key);
+                let out = super::boxed(move || request.send())
                     .await
                     .map_err(|e| self.fail("CreateMultipartUpload", &AwsFailure::from_sdk(&e)))?;
                 let id = out.upload_id().unwrap_or_default().to_string();
@@ -256,7 +256,7 @@ impl Upload {
     /// aborted before the error is returned.
     /// A name another writer took is adopted if the object there is these bytes.
     pub async fn complete(&mut self) -> Result<Written, WriteError> {
-        let result = self.create().await;
+        let result = super::boxed(|| self.create()).await;
         if result.is_err() {
             self.abort().await;
         }
@@ -313,14 +313,14 @@ impl Upload {
                 let len = rest.len() as u64;
                 self.put_etag = Some(hex(&Md5::digest(&rest)));
                 self.stats.request();
-                let out = self
+                let request = self
                     .client
                     .put_object()
                     .bucket(&self.bucket)
                     .key(&self.key)
                     .set_if_none_match(self.if_none_match())
-                    .body(ByteStream::from(rest))
-                    .send()
+                    .body(ByteStream::from(rest));
+                let out = super::boxed(move || request.send())
                     .await
                     .map_err(|e| self.fail("PutObject", &AwsFailure::from_sdk(&e)))?;
                 self.stats.wrote(len);
@@ -332,7 +332,7 @@ impl Upload {
                 }
                 self.settle().await?;
                 self.stats.request();
-                let out = self
+                let request = self
                     .client
                     .complete_multipart_upload()
                     .bucket(&self.bucket)
@@ -343,8 +343,8 @@ impl Upload {
                         CompletedMultipartUpload::builder()
                             .set_parts(Some(self.parts.clone()))
                             .build(),
-                    )
-                    .send()
+                    );
+                let out = super::boxed(move || request.send())
                     .await
                     .map_err(|e| self.fail("CompleteMultipartUpload", &AwsFailure::from_sdk(&e)))?;
                 self.upload_id = None;

@@ -92,23 +92,6 @@ impl S3Store {
         &self.bucket
     }
 
-    /// A store of another stage of the same connection (`s3://bucket/root`): the same
-    /// client, credentials and counters, nothing known of its objects yet.
-    pub fn sibling(&self, bucket: &str, root: &str) -> Self {
-        let endpoint = self.scope.rsplit_once('|').map_or("aws", |(e, _)| e);
-        Self {
-            scope: format!("{endpoint}|{bucket}"),
-            bucket: bucket.to_string(),
-            root: root.to_string(),
-            known: Arc::default(),
-            pages: Arc::default(),
-            tails: Arc::default(),
-            prefetched: Arc::default(),
-            versions: Arc::default(),
-            ..self.clone()
-        }
-    }
-
     /// The client, signed with the invocation's credentials: [`crate::unload`] writes with it.
     pub fn client(&self) -> &Client {
         &self.client

@@ -93,7 +93,7 @@ pub fn target_stage<'e>(copy: &CopyInto, event: &'e Event) -> Result<&'e Stage> 
 
 /// Where a statement writes: its target stage, through the connection's client.
 pub(crate) struct Out {
-    pub store: crate::s3::S3Store,
+    client: aws_sdk_s3::Client,
     pub url: StageUrl,
     /// What the statement sent, counted as it goes.
     pub writes: Arc<WriteStats>,
@@ -102,12 +102,18 @@ pub(crate) struct Out {
 impl Out {
     fn new(connected: &crate::Connected, stage: &Stage) -> Self {
         Self {
-            store: connected
-                .store
-                .sibling(stage.url.bucket(), stage.url.prefix()),
+            client: connected.store.client().clone(),
             url: stage.url.clone(),
             writes: Arc::default(),
         }
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        self.url.bucket()
     }
 
     pub fn prefix(&self) -> &str {
@@ -140,7 +146,6 @@ pub async fn run(
     started: Instant,
 ) -> Result<(RecordBatch, Stats)> {
     let config = allowed()?;
-    check(&copy, event)?;
     let stage = target_stage(&copy, event)?;
     let query_id = match &event.options.query_id {
         Some(id) => id.clone(),
@@ -166,13 +171,7 @@ pub async fn run(
     let (manifest, files_read, gathered) = match done {
         Some(manifest) => (manifest, 0, None),
         None => {
-            let prepared = crate::engine::prepare(
-                plan,
-                &event.stage,
-                &connected.store,
-                &connected.io,
-                memory_limit,
-            );
+            let prepared = connected.prepare(plan, &event.stage, memory_limit);
             let prepared = Box::pin(prepared).await?;
             let files_read = prepared.file_count();
             let spread = spread::coordinate(event, raw, &target, &prepared, &connected, &out);
@@ -229,8 +228,8 @@ async fn here(
     let (store, io) = (&connected.store, &connected.io);
     let physical = prepared.physical(io, u64::MAX, false).await?;
     let (mut files, uploads) = Files::new(
-        out.store.client().clone(),
-        out.store.bucket(),
+        out.client().clone(),
+        out.bucket(),
         out.prefix(),
         target.clone(),
         physical.schema(),
@@ -257,8 +256,8 @@ async fn here(
 async fn commit(out: &Out, target: &Target, files: &[files::FileEntry]) -> Result<Manifest> {
     let manifest = Manifest::new(&target.query_id, target.format.file.kind.as_str(), files);
     let mut upload = Upload::new(
-        out.store.client().clone(),
-        out.store.bucket(),
+        out.client().clone(),
+        out.bucket(),
         format!("{}{}", out.prefix(), target.manifest()),
         false,
         Arc::clone(&out.writes),
@@ -276,10 +275,9 @@ async fn commit(out: &Out, target: &Target, files: &[files::FileEntry]) -> Resul
 /// The manifest of a statement that already committed under this query id, if any.
 async fn committed(out: &Out, target: &Target) -> Option<Manifest> {
     let got = out
-        .store
         .client()
         .get_object()
-        .bucket(out.store.bucket())
+        .bucket(out.bucket())
         .key(format!("{}{}", out.prefix(), target.manifest()))
         .send()
         .await

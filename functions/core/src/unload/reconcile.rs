@@ -14,25 +14,18 @@
 //! (`AbortIncompleteMultipartUpload`) removes them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
+use super::Out;
 use super::files::FileEntry;
-use super::stats::WriteStats;
 use super::target::Target;
 use crate::aws_error::AwsFailure;
 use crate::error::{ErrorKind, FunctionError, Result};
-use crate::s3::S3Store;
 
 /// Deletes the files of the statement that its answers do not list, and aborts its open
 /// uploads; an error if a listed file is not there as listed.
-pub async fn strays(
-    store: &S3Store,
-    prefix: &str,
-    target: &Target,
-    files: &[FileEntry],
-    writes: &Arc<WriteStats>,
-) -> Result<()> {
-    let listed = list(store, prefix, target, writes)
+pub(crate) async fn strays(out: &Out, target: &Target, files: &[FileEntry]) -> Result<()> {
+    let prefix = out.prefix();
+    let listed = list(out, target)
         .await
         .map_err(|said| failed("listing", prefix, target, &said))?;
     for file in files {
@@ -44,7 +37,7 @@ pub async fn strays(
                     "s3://{}/{key}, which a COPY INTO writer reported, is not there with ETag {}: \
                      another writer with the same query id removed or replaced it. Run the \
                      statement again with a new query id",
-                    store.bucket(),
+                    out.bucket(),
                     file.etag
                 ),
             ));
@@ -55,23 +48,19 @@ pub async fn strays(
         .map(|f| format!("{prefix}{}", f.name))
         .collect();
     for key in listed.keys().filter(|k| !wanted.contains(*k)) {
-        delete(store, key, writes)
+        delete(out, key)
             .await
             .map_err(|said| failed("deleting a stray file of", prefix, target, &said))?;
     }
-    abort_uploads(store, prefix, target, writes).await;
+    abort_uploads(out, target).await;
     Ok(())
 }
 
 /// Deletes every file of the failed statement and aborts its uploads; the stage-relative
 /// names (or a description) of what could not be deleted.
-pub async fn remove(
-    store: &S3Store,
-    prefix: &str,
-    target: &Target,
-    writes: &Arc<WriteStats>,
-) -> Vec<String> {
-    let listed = match list(store, prefix, target, writes).await {
+pub(crate) async fn remove(out: &Out, target: &Target) -> Vec<String> {
+    let prefix = out.prefix();
+    let listed = match list(out, target).await {
         Ok(listed) => listed,
         Err(said) => {
             return vec![format!(
@@ -84,11 +73,11 @@ pub async fn remove(
     let mut keys: Vec<&String> = listed.keys().collect();
     keys.sort();
     for key in keys {
-        if delete(store, key, writes).await.is_err() {
+        if delete(out, key).await.is_err() {
             left.push(key.strip_prefix(prefix).unwrap_or(key).to_string());
         }
     }
-    abort_uploads(store, prefix, target, writes).await;
+    abort_uploads(out, target).await;
     left
 }
 
@@ -108,21 +97,16 @@ fn scope(prefix: &str, target: &Target) -> (String, impl Fn(&str) -> bool) {
 }
 
 /// The statement's objects: key → ETag (unquoted). `Err`: what S3 said.
-async fn list(
-    store: &S3Store,
-    prefix: &str,
-    target: &Target,
-    writes: &Arc<WriteStats>,
-) -> std::result::Result<HashMap<String, String>, String> {
-    let (from, ours) = scope(prefix, target);
-    let mut out = HashMap::new();
+async fn list(out: &Out, target: &Target) -> std::result::Result<HashMap<String, String>, String> {
+    let (from, ours) = scope(out.prefix(), target);
+    let mut objects = HashMap::new();
     let mut token = None;
     loop {
-        writes.request();
-        let page = store
+        out.writes.request();
+        let page = out
             .client()
             .list_objects_v2()
-            .bucket(store.bucket())
+            .bucket(out.bucket())
             .prefix(&from)
             .set_continuation_token(token.take())
             .send()
@@ -131,26 +115,21 @@ async fn list(
         for object in page.contents() {
             if let Some(key) = object.key().filter(|k| ours(k)) {
                 let etag = object.e_tag().unwrap_or_default().trim_matches('"');
-                out.insert(key.to_string(), etag.to_string());
+                objects.insert(key.to_string(), etag.to_string());
             }
         }
         match page.next_continuation_token() {
             Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-            _ => return Ok(out),
+            _ => return Ok(objects),
         }
     }
 }
 
-async fn delete(
-    store: &S3Store,
-    key: &str,
-    writes: &Arc<WriteStats>,
-) -> std::result::Result<(), String> {
-    writes.request();
-    store
-        .client()
+async fn delete(out: &Out, key: &str) -> std::result::Result<(), String> {
+    out.writes.request();
+    out.client()
         .delete_object()
-        .bucket(store.bucket())
+        .bucket(out.bucket())
         .key(key)
         .send()
         .await
@@ -160,23 +139,23 @@ async fn delete(
 
 /// Aborts the statement's multipart uploads still open. Best effort: what cannot be listed
 /// or aborted is named in the log.
-async fn abort_uploads(store: &S3Store, prefix: &str, target: &Target, writes: &Arc<WriteStats>) {
-    let (from, ours) = scope(prefix, target);
-    writes.request();
-    let listed = store
+async fn abort_uploads(out: &Out, target: &Target) {
+    let (from, ours) = scope(out.prefix(), target);
+    out.writes.request();
+    let listed = out
         .client()
         .list_multipart_uploads()
-        .bucket(store.bucket())
+        .bucket(out.bucket())
         .prefix(&from)
         .send()
         .await;
     let uploads = match listed {
-        Ok(out) => out.uploads().to_vec(),
+        Ok(page) => page.uploads().to_vec(),
         Err(e) => {
             tracing::warn!(
                 "could not list the open multipart uploads under s3://{}/{from}{} (grant \
                  s3:ListBucketMultipartUploads, or let a lifecycle rule abort them)",
-                store.bucket(),
+                out.bucket(),
                 AwsFailure::from_sdk(&e).said()
             );
             return;
@@ -189,11 +168,11 @@ async fn abort_uploads(store: &S3Store, prefix: &str, target: &Target, writes: &
         if !ours(key) {
             continue;
         }
-        writes.request();
-        let aborted = store
+        out.writes.request();
+        let aborted = out
             .client()
             .abort_multipart_upload()
-            .bucket(store.bucket())
+            .bucket(out.bucket())
             .key(key)
             .upload_id(id)
             .send()
@@ -201,7 +180,7 @@ async fn abort_uploads(store: &S3Store, prefix: &str, target: &Target, writes: &
         if let Err(e) = aborted {
             tracing::warn!(
                 "could not abort the multipart upload of s3://{}/{key}{}",
-                store.bucket(),
+                out.bucket(),
                 AwsFailure::from_sdk(&e).said()
             );
         }

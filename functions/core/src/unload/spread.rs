@@ -106,13 +106,12 @@ pub(crate) async fn coordinate(
         query_id = %target.query_id,
         "COPY INTO: invoking writers"
     );
-    let (store, prefix, writes) = (&out.store, out.prefix(), &out.writes);
     let written = async {
         let mut gathered = runner.gather(jobs).await?;
         let files = entries(&std::mem::take(&mut gathered.batches))?;
         // A task that ran more than once may have left a file or an upload of its own.
         if gathered.retried + gathered.speculated > 0 {
-            reconcile::strays(store, prefix, target, &files, writes).await?;
+            reconcile::strays(out, target, &files).await?;
         }
         let manifest = super::commit(out, target, &files).await?;
         Ok::<_, FunctionError>(Spread { manifest, gathered })
@@ -121,7 +120,7 @@ pub(crate) async fn coordinate(
     match written {
         Ok(spread) => Ok(Some(spread)),
         Err(e) => {
-            let left = reconcile::remove(store, prefix, target, writes).await;
+            let left = reconcile::remove(out, target).await;
             Err(super::not_deleted(e, &left, &out.url))
         }
     }

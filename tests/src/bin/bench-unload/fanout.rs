@@ -28,8 +28,9 @@ struct Row {
     path: String,
     n: u64,
     workers: u64,
+    /// Its peak memory is the coordinator's `REPORT` for `xstage serve`, the resident memory
+    /// a run added for the others.
     m: Measured,
-    peak_mb: Option<u64>,
 }
 
 pub fn run(endpoint: &str, admin: &Admin, python: &str, runs: usize, out: &Path) -> Result<()> {
@@ -77,7 +78,7 @@ pub fn run(endpoint: &str, admin: &Admin, python: &str, runs: usize, out: &Path)
     for &n in &workers {
         eprintln!("==> xstage · N = {n}");
         let mut m = Measured::default();
-        let (mut count, mut peak) = (0, None);
+        let mut count = 0;
         for run in 0..=runs {
             let dir = format!("bench-unload/fan/{n}/{run}/");
             let sql = format!(
@@ -103,14 +104,13 @@ pub fn run(endpoint: &str, admin: &Admin, python: &str, runs: usize, out: &Path)
             m.requests = traffic.other - 1;
             m.bytes = written(admin, &dir)?;
             count = body["stats"]["workers"].as_u64().unwrap_or(1);
-            peak = answer.max_memory_mb();
+            m.peak(answer.max_memory_mb().map(|mb| mb as f64));
         }
         rows.push(Row {
             path: "xstage".into(),
             n,
             workers: count,
             m,
-            peak_mb: peak,
         });
     }
     // One invocation as Lambda runs it: the native handler (the bootstrap's), in this
@@ -140,13 +140,11 @@ pub fn run(endpoint: &str, admin: &Admin, python: &str, runs: usize, out: &Path)
         native.requests = traffic.other - 1;
         native.bytes = written(admin, &dir)?;
     }
-    let peak_mb = native.peak_mb.map(|p| p.round() as u64);
     rows.push(Row {
         path: "xstage native".into(),
         n: 1,
         workers: 1,
         m: native,
-        peak_mb,
     });
     eprintln!("==> DuckDB");
     let mut peers = Peers::start(Path::new(python), proxy.url())?;
@@ -174,14 +172,11 @@ pub fn run(endpoint: &str, admin: &Admin, python: &str, runs: usize, out: &Path)
         duck.requests = traffic.other;
         duck.bytes = written(admin, &dir)?;
     }
-    // DuckDB's: the resident memory its process added (`peers.py`).
-    let peak_mb = duck.peak_mb.map(|p| p.round() as u64);
     rows.push(Row {
         path: "DuckDB".into(),
         n: 1,
         workers: 1,
         m: duck,
-        peak_mb,
     });
     drop(server);
     report(&rows, source, scale);
@@ -209,7 +204,7 @@ fn report(rows: &[Row], source: u64, scale: f64) {
             r.workers,
             r.m.bytes,
             r.m.requests,
-            r.peak_mb.map_or("".into(), |p| p.to_string()),
+            r.m.peak_mb.map_or("".into(), |p| format!("{p:.0}")),
             one.map_or("".into(), |t| format!("{:.2}", r.m.median_ms() / t)),
         );
     }

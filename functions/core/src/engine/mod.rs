@@ -468,7 +468,7 @@ pub async fn execute(
         physical
     };
     column_index::fetch(ctx, &physical, store, stats, deferred).await?;
-    prefetch::start(ctx, &physical, store, stats, prefetch_budget(memory_limit))?;
+    prefetch::start(ctx, &physical, store, stats)?;
     let mut stream =
         datafusion::physical_plan::execute_stream(physical, ctx.task_ctx()).map_err(fail)?;
     let run = async {
@@ -482,7 +482,7 @@ pub async fn execute(
     // The prefetched GETs go out while the plan runs (one task: no spawn, as under WASI),
     // and stop once it is done.
     futures::pin_mut!(run);
-    match futures::future::select(run, store.drive_prefetch()).await {
+    match futures::future::select(run, store.drive_prefetch(prefetch_budget(memory_limit))).await {
         Either::Left((done, _)) => done,
         Either::Right(((), run)) => run.await,
     }
@@ -490,8 +490,8 @@ pub async fn execute(
 
 /// The most bytes a query fetches ahead of DataFusion's reads ([`prefetch`]): an eighth of
 /// its memory, at most 64 MiB.
-fn prefetch_budget(memory_limit: usize) -> usize {
-    (memory_limit / 8).min(64 << 20)
+fn prefetch_budget(memory_limit: usize) -> u64 {
+    (memory_limit / 8).min(64 << 20) as u64
 }
 
 /// Stats of a finished run.

@@ -1,5 +1,5 @@
 //! Whole-scan prefetch: a scan that will read every row group of its columns to the end has
-//! those column chunks fetched at once, concurrently, before execution starts.
+//! those column chunks fetched ahead of its reads, concurrently, within a window of bytes.
 //!
 //! DataFusion (one partition) reads a file row group by row group and column chunk by
 //! column chunk, each a round trip of its own: a GROUP BY over two columns of a
@@ -7,10 +7,11 @@
 //! are known once the plan is: every row group (no filter to prune them), the columns of its
 //! projection, whole (no LIMIT to stop early, no row selection to read pages of, no join
 //! whose dynamic filter could skip row groups). They are registered here with the store
-//! ([`S3Store::prefetch`]), coalesced like any read (ranges less than 64 KiB apart in one
-//! GET, so chunks of neighbouring small row groups share a request), and sent all at once
-//! while the plan runs, so DataFusion decodes the first row group while the others arrive.
-//! Bounded by a budget from the memory limit: a scan larger than it is read as before.
+//! ([`S3Store::prefetch`]) in runs of whole row groups of about [`RUN_BYTES`], coalesced like
+//! any read (ranges less than 64 KiB apart in one GET, so chunks of neighbouring small row
+//! groups share a request), and sent in order while the plan runs, as many as a budget from
+//! the memory limit holds ahead of the reads ([`S3Store::drive_prefetch`]): DataFusion
+//! decodes one row group while the next ones arrive, and a run leaves memory once read.
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -25,14 +26,17 @@ use parquet::file::metadata::ParquetMetaData;
 use crate::error::Result;
 use crate::s3::{IoStats, S3Store};
 
-/// Registers with `store`, within `budget` bytes, GETs for the column chunks the whole scans
-/// of `plan` will read. [`S3Store::drive_prefetch`] sends them while the plan runs.
+/// A run of row groups fetched by one GET (and let go of once read): small enough that
+/// the first row group is decoded while the next arrive, and that a window holds several.
+pub const RUN_BYTES: u64 = 8 << 20;
+
+/// Registers with `store` GETs for the column chunks the whole scans of `plan` will read.
+/// [`S3Store::drive_prefetch`] sends them while the plan runs.
 pub fn start(
     ctx: &SessionContext,
     plan: &Arc<dyn ExecutionPlan>,
     store: &S3Store,
     stats: &IoStats,
-    budget: usize,
 ) -> Result<()> {
     // A join fills in a dynamic filter on its probe side from what it built, and may then
     // skip row groups: what such a scan reads is not known before it runs.
@@ -43,7 +47,6 @@ pub fn start(
         return Ok(());
     }
     let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
-    let mut total = 0u64;
     for scan in super::scans::of(plan) {
         if scan.filter.is_some() {
             continue; // it reads what the filter selects
@@ -66,22 +69,39 @@ pub fn start(
             {
                 continue; // the scan may stop early
             }
-            let ranges = chunks(&metadata, scan.columns.as_ref());
-            let size: u64 = ranges.iter().map(|r| r.end - r.start).sum();
-            if size == 0 || total + size > budget as u64 {
-                continue;
+            for run in runs(&chunks(&metadata, scan.columns.as_ref()), RUN_BYTES) {
+                store
+                    .prefetch(&location, &run)
+                    .map_err(|e| super::error::store_error(e, stats))?;
             }
-            total += size;
-            store
-                .prefetch(&location, &ranges)
-                .map_err(|e| super::error::store_error(e, stats))?;
         }
     }
     Ok(())
 }
 
-/// The byte ranges of the column chunks of `columns` (top-level names) in every row group.
-fn chunks(metadata: &ParquetMetaData, columns: Option<&BTreeSet<String>>) -> Vec<Range<u64>> {
+/// `row_groups`' chunks in runs of whole row groups of at most `max` bytes (or one row
+/// group larger than it): a read of one row group never spans two runs' GETs.
+fn runs(row_groups: &[Vec<Range<u64>>], max: u64) -> Vec<Vec<Range<u64>>> {
+    let mut runs: Vec<Vec<Range<u64>>> = Vec::new();
+    let mut size = 0;
+    for chunks in row_groups.iter().filter(|c| !c.is_empty()) {
+        let bytes: u64 = chunks.iter().map(|r| r.end - r.start).sum();
+        match runs.last_mut() {
+            Some(run) if size + bytes <= max => {
+                run.extend(chunks.iter().cloned());
+                size += bytes;
+            }
+            _ => {
+                runs.push(chunks.clone());
+                size = bytes;
+            }
+        }
+    }
+    runs
+}
+
+/// The byte ranges of the column chunks of `columns` (top-level names), per row group.
+fn chunks(metadata: &ParquetMetaData, columns: Option<&BTreeSet<String>>) -> Vec<Vec<Range<u64>>> {
     let schema = metadata.file_metadata().schema_descr();
     let roots = schema.root_schema().get_fields();
     let leaves: Vec<usize> = (0..schema.num_columns())
@@ -93,14 +113,15 @@ fn chunks(metadata: &ParquetMetaData, columns: Option<&BTreeSet<String>>) -> Vec
     metadata
         .row_groups()
         .iter()
-        .flat_map(|rg| {
+        .map(|rg| {
             leaves
                 .iter()
-                .filter_map(move |&leaf| rg.columns().get(leaf))
-        })
-        .map(|chunk| {
-            let (start, len) = chunk.byte_range();
-            start..start.saturating_add(len)
+                .filter_map(|&leaf| rg.columns().get(leaf))
+                .map(|chunk| {
+                    let (start, len) = chunk.byte_range();
+                    start..start.saturating_add(len)
+                })
+                .collect()
         })
         .collect()
 }
@@ -154,22 +175,42 @@ mod tests {
         assert_eq!(
             chunks(&metadata, Some(&columns)),
             vec![
-                want(0, 1),
-                want(0, 2),
-                want(1, 1),
-                want(1, 2),
-                want(2, 1),
-                want(2, 2)
+                vec![want(0, 1), want(0, 2)],
+                vec![want(1, 1), want(1, 2)],
+                vec![want(2, 1), want(2, 2)],
             ]
         );
-        assert_eq!(chunks(&metadata, None).len(), 9);
-        assert!(chunks(&metadata, Some(&BTreeSet::new())).is_empty());
+        let all = chunks(&metadata, None);
+        assert_eq!(all.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
+        assert!(
+            chunks(&metadata, Some(&BTreeSet::new()))
+                .iter()
+                .all(Vec::is_empty)
+        );
         // The chunks lie in the data, before the footer.
         let data_end = file.len() as u64 - 8;
         assert!(
-            chunks(&metadata, None)
-                .iter()
+            all.iter()
+                .flatten()
                 .all(|r| r.start >= 4 && r.end <= data_end)
         );
+    }
+
+    #[test]
+    fn runs_hold_whole_row_groups_up_to_the_size() {
+        let rg = |start: u64, len: u64| vec![start..start + len / 2, start + len / 2..start + len];
+        let groups = vec![rg(0, 4), rg(4, 4), rg(8, 4), vec![], rg(12, 20), rg(32, 2)];
+        assert_eq!(
+            runs(&groups, 10),
+            vec![
+                [rg(0, 4), rg(4, 4)].concat(),
+                rg(8, 4),
+                // Larger than a run: alone.
+                rg(12, 20),
+                rg(32, 2),
+            ]
+        );
+        assert_eq!(runs(&groups, u64::MAX).len(), 1);
+        assert!(runs(&[], 10).is_empty());
     }
 }

@@ -128,6 +128,11 @@ impl S3Store {
                 prefetched: Arc::default(),
                 ..self.clone()
             };
+            let wanted: Vec<Range<u64>> = ranges
+                .iter()
+                .filter(|r| r.start < range.end && range.start < r.end)
+                .map(|r| r.start.max(range.start)..r.end.min(range.end))
+                .collect();
             let key_ = key.clone();
             let asked = range.clone();
             let options = GetOptions {
@@ -139,14 +144,16 @@ impl S3Store {
                 let (bytes, got, _) = this.fetch(&key_, &options).await.ok()?;
                 (got == asked).then_some(bytes)
             };
-            self.prefetched.keep(&key, range, fetch.boxed().shared());
+            self.prefetched
+                .keep(&key, range, wanted, fetch.boxed().shared());
         }
         Ok(())
     }
 
-    /// Sends the prefetched GETs, [`PARALLEL_GETS`] at a time, until all are answered.
-    pub fn drive_prefetch(&self) -> BoxFuture<'static, ()> {
-        self.prefetched.drive(PARALLEL_GETS)
+    /// Sends the prefetched GETs, [`PARALLEL_GETS`] at a time, while those sent and not yet
+    /// read hold at most `budget` bytes, until all are answered.
+    pub fn drive_prefetch(&self, budget: u64) -> BoxFuture<'static, ()> {
+        self.prefetched.drive(PARALLEL_GETS, budget)
     }
 
     /// The ETag with which every GET of `path` in this invocation was answered, if there was

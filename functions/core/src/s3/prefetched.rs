@@ -27,14 +27,13 @@ use futures::{FutureExt, StreamExt};
 /// One GET under way or done: its bytes, or `None` if it failed.
 pub type Fetch = Shared<BoxFuture<'static, Option<Bytes>>>;
 
-/// A kept fetch, found by key.
+/// A kept fetch, found by key; the fetch itself is its [`Slot`].
 struct Entry {
     /// Its place in [`Kept::order`].
     id: usize,
     range: Range<u64>,
     /// The ranges it was kept for that no read has asked for yet.
     unread: Vec<Range<u64>>,
-    fetch: Fetch,
 }
 
 /// A kept fetch, in the driver's order: its length and the fetch, `None` once read through.
@@ -75,6 +74,9 @@ impl Kept {
         if entries.is_empty() {
             self.by_key.remove(key);
         }
+        if through.is_empty() {
+            return;
+        }
         for id in through {
             let slot = &mut self.order[id];
             slot.fetch = None;
@@ -82,6 +84,7 @@ impl Kept {
                 self.held -= slot.len;
             }
         }
+        // The window moved.
         if let Some(driver) = self.driver.take() {
             driver.wake();
         }
@@ -123,14 +126,13 @@ impl Prefetched {
         let id = kept.order.len();
         kept.order.push(Slot {
             len: range.end - range.start,
-            fetch: Some(fetch.clone()),
+            fetch: Some(fetch),
             started: false,
         });
         kept.by_key.entry(key.to_string()).or_default().push(Entry {
             id,
             range,
             unread: wanted,
-            fetch,
         });
     }
 
@@ -140,10 +142,10 @@ impl Prefetched {
         let (start, fetch) = {
             let mut kept = self.lock();
             let found = kept.by_key.get(key).and_then(|entries| {
-                entries
+                let e = entries
                     .iter()
-                    .find(|e| e.range.start <= range.start && range.end <= e.range.end)
-                    .map(|e| (e.range.start, e.fetch.clone()))
+                    .find(|e| e.range.start <= range.start && range.end <= e.range.end)?;
+                Some((e.range.start, kept.order[e.id].fetch.clone()?))
             });
             kept.read(key, range);
             found?

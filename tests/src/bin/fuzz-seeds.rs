@@ -1,7 +1,7 @@
 //! Writes the fuzz corpus seeds (`fuzz/corpus/<target>/`), generated rather than committed:
 //! the seed scenario's events, the queries the tests and the README run, and the tails of
-//! Parquet files written here (every codec, page indexes, nested types, a hand-forged file), and
-//! CSV, TSV and NDJSON files.
+//! Parquet files written here (every codec, page indexes, nested types, a hand-forged file),
+//! CSV, TSV and NDJSON files, and worker fragments as a coordinator encodes them.
 //!
 //! `scripts/fuzz` runs it: `cargo build --workspace --bins && $CARGO_TARGET_DIR/debug/fuzz-seeds fuzz/corpus`
 
@@ -130,6 +130,10 @@ fn main() -> Result<()> {
         let mut seed = vec![pick];
         seed.extend_from_slice(&body);
         write(&root.join(target), name, &seed)?;
+    }
+    // Fragments as a coordinator encodes them (xstage_core::fuzz::fragment).
+    for (i, seed) in xstage_core::fuzz::fragment_seeds().iter().enumerate() {
+        write(&root.join("fragment"), &format!("coordinator-{i}"), seed)?;
     }
     Ok(())
 }

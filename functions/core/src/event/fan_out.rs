@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::fields::{Fields, kind_of};
 use crate::engine::PageIndexes;
 use crate::error::{FunctionError, Result};
+use crate::fanout::fragment::MAX_FRAGMENT_BYTES;
 
 /// `options.fan_out`: one query spread over invocations of this function.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,6 +125,14 @@ impl Fragment {
     pub(super) fn parse(value: Value) -> Result<Self> {
         let mut f = Fields::new("fragment", value)?;
         let plan = f.take_str(&["plan"])?.unwrap_or_default();
+        // Bounded before it is decoded: base64 holds 3 bytes in 4 characters.
+        if plan.len() / 4 * 3 > MAX_FRAGMENT_BYTES {
+            return Err(FunctionError::invalid_event(format!(
+                "`fragment.plan` is {} characters of base64, above the {MAX_FRAGMENT_BYTES} bytes a \
+                 coordinator sends",
+                plan.len()
+            )));
+        }
         let plan = base64::engine::general_purpose::STANDARD
             .decode(plan.as_bytes())
             .map_err(|e| {
@@ -145,9 +154,26 @@ impl Fragment {
         };
         let children = match f.take(&["children"])? {
             None => Vec::new(),
+            // Counted before any is decoded: one event never starts more than a query may.
+            Some((_, Value::Array(items))) if items.len() as u64 > MAX_WORKERS => {
+                return Err(FunctionError::invalid_event(format!(
+                    "`fragment.children` holds {} fragments; a query has at most {MAX_WORKERS} \
+                     workers",
+                    items.len()
+                )));
+            }
             Some((_, Value::Array(items))) => items
                 .into_iter()
-                .map(Fragment::parse)
+                .map(|item| {
+                    let child = Fragment::parse(item)?;
+                    if child.children.is_empty() {
+                        Ok(child)
+                    } else {
+                        Err(FunctionError::invalid_event(
+                            "`fragment.children` holds worker fragments, not inner nodes",
+                        ))
+                    }
+                })
                 .collect::<Result<Vec<_>>>()?,
             Some((_, other)) => {
                 return Err(FunctionError::invalid_event(format!(

@@ -16,6 +16,9 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::prelude::SessionContext;
+use datafusion_proto::physical_plan::{AsExecutionPlan, DefaultPhysicalExtensionCodec};
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use datafusion_proto::protobuf::physical_plan_node::PhysicalPlanType as Node;
 use object_store::ObjectMeta;
 
 use super::split::{ROW_WISE, file_scan, row_wise_chain};
@@ -72,10 +75,14 @@ pub fn decode(bytes: &[u8], ctx: &SessionContext, stage: &Stage, shape: Shape) -
     if bytes.len() > MAX_FRAGMENT_BYTES {
         return Err(refuse(format!("it is {} bytes", bytes.len())));
     }
+    // The protobuf first (prost bounds its nesting), then its nodes, before any becomes a plan.
+    let proto = PhysicalPlanNode::try_decode(bytes)
+        .map_err(|e| refuse(format!("its plan could not be decoded ({e})")))?;
+    chain(&proto).map_err(refuse)?;
     let task = ctx.task_ctx();
     // Decoding hostile bytes must fail, not take the process down.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        datafusion_proto::bytes::physical_plan_from_bytes(bytes, &task)
+        proto.try_into_physical_plan(&task, &DefaultPhysicalExtensionCodec {})
     }))
     .map_err(|_| refuse("its plan could not be decoded".into()))?
     .map_err(|e| {
@@ -100,6 +107,55 @@ pub fn decode(bytes: &[u8], ctx: &SessionContext, stage: &Stage, shape: Shape) -
         files,
         names,
     })
+}
+
+/// The most plan nodes a fragment has: its root, the row-wise nodes under it, its scan.
+pub const MAX_NODES: usize = 16;
+
+/// Checks the protobuf's nodes before any is decoded into a plan: a chain of at most
+/// [`MAX_NODES`] of the kinds a coordinator sends, each over one input, ending in a file scan.
+fn chain(proto: &PhysicalPlanNode) -> std::result::Result<(), String> {
+    let mut node = proto;
+    for _ in 0..MAX_NODES {
+        let input = match &node.physical_plan_type {
+            Some(Node::ParquetScan(_) | Node::CsvScan(_) | Node::JsonScan(_)) => return Ok(()),
+            Some(Node::Aggregate(n)) => &n.input,
+            Some(Node::Sort(n)) => &n.input,
+            Some(Node::LocalLimit(n)) => &n.input,
+            Some(Node::Filter(n)) => &n.input,
+            Some(Node::Projection(n)) => &n.input,
+            Some(Node::CoalesceBatches(n)) => &n.input,
+            Some(Node::Cooperative(n)) => &n.input,
+            Some(other) => {
+                return Err(format!(
+                    "it has a {} node: not a partial aggregation, a top k or a limit over \
+                     row-wise nodes and a file scan",
+                    kind(other)
+                ));
+            }
+            None => return Err("it has an empty node".into()),
+        };
+        node = input.as_deref().ok_or("a node has no input")?;
+    }
+    Err(format!("it has more than {MAX_NODES} nodes"))
+}
+
+/// A protobuf node's kind, as its `Debug` begins (`Merge(…`); the rest is never formatted.
+fn kind(node: &Node) -> String {
+    struct Prefix(String);
+    impl std::fmt::Write for Prefix {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.push_str(s);
+            if self.0.contains('(') || self.0.len() > 64 {
+                Err(std::fmt::Error)
+            } else {
+                Ok(())
+            }
+        }
+    }
+    let mut prefix = Prefix(String::new());
+    let _ = std::fmt::Write::write_fmt(&mut prefix, format_args!("{node:?}"));
+    prefix.0.split('(').next().unwrap_or_default().to_string()
 }
 
 /// The fragment's files, if its shape and files are what a coordinator makes.

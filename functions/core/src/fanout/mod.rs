@@ -300,15 +300,20 @@ async fn inner(
     started: Instant,
     ctx: &datafusion::prelude::SessionContext,
 ) -> Result<Response> {
+    // Counted before any child is decoded or invoked: a forged event starts no more workers
+    // than its own query may (`fragment.children` has no inner nodes; see `Fragment::parse`).
+    let most = event.options.fan_out.max_workers;
+    if fragment.children.len() as u64 > most {
+        return Err(FunctionError::invalid_event(format!(
+            "`fragment.children` holds {} worker fragments, above options.fan_out.max_workers \
+             ({most}): an inner node starts no more workers than its query may use",
+            fragment.children.len()
+        )));
+    }
     // A COPY INTO's writers answer with their files' lists, which are concatenated.
     let writers = fragment.children.iter().any(|c| c.part.is_some());
     let mut root = None;
     for child in &fragment.children {
-        if !child.children.is_empty() {
-            return Err(FunctionError::invalid_event(
-                "`fragment.children` holds worker fragments, not inner nodes",
-            ));
-        }
         if !writers {
             let shape = fragment::Shape::Partial;
             let checked = fragment::decode(&child.plan, ctx, &event.stage, shape)?;

@@ -268,3 +268,63 @@ async fn fragments_outside_their_stage_or_shape_are_refused() {
     let grouped = plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await;
     assert!(Split::rows(&grouped).is_none());
 }
+
+#[tokio::test]
+async fn a_fragment_is_bounded_before_it_becomes_a_plan() {
+    use datafusion_proto::physical_plan::AsExecutionPlan;
+    use datafusion_proto::protobuf::physical_plan_node::PhysicalPlanType as Node;
+    use datafusion_proto::protobuf::{PhysicalPlanNode, ProjectionExecNode};
+
+    let (ctx, stage) = context().await;
+    let split = Split::of(&plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await).unwrap();
+    let bytes = fragment::encode(split.worker(None).unwrap()).unwrap();
+    let wrapped = |times: usize| {
+        let mut node = PhysicalPlanNode::try_decode(&bytes).unwrap();
+        for _ in 0..times {
+            node = PhysicalPlanNode {
+                physical_plan_type: Some(Node::Projection(Box::new(ProjectionExecNode {
+                    input: Some(Box::new(node)),
+                    ..Default::default()
+                }))),
+            };
+        }
+        let mut out = Vec::new();
+        node.try_encode(&mut out).unwrap();
+        out
+    };
+    let refused = |bytes: &[u8], needle: &str| {
+        let e = fragment::decode(bytes, &ctx, &stage, fragment::Shape::Partial)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), crate::ErrorKind::InvalidEvent);
+        assert!(e.message().contains(needle), "{needle:?} not in {e}");
+    };
+    refused(&wrapped(fragment::MAX_NODES), "more than 16 nodes");
+    // Deeper than prost decodes (100 levels of nesting): refused, not a stack overflow.
+    // Written as bytes: a Projection (field 4) whose input (field 1) is the next, 5,000 deep.
+    let mut deep = bytes.clone();
+    for _ in 0..5_000 {
+        for field in [0x0a, 0x22] {
+            let (mut len, mut n) = (vec![field], deep.len());
+            while n >= 0x80 {
+                len.push((n as u8 & 0x7f) | 0x80);
+                n >>= 7;
+            }
+            len.push(n as u8);
+            deep.splice(0..0, len);
+        }
+    }
+    refused(&deep, "could not be decoded");
+    // The whole plan: its final aggregation's inputs are no worker's.
+    let whole =
+        fragment::encode(plan(&ctx, "SELECT g, count(*) FROM t GROUP BY g", true).await).unwrap();
+    refused(&whole, "not a partial aggregation");
+    // A query's own long expression still travels (200 additions).
+    let deep = format!(
+        "SELECT g, count(*) FROM t WHERE k{} > 5 GROUP BY g",
+        " + k".repeat(200)
+    );
+    let split = Split::of(&plan(&ctx, &deep, true).await).unwrap();
+    let bytes = fragment::encode(split.worker(None).unwrap()).unwrap();
+    fragment::decode(&bytes, &ctx, &stage, fragment::Shape::Partial).unwrap();
+}

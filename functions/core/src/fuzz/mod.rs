@@ -4,8 +4,12 @@
 //! Each takes arbitrary bytes and must return without panicking, whatever they hold; where a
 //! result must hold a property (a stage path never leaves its stage), it asserts it.
 
+mod fragment;
+
 use bytes::Bytes;
 use parquet::file::metadata::PageIndexPolicy;
+
+pub use fragment::{fragment, fragment_seeds};
 
 use crate::engine::footer::{Tail, parse_tail, with_page_indexes};
 use crate::event::Event;

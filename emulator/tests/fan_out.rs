@@ -17,6 +17,8 @@ use xstage_tests::{fixtures, localstack, query_cli, seed, tpch};
 
 #[path = "fan_out/copy.rs"]
 mod copy;
+#[path = "fan_out/estimate.rs"]
+mod estimate;
 #[path = "fan_out/forged.rs"]
 mod forged;
 

@@ -36,6 +36,8 @@ pub struct Session {
     unreachable: Option<String>,
     /// `AWS_ENDPOINT_URL`: the STS and S3 endpoint for connections that name none.
     pub default_endpoint: Option<String>,
+    /// `SET max_bytes_scanned`: sent with every query.
+    max_bytes_scanned: Option<u64>,
 }
 
 impl Session {
@@ -51,6 +53,7 @@ impl Session {
             default_endpoint: std::env::var("AWS_ENDPOINT_URL")
                 .ok()
                 .filter(|v| !v.is_empty()),
+            max_bytes_scanned: None,
         }
     }
 
@@ -197,7 +200,15 @@ impl Session {
                     Err(unknown("stage", &name, c.stages.keys()))
                 }
             }),
-            Statement::Query(sql) => self.query(&sql).await,
+            Statement::Query(sql) => self.query(&sql, false).await,
+            Statement::Explain(sql) => self.query(&sql, true).await,
+            Statement::SetMaxBytesScanned(limit) => {
+                self.max_bytes_scanned = limit;
+                Ok(done(match limit {
+                    Some(n) => format!("queries read at most {n} bytes (max_bytes_scanned)"),
+                    None => "max_bytes_scanned unset".into(),
+                }))
+            }
         }
     }
 
@@ -311,6 +322,9 @@ impl Session {
         });
         if stages.len() > 1 {
             event["stages"] = stages[1..].iter().map(event_stage).collect();
+        }
+        if let Some(limit) = self.max_bytes_scanned {
+            event["options"] = json!({ "max_bytes_scanned": limit });
         }
         check(&event)?;
         Ok(event)

@@ -51,6 +51,11 @@ pub enum Statement {
     },
     /// A query for the function, as written.
     Query(String),
+    /// `EXPLAIN <query>`: what the query would read, from its footers (`options.dry_run`).
+    Explain(String),
+    /// `SET max_bytes_scanned = <bytes>` (`None`: `UNSET max_bytes_scanned`), given with
+    /// every later query of the session (`options.max_bytes_scanned`).
+    SetMaxBytesScanned(Option<u64>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +107,17 @@ pub fn parse(text: &str) -> Result<Statement, ParseError> {
         "SELECT" | "WITH" | "LIST" | "LS" | "VALUES" | "COPY" => {
             return Ok(Statement::Query(text.to_string()));
         }
+        "EXPLAIN" => {
+            let query = text[lead + first.len()..].trim();
+            return match parse(query)? {
+                Statement::Query(q) => Ok(Statement::Explain(q)),
+                _ => Err(ParseError {
+                    offset: lead,
+                    message: "EXPLAIN takes a query: EXPLAIN SELECT ... FROM @stage/...".into(),
+                }),
+            };
+        }
+        "SET" | "UNSET" => return setting(text, lead, &first),
         "CREATE" | "SHOW" | "DESC" | "DESCRIBE" | "DROP" => {}
         "" => {
             return Err(ParseError {
@@ -114,7 +130,8 @@ pub fn parse(text: &str) -> Result<Statement, ParseError> {
                 offset: lead,
                 message: format!(
                     "{other} is not supported here; xstage sql runs CREATE, DROP, SHOW and DESC of \
-                     connections and stages, and SELECT and LIST queries on stages"
+                     connections and stages, SELECT, LIST and COPY INTO on stages, EXPLAIN of a \
+                     query, and SET max_bytes_scanned"
                 ),
             });
         }
@@ -135,6 +152,39 @@ pub fn parse(text: &str) -> Result<Statement, ParseError> {
         });
     }
     Ok(statement)
+}
+
+/// `SET max_bytes_scanned = <bytes>` or `UNSET max_bytes_scanned`: the one setting.
+fn setting(text: &str, lead: usize, verb: &str) -> Result<Statement, ParseError> {
+    let rest = text[lead + verb.len()..].trim();
+    let (name, value) = match rest.split_once('=') {
+        Some((name, value)) if verb == "SET" => (name.trim(), Some(value.trim())),
+        None if verb == "UNSET" => (rest, None),
+        _ => ("", None),
+    };
+    let fail = |message: String| ParseError {
+        offset: lead,
+        message,
+    };
+    if !name.eq_ignore_ascii_case("max_bytes_scanned") {
+        return Err(fail(format!(
+            "{verb} takes max_bytes_scanned (SET max_bytes_scanned = <bytes>, UNSET \
+             max_bytes_scanned); got {:?}",
+            rest
+        )));
+    }
+    match value {
+        None => Ok(Statement::SetMaxBytesScanned(None)),
+        Some(v) => v
+            .replace('_', "")
+            .parse::<u64>()
+            .map(|n| Statement::SetMaxBytesScanned(Some(n)))
+            .map_err(|_| {
+                fail(format!(
+                    "max_bytes_scanned takes a number of bytes, got {v:?}"
+                ))
+            }),
+    }
 }
 
 struct Parser {

@@ -204,3 +204,45 @@ fn xstage_sql_copies_into_the_stage_then_lists_and_reads_it() {
         "{stdout}"
     );
 }
+
+/// "`EXPLAIN <query>` answers with the dry run's figures; `SET max_bytes_scanned` bounds every
+/// later query of the session": both through `xstage sql`, with the seed's stage.
+#[test]
+fn xstage_sql_explains_a_query_and_bounds_the_next() {
+    let server = &*SERVER;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog.json");
+    let run = |statements: &[&str]| {
+        std::fs::remove_file(&catalog).ok();
+        let mut args = sql_args(server, &catalog);
+        let creates = SEED_SQL
+            .split_inclusive(';')
+            .map(str::trim)
+            .filter(|s| s.starts_with("CREATE"));
+        for s in creates.chain(statements.iter().copied()) {
+            args.extend(["-e", s]);
+        }
+        xstage(&args, &[("AWS_ENDPOINT_URL", &WORLD.endpoint)])
+    };
+    // (A bare count(*) is answered from the footers: its dry run reads 0 bytes.)
+    let query = "SELECT sum(age) AS n FROM @databend_test/test.parquet;";
+    let out = run(&[&format!("EXPLAIN {query}")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON rows on stdout");
+    let figures = &rows[0];
+    assert_eq!(figures["files"], json!(1), "{rows}");
+    assert_eq!(figures["path"], json!("single"), "{rows}");
+    let planned = figures["bytes_scanned"].as_u64().expect("bytes_scanned");
+    assert!(planned > 0, "{rows}");
+
+    let at_most = |n: u64| format!("SET max_bytes_scanned = {n};");
+    let out = run(&[&at_most(planned), query]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&[&at_most(planned - 1), query]);
+    fails_with(&out, 1, "ScanLimitExceeded");
+    assert!(
+        stderr(&out).contains(&format!("would read {planned} bytes")),
+        "{}",
+        stderr(&out)
+    );
+}

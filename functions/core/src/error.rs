@@ -62,6 +62,9 @@ pub enum ErrorKind {
     /// A file a `COPY INTO` would create already exists (a conditional write got 412): the
     /// statement never replaces a file it did not create.
     AlreadyExists,
+    /// The query would read more than `options.max_bytes_scanned` (counted from the footers,
+    /// after pruning); nothing was read.
+    ScanLimitExceeded,
 }
 
 impl ErrorKind {
@@ -92,11 +95,12 @@ impl ErrorKind {
             ErrorKind::Internal => "Internal",
             ErrorKind::WritesNotAllowed => "WritesNotAllowed",
             ErrorKind::AlreadyExists => "AlreadyExists",
+            ErrorKind::ScanLimitExceeded => "ScanLimitExceeded",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 24] = [
+    pub const ALL: [ErrorKind; 25] = [
         ErrorKind::InvalidEvent,
         ErrorKind::InvalidQuery,
         ErrorKind::RoleNotAllowed,
@@ -121,6 +125,7 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::WritesNotAllowed,
         ErrorKind::AlreadyExists,
+        ErrorKind::ScanLimitExceeded,
     ];
 
     /// The kind an `errorType` names.

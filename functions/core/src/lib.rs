@@ -32,6 +32,7 @@ pub mod credentials;
 pub mod egress;
 pub mod engine;
 pub mod error;
+pub mod estimate;
 pub mod event;
 pub mod fanout;
 pub mod format;
@@ -132,6 +133,12 @@ async fn answer<W>(
 ) -> Result<(W, result::Stats), FunctionError> {
     let statement = sql::rewrite(&event.query)?;
     if let sql::Statement::Copy(copy) = statement {
+        if event.options.dry_run {
+            return Err(FunctionError::invalid_event(
+                "`options.dry_run` previews a query, not a COPY INTO (which would write): send \
+                 the COPY's source as a SELECT with dry_run to see what it reads",
+            ));
+        }
         // Boxed: a COPY's future is large, and a caller's stack (a test thread's 2 MiB, in a
         // debug build) need not hold it.
         let (batch, stats) = Box::pin(unload::run(event, raw, *copy, started)).await?;
@@ -152,6 +159,25 @@ async fn answer<W>(
         .enabled()
         .then(|| fanout::runner(&connected.base, event, raw).ok())
         .flatten();
+    if event.options.dry_run || event.options.max_bytes_scanned.is_some() {
+        let planned = prepared.physical(&io, max_rows, false).await?;
+        let estimate = estimate::Estimate::of(prepared.context(), &planned);
+        if event.options.dry_run {
+            let workers = match runner {
+                Some(_) => fanout::workers(event, &prepared, &io).await?,
+                None => 0,
+            };
+            let path = if workers > 0 { "fan_out" } else { "single" };
+            let batch = estimate.answer(path, workers)?;
+            let mut writer = start(&batch.schema()).await?;
+            push(&mut writer, &batch).await?;
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            let mut stats = engine::stats(&io, files, connected.sts_calls, elapsed_ms);
+            stats.path = result::QueryPath::DryRun;
+            return Ok((writer, stats));
+        }
+        estimate.check(event.options.max_bytes_scanned)?;
+    }
     let fanned = match &runner {
         Some(runner) => fanout::coordinate(event, &prepared, &io, runner).await?,
         None => None,

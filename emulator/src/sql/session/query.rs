@@ -27,8 +27,13 @@ impl Session {
         Ok(self.invoker.clone().expect("connected"))
     }
 
-    pub(super) async fn query(&mut self, sql: &str) -> Result<Output, SqlError> {
-        let event = serde_json::to_vec(&self.event(sql)?).expect("an event serializes");
+    /// A query's buffered answer; `dry_run`: what it would read instead (EXPLAIN).
+    pub(super) async fn query(&mut self, sql: &str, dry_run: bool) -> Result<Output, SqlError> {
+        let mut event = self.event(sql)?;
+        if dry_run {
+            event["options"]["dry_run"] = json!(true);
+        }
+        let event = serde_json::to_vec(&event).expect("an event serializes");
         match self.invoker().await?.invoke(event).await? {
             Reply::FunctionError {
                 error_type,
@@ -52,7 +57,7 @@ impl Session {
         arrow: bool,
     ) -> Result<String, SqlError> {
         let mut event = self.event(sql)?;
-        event["options"] = json!({"format": if arrow { "arrow" } else { "ndjson" }});
+        event["options"]["format"] = json!(if arrow { "arrow" } else { "ndjson" });
         let event = serde_json::to_vec(&event).expect("an event serializes");
         let invoker = self.invoker().await?;
         let mut lines = answer::Lines::default();

@@ -150,3 +150,37 @@ fn errors_say_where_and_why() {
         error("CREATE OR REPLACE CONNECTION IF NOT EXISTS c STORAGE_TYPE='s3' ROLE_ARN='r'");
     assert!(why.contains("cannot be used together"), "{why}");
 }
+
+#[test]
+fn explain_and_the_scan_limit_setting_parse() {
+    assert_eq!(
+        parse("EXPLAIN SELECT count(*) FROM @s/").unwrap(),
+        Statement::Explain("SELECT count(*) FROM @s/".into())
+    );
+    assert_eq!(
+        parse("explain\n  SELECT 1 FROM @s/x.parquet").unwrap(),
+        Statement::Explain("SELECT 1 FROM @s/x.parquet".into())
+    );
+    let e = parse("EXPLAIN DROP STAGE s").unwrap_err();
+    assert!(e.message.contains("EXPLAIN takes a query"), "{}", e.message);
+    assert_eq!(
+        parse("SET max_bytes_scanned = 1_000_000").unwrap(),
+        Statement::SetMaxBytesScanned(Some(1_000_000))
+    );
+    assert_eq!(
+        parse("unset MAX_BYTES_SCANNED").unwrap(),
+        Statement::SetMaxBytesScanned(None)
+    );
+    for bad in [
+        "SET max_threads = 4",
+        "SET max_bytes_scanned = lots",
+        "SET max_bytes_scanned",
+    ] {
+        let e = parse(bad).unwrap_err();
+        assert!(
+            e.message.contains("max_bytes_scanned"),
+            "{bad}: {}",
+            e.message
+        );
+    }
+}

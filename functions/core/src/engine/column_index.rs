@@ -19,14 +19,9 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::datasource::physical_plan::parquet::{
-    ParquetAccessPlan, ParquetFileMetrics, RowGroupAccessPlanFilter,
-};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::utils::collect_columns;
-use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -135,18 +130,7 @@ fn entries_for(
     if leaves.is_empty() {
         return Vec::new();
     }
-    let groups = metadata.row_groups();
-    let mut plan = RowGroupAccessPlanFilter::new(ParquetAccessPlan::new_all(groups.len()));
-    // A filter the statistics cannot evaluate keeps every row group, as it does in
-    // DataFusion.
-    if let Some(predicate) = PruningPredicateBuilder::new()
-        .with_file_schema(Arc::clone(schema))
-        .build(Arc::clone(filter))
-    {
-        let metrics =
-            ParquetFileMetrics::new(0, location.as_ref(), &ExecutionPlanMetricsSet::new());
-        plan.prune_by_statistics(schema, parquet_schema, groups, &predicate, &metrics);
-    }
+    let plan = super::prune::by_statistics(metadata, schema, filter, location);
     let whole = plan.is_fully_matched().clone();
     plan.row_group_indexes()
         .filter(|&rg| !whole.get(rg).copied().unwrap_or(false))

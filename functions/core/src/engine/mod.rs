@@ -16,6 +16,7 @@ mod hints;
 mod kept;
 mod locate;
 mod prefetch;
+pub(crate) mod prune;
 pub(crate) mod scans;
 mod serial;
 mod tables;

@@ -62,28 +62,30 @@ pub fn of(plan: &Arc<dyn ExecutionPlan>) -> Vec<Scan> {
         let config = node
             .downcast_ref::<DataSourceExec>()
             .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>());
-        if let Some(config) = config
-            && let Some(source) = config.file_source().downcast_ref::<ParquetSource>()
-        {
-            scans.push(Scan {
-                filter: source.filter().and_then(planned),
-                columns: source.projection().map(|p| {
-                    p.expr_iter()
-                        .flat_map(|e| collect_columns(&e))
-                        .map(|c| c.name().to_string())
-                        .collect()
-                }),
-                limit: config.limit,
-                schema: Arc::clone(config.file_schema()),
-                files: config
-                    .file_groups
-                    .iter()
-                    .flat_map(|g| g.files())
-                    .map(|f| f.object_meta.location.clone())
-                    .collect(),
-            });
-        }
+        scans.extend(config.and_then(parquet));
         Ok(TreeNodeRecursion::Continue)
     });
     scans
+}
+
+/// The scan `config` makes, if it reads Parquet.
+pub fn parquet(config: &FileScanConfig) -> Option<Scan> {
+    let source = config.file_source().downcast_ref::<ParquetSource>()?;
+    Some(Scan {
+        filter: source.filter().and_then(planned),
+        columns: source.projection().map(|p| {
+            p.expr_iter()
+                .flat_map(|e| collect_columns(&e))
+                .map(|c| c.name().to_string())
+                .collect()
+        }),
+        limit: config.limit,
+        schema: Arc::clone(config.file_schema()),
+        files: config
+            .file_groups
+            .iter()
+            .flat_map(|g| g.files())
+            .map(|f| f.object_meta.location.clone())
+            .collect(),
+    })
 }

@@ -138,19 +138,9 @@ impl Fragment {
             .map_err(|e| {
                 FunctionError::invalid_event(format!("`fragment.plan` is not base64: {e}"))
             })?;
-        let flag = |f: &mut Fields, name: &str| -> Result<bool> {
-            match f.take(&[name])? {
-                None => Ok(false),
-                Some((_, Value::Bool(b))) => Ok(b),
-                Some((key, other)) => Err(FunctionError::invalid_event(format!(
-                    "`fragment.{key}` must be a boolean, got {}",
-                    kind_of(&other)
-                ))),
-            }
-        };
         let page_indexes = PageIndexes {
-            offset_index: flag(&mut f, "offset_index")?,
-            column_index: flag(&mut f, "column_index")?,
+            offset_index: f.take_bool(&["offset_index"])?,
+            column_index: f.take_bool(&["column_index"])?,
         };
         let children = match f.take(&["children"])? {
             None => Vec::new(),

@@ -74,6 +74,19 @@ impl Fields {
         }
     }
 
+    /// Like [`take`](Self::take), for a boolean; `false` when absent.
+    pub(crate) fn take_bool(&mut self, names: &[&str]) -> Result<bool> {
+        match self.take(names)? {
+            None => Ok(false),
+            Some((_, Value::Bool(b))) => Ok(b),
+            Some((key, other)) => Err(FunctionError::invalid_event(format!(
+                "`{}.{key}` must be a boolean, got {}",
+                self.at,
+                kind_of(&other)
+            ))),
+        }
+    }
+
     /// Like [`take`](Self::take), for a non-negative integer (a numeric string is accepted too,
     /// as Databend and RisingWave options are strings).
     pub(crate) fn take_u64(&mut self, names: &[&str]) -> Result<Option<u64>> {

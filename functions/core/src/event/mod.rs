@@ -72,6 +72,10 @@ pub struct Options {
     /// A `COPY INTO`'s query id, for a caller that names its own (a retry then writes the
     /// same names); else the function makes a UUID.
     pub query_id: Option<String>,
+    /// Answer with what the query would read ([`crate::estimate`]) instead of running it.
+    pub dry_run: bool,
+    /// Refuse a query that would read more bytes than this (`ScanLimitExceeded`).
+    pub max_bytes_scanned: Option<u64>,
 }
 
 impl Default for Options {
@@ -82,6 +86,8 @@ impl Default for Options {
             format: Format::Json,
             fan_out: FanOut::default(),
             query_id: None,
+            dry_run: false,
+            max_bytes_scanned: None,
         }
     }
 }
@@ -107,7 +113,14 @@ const CONNECTION_KEYS: &[&str] = &[
     "s3.path",
 ];
 const STAGE_KEYS: &[&str] = &["name", "url", "connection_name", "file_format"];
-const OPTION_KEYS: &[&str] = &["max_rows", "format", "fan_out", "query_id"];
+const OPTION_KEYS: &[&str] = &[
+    "max_rows",
+    "format",
+    "fan_out",
+    "query_id",
+    "dry_run",
+    "max_bytes_scanned",
+];
 
 impl Event {
     /// Parses and validates an event.
@@ -335,6 +348,8 @@ fn parse_options(mut f: Fields) -> Result<Options> {
     if let Some(id) = &query_id {
         crate::unload::names::check_query_id(id)?;
     }
+    let dry_run = f.take_bool(&["dry_run"])?;
+    let max_bytes_scanned = f.take_u64(&["max_bytes_scanned"])?;
     f.finish(OPTION_KEYS)?;
     if max_rows > 1_000_000 {
         return Err(FunctionError::invalid_event(format!(
@@ -347,6 +362,8 @@ fn parse_options(mut f: Fields) -> Result<Options> {
         format,
         fan_out,
         query_id,
+        dry_run,
+        max_bytes_scanned,
     })
 }
 

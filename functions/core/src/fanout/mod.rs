@@ -70,23 +70,10 @@ pub async fn coordinate(
     let Some(split) = Split::of(&physical) else {
         return Ok(None);
     };
-    let worker = split.worker(None)?;
-    let columns = engine::scans::of(&worker)
-        .into_iter()
-        .next()
-        .and_then(|scan| scan.read_columns());
-    let units = Arc::new(tasks::units(
-        prepared.context(),
-        &split.files(),
-        columns.as_ref(),
-    ));
-    if tasks::total(&units) <= options.bytes_per_worker {
+    let Some((units, planned)) = shares(prepared.context(), &split, options)? else {
         return Ok(None);
-    }
-    let planned = tasks::plan(&units, options.bytes_per_worker, options.max_workers);
-    if planned.len() < 2 {
-        return Ok(None);
-    }
+    };
+    let units = Arc::new(units);
     let split = Arc::new(split);
     let page_indexes = prepared.page_indexes();
     let jobs = planned
@@ -115,6 +102,33 @@ pub async fn coordinate(
         gathered,
         last_worker,
     }))
+}
+
+/// The workers `prepared`'s query would use: 0 when it runs in one invocation.
+pub async fn workers(event: &Event, prepared: &Prepared, io: &IoStats) -> Result<u64> {
+    let physical = prepared.physical(io, event.options.max_rows, true).await?;
+    let Some(split) = Split::of(&physical) else {
+        return Ok(0);
+    };
+    let shares = shares(prepared.context(), &split, &event.options.fan_out)?;
+    Ok(shares.map_or(0, |(_, tasks)| tasks.len() as u64))
+}
+
+/// `split`'s scan cut into tasks of about `bytes_per_worker` each, counted as the scan reads
+/// (its columns, in the row groups its filter and limit leave); `None` when that is one
+/// task's worth, which runs in one invocation.
+pub(crate) fn shares(
+    ctx: &datafusion::prelude::SessionContext,
+    split: &Split,
+    options: &crate::event::FanOut,
+) -> Result<Option<(Vec<tasks::Unit>, Vec<tasks::Task>)>> {
+    let scan = engine::scans::of(&split.worker(None)?).into_iter().next();
+    let units = tasks::units(ctx, &split.files(), scan.as_ref());
+    if tasks::total(&units) <= options.bytes_per_worker {
+        return Ok(None);
+    }
+    let planned = tasks::plan(&units, options.bytes_per_worker, options.max_workers);
+    Ok((planned.len() >= 2).then_some((units, planned)))
 }
 
 /// The job of one task, and how to halve it.

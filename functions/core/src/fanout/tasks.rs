@@ -2,14 +2,12 @@
 //! (DataFusion's `PartitionedFile` ranges: a range reads the row groups whose first page lies
 //! in it), balanced by the bytes of the columns the query reads.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::FileGroup;
-use datafusion::datasource::physical_plan::parquet::metadata::CachedParquetMetaData;
 use datafusion::prelude::SessionContext;
-use parquet::file::metadata::ParquetMetaData;
+
+use crate::engine::prune;
+use crate::engine::scans::Scan;
 
 /// One worker's share.
 #[derive(Debug, Clone)]
@@ -61,13 +59,13 @@ pub struct Unit {
     whole: bool,
 }
 
-/// The units of `files`, in scan order. `columns`: the top-level columns the scan reads
-/// (`None`: all).
-pub fn units(
-    ctx: &SessionContext,
-    files: &[PartitionedFile],
-    columns: Option<&BTreeSet<String>>,
-) -> Vec<Unit> {
+/// The units of `files`, in scan order, each counting the bytes `scan` reads of it: the
+/// columns it reads, in the row groups its filter's statistics and its limit leave
+/// ([`prune`]); a row group it leaves out counts nothing. `scan: None`: every column of
+/// every row group.
+pub fn units(ctx: &SessionContext, files: &[PartitionedFile], scan: Option<&Scan>) -> Vec<Unit> {
+    let columns = scan.and_then(Scan::read_columns);
+    let mut rows_before = 0i64;
     let mut out = Vec::new();
     for file in files {
         let plain = PartitionedFile {
@@ -75,7 +73,8 @@ pub fn units(
             ..file.clone()
         };
         let size = file.object_meta.size as i64;
-        let Some(metadata) = metadata(ctx, file) else {
+        let location = &file.object_meta.location;
+        let Some(metadata) = prune::metadata(ctx, location) else {
             out.push(Unit {
                 file: plain,
                 start: 0,
@@ -86,6 +85,10 @@ pub fn units(
             continue;
         };
         let groups = metadata.row_groups();
+        let read = match scan {
+            Some(scan) => prune::read(&metadata, scan, location, &mut rows_before),
+            None => vec![true; groups.len()],
+        };
         let starts: Vec<i64> = groups
             .iter()
             .map(|rg| {
@@ -96,24 +99,16 @@ pub fn units(
             })
             .collect();
         for (i, rg) in groups.iter().enumerate() {
-            let bytes: i64 = rg
-                .columns()
-                .iter()
-                .filter(|c| {
-                    columns.is_none_or(|names| {
-                        c.column_path()
-                            .parts()
-                            .first()
-                            .is_some_and(|top| names.contains(top))
-                    })
-                })
-                .map(|c| c.compressed_size())
-                .sum();
+            let bytes = if read[i] {
+                prune::column_bytes(rg, columns.as_ref())
+            } else {
+                0
+            };
             out.push(Unit {
                 file: plain.clone(),
                 start: if i == 0 { 0 } else { starts[i] },
                 end: starts.get(i + 1).copied().unwrap_or(size),
-                bytes: bytes.max(0) as u64,
+                bytes,
                 whole: groups.len() == 1,
             });
         }
@@ -130,32 +125,22 @@ pub fn units(
     out
 }
 
-fn metadata(ctx: &SessionContext, file: &PartitionedFile) -> Option<Arc<ParquetMetaData>> {
-    let entry = ctx
-        .runtime_env()
-        .cache_manager
-        .get_file_metadata_cache()
-        .get(&file.object_meta.location)?;
-    entry
-        .file_metadata
-        .as_any()
-        .downcast_ref::<CachedParquetMetaData>()
-        .map(|m| Arc::clone(m.parquet_metadata()))
-}
-
 /// The planned bytes of `units`.
 pub fn total(units: &[Unit]) -> u64 {
     units.iter().map(|u| u.bytes).sum()
 }
 
 /// `units` cut into at most `max_tasks` contiguous shares of about `bytes_per_task` each
-/// (more each when that would take more than `max_tasks`).
+/// (more each when that would take more than `max_tasks`), and no more shares than units
+/// the scan reads.
 pub fn plan(units: &[Unit], bytes_per_task: u64, max_tasks: u64) -> Vec<Task> {
     let total = total(units);
     let wanted = total
         .div_ceil(bytes_per_task.max(1))
         .clamp(1, max_tasks.max(1));
-    let count = wanted.min(units.len() as u64).max(1);
+    // A unit the scan does not read (pruned, or past its limit) is no worker's reason to run.
+    let reading = units.iter().filter(|u| u.bytes > 0).count() as u64;
+    let count = wanted.min(reading).max(1);
     let mut tasks = Vec::with_capacity(count as usize);
     let mut current: Vec<&Unit> = Vec::new();
     let mut done = 0u64;
@@ -287,6 +272,21 @@ mod tests {
         let units = file_units("a", 10);
         assert_eq!(plan(&units, 10, 3).len(), 3);
         assert_eq!(plan(&units, 1, 64).len(), 10);
+    }
+
+    #[test]
+    fn units_the_scan_does_not_read_make_no_task() {
+        let mut units = file_units("a", 10);
+        for u in &mut units[1..] {
+            u.bytes = 0;
+        }
+        units[0].bytes = 500;
+        // Above the share, but one unit read: one task.
+        assert_eq!(plan(&units, 100, 64).len(), 1);
+        units[7].bytes = 500;
+        let tasks = plan(&units, 100, 64);
+        assert_eq!(tasks.len(), 2);
+        assert!(tasks.iter().all(|t| t.bytes == 500), "{tasks:?}");
     }
 
     #[test]

@@ -328,3 +328,40 @@ async fn a_fragment_is_bounded_before_it_becomes_a_plan() {
     let bytes = fragment::encode(split.worker(None).unwrap()).unwrap();
     fragment::decode(&bytes, &ctx, &stage, fragment::Shape::Partial).unwrap();
 }
+
+#[tokio::test]
+async fn shares_and_estimates_count_what_pruning_leaves() {
+    let (ctx, _) = context().await;
+    let groups = (FILES * ROWS / 500) as u64;
+    let counted = async |sql: &str| {
+        let physical = plan(&ctx, sql, true).await;
+        let estimate = crate::estimate::Estimate::of(&ctx, &physical);
+        let split = Split::of(&physical).unwrap();
+        let scan = engine::scans::of(&split.worker(None).unwrap())
+            .into_iter()
+            .next();
+        let units = tasks::units(&ctx, &split.files(), scan.as_ref());
+        assert_eq!(tasks::total(&units), estimate.bytes, "{sql}");
+        estimate
+    };
+    let all = counted("SELECT g, sum(v) FROM t GROUP BY g").await;
+    assert_eq!(
+        (all.files, all.row_groups, all.row_groups_pruned),
+        (4, groups, 0)
+    );
+    // k rises through the files: its statistics leave one row group of 24.
+    let one = counted("SELECT g, sum(v) FROM t WHERE k < 100 GROUP BY g").await;
+    assert_eq!((one.row_groups, one.row_groups_pruned), (1, groups - 1));
+    assert!(one.bytes * 4 < all.bytes, "{one:?} {all:?}");
+    // Without a filter, a limit is filled by the first row groups (DataFusion plans only
+    // the files it needs by their row counts).
+    let first = counted("SELECT k, g FROM t LIMIT 700").await;
+    assert_eq!((first.files, first.row_groups), (1, 2), "{first:?}");
+    // A limit over a filter may need any row group the filter leaves.
+    let filtered = counted("SELECT k, g FROM t WHERE v > 5 LIMIT 1").await;
+    assert_eq!(filtered.row_groups, groups);
+    assert!(filtered.check(Some(filtered.bytes)).is_ok());
+    let e = filtered.check(Some(filtered.bytes - 1)).unwrap_err();
+    assert_eq!(e.kind(), crate::ErrorKind::ScanLimitExceeded);
+    assert!(e.message().contains("max_bytes_scanned"), "{e}");
+}

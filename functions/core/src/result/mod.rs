@@ -102,6 +102,8 @@ pub enum QueryPath {
     FanOut,
     /// A fan-out worker's share.
     Worker,
+    /// Not run: `options.dry_run` answered with what it would read ([`crate::estimate`]).
+    DryRun,
 }
 
 /// The answer's `schema`: each column's name, SQL type and nullability.

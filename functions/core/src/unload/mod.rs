@@ -174,6 +174,10 @@ pub async fn run(
             let prepared = connected.prepare(plan, &event.stage, memory_limit);
             let prepared = Box::pin(prepared).await?;
             let files_read = prepared.file_count();
+            if let Some(limit) = event.options.max_bytes_scanned {
+                let planned = prepared.physical(&connected.io, u64::MAX, false).await?;
+                crate::estimate::Estimate::of(prepared.context(), &planned).check(Some(limit))?;
+            }
             let spread = spread::coordinate(event, raw, &target, &prepared, &connected, &out);
             match Box::pin(spread).await? {
                 Some(s) => (s.manifest, files_read, Some(s.gathered)),

@@ -33,12 +33,12 @@ use super::stats::WriteStats;
 use super::target::Target;
 use super::{reconcile, statement::CopyInto};
 use crate::access::documents;
-use crate::engine::{self, Prepared};
+use crate::engine::Prepared;
 use crate::error::{FunctionError, Result};
 use crate::event::{Event, Fragment};
 use crate::fanout::fragment;
 use crate::fanout::split::Split;
-use crate::fanout::{Gathered, Job, tasks};
+use crate::fanout::{Gathered, Job};
 use crate::result::Response;
 
 /// A statement the workers wrote and the coordinator committed.
@@ -71,18 +71,9 @@ pub(crate) async fn coordinate(
         );
         return Ok(None);
     };
-    let columns = engine::scans::of(&split.worker(None)?)
-        .into_iter()
-        .next()
-        .and_then(|scan| scan.read_columns());
-    let units = tasks::units(prepared.context(), &split.files(), columns.as_ref());
-    if tasks::total(&units) <= options.bytes_per_worker {
+    let Some((_, planned)) = crate::fanout::shares(prepared.context(), &split, options)? else {
         return Ok(None);
-    }
-    let planned = tasks::plan(&units, options.bytes_per_worker, options.max_workers);
-    if planned.len() < 2 {
-        return Ok(None);
-    }
+    };
     let jobs = planned
         .iter()
         .enumerate()

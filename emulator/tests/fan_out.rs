@@ -373,19 +373,19 @@ fn reserved_concurrency_bounds_the_workers_and_the_query_still_answers() {
 }
 
 #[test]
-fn a_coordinator_holding_the_only_slot_fails_throttled_and_says_why() {
+fn a_coordinator_holding_the_only_slot_runs_the_query_itself_and_says_why() {
     let server = start(Some(1));
     let query = tpch::q6(TABLE);
-    let (kind, message) = call_err(&server.url, &event(&query, fanned()));
-    assert_eq!(kind, "Throttled", "{message}");
-    assert!(
-        message.contains("ReservedConcurrentExecutions"),
-        "{message}"
-    );
-    assert!(message.contains("max_workers"), "{message}");
-    // Without fan-out the same query answers.
+    let many = call(&server.url, &event(&query, fanned()));
+    let stats = &many["stats"];
+    assert_eq!(stats["path"], json!("single_after_fan_out"), "{stats}");
+    let why = stats["fan_out_failure"].as_str().unwrap_or_default();
+    assert!(why.starts_with("Throttled"), "{stats}");
+    assert!(why.contains("ReservedConcurrentExecutions"), "{why}");
+    assert!(why.contains("max_workers"), "{why}");
     let one = call(&server.url, &event(&query, single()));
     assert_eq!(one["stats"]["path"], json!("single"));
+    assert_eq!(answer(&many), answer(&one));
 }
 
 #[test]
@@ -408,7 +408,7 @@ fn a_permanent_worker_error_fails_the_query_with_its_type_and_file() {
 }
 
 #[test]
-fn a_group_by_too_large_for_a_workers_response_is_split_or_fails_typed() {
+fn a_group_by_too_large_for_a_workers_response_is_split_or_runs_in_the_coordinator() {
     let server = &*SERVER;
     // Every row is its own group: each worker's partial is its whole share of the table,
     // far more than Lambda's 6 MB response carries.
@@ -421,21 +421,18 @@ fn a_group_by_too_large_for_a_workers_response_is_split_or_fails_typed() {
     );
     let one = call(&server.url, &event(&query, single()));
     let e = event(&query, json!({"max_workers": 2, "bytes_per_worker": 65536}));
-    let answer_or_error = invoked(&server.url, &e);
-    if answer_or_error.succeeded() {
-        let many = answer_or_error.json();
-        assert_eq!(answer(&many), answer(&one));
-        assert!(
-            many["stats"]["tasks_retried"].as_u64().unwrap() >= 1,
-            "{}",
-            many["stats"]
-        );
+    let many = call(&server.url, &e);
+    assert_eq!(answer(&many), answer(&one));
+    let stats = &many["stats"];
+    if stats["path"] == json!("fan_out") {
+        assert!(stats["tasks_retried"].as_u64().unwrap() >= 1, "{stats}");
     } else {
-        let body = answer_or_error.json();
-        assert_eq!(body["errorType"], json!("ResultTooLarge"), "{body}");
+        // Split down to single row groups and still too large: one invocation answers.
+        assert_eq!(stats["path"], json!("single_after_fan_out"), "{stats}");
+        let why = stats["fan_out_failure"].as_str().unwrap_or_default();
         assert!(
-            body["errorMessage"].as_str().unwrap().contains("6 MB"),
-            "{body}"
+            why.starts_with("ResultTooLarge") && why.contains("6 MB"),
+            "{stats}"
         );
     }
 }

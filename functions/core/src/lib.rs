@@ -178,8 +178,18 @@ async fn answer<W>(
         }
         estimate.check(event.options.max_bytes_scanned)?;
     }
+    let mut fell_back = None;
     let fanned = match &runner {
-        Some(runner) => fanout::coordinate(event, &prepared, &io, runner).await?,
+        Some(runner) => match fanout::coordinate(event, &prepared, &io, runner).await {
+            Ok(fanned) => fanned,
+            // A failure of fanning out itself: this invocation runs the query.
+            Err(e) if fanout::falls_back(&e) => {
+                tracing::warn!(error = %e, "fan-out failed; running the query in this invocation");
+                fell_back = Some(e.to_string());
+                None
+            }
+            Err(e) => return Err(e),
+        },
         None => None,
     };
     let (physical, gathered) = match fanned {
@@ -197,6 +207,10 @@ async fn answer<W>(
     if let Some((g, last)) = gathered {
         g.add_to(&mut stats);
         stats.last_worker_ms = Some(last.as_millis() as u64);
+    }
+    if let Some(why) = fell_back {
+        stats.path = result::QueryPath::SingleAfterFanOut;
+        stats.fan_out_failure = Some(why);
     }
     Ok((writer, stats))
 }

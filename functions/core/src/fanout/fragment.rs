@@ -11,14 +11,15 @@
 
 use std::sync::Arc;
 
+use datafusion::common::config::ParquetOptions;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::prelude::SessionContext;
 use datafusion_proto::physical_plan::{AsExecutionPlan, DefaultPhysicalExtensionCodec};
-use datafusion_proto::protobuf::PhysicalPlanNode;
 use datafusion_proto::protobuf::physical_plan_node::PhysicalPlanType as Node;
+use datafusion_proto::protobuf::{FileScanExecConf, PhysicalPlanNode};
 use object_store::ObjectMeta;
 
 use super::split::{ROW_WISE, file_scan, row_wise_chain};
@@ -118,7 +119,20 @@ fn chain(proto: &PhysicalPlanNode) -> std::result::Result<(), String> {
     let mut node = proto;
     for _ in 0..MAX_NODES {
         let input = match &node.physical_plan_type {
-            Some(Node::ParquetScan(_) | Node::CsvScan(_) | Node::JsonScan(_)) => return Ok(()),
+            Some(Node::ParquetScan(scan)) => {
+                if let Some(options) = &scan.parquet_options {
+                    // datafusion-proto unwraps both (a panic on a forged fragment).
+                    let global = options
+                        .global
+                        .as_ref()
+                        .ok_or("its Parquet options are empty")?;
+                    ParquetOptions::try_from(global)
+                        .map_err(|e| format!("its Parquet options are not valid ({e})"))?;
+                }
+                return scan_conf(scan.base_conf.as_ref());
+            }
+            Some(Node::CsvScan(scan)) => return scan_conf(scan.base_conf.as_ref()),
+            Some(Node::JsonScan(scan)) => return scan_conf(scan.base_conf.as_ref()),
             Some(Node::Aggregate(n)) => &n.input,
             Some(Node::Sort(n)) => &n.input,
             Some(Node::LocalLimit(n)) => &n.input,
@@ -138,6 +152,15 @@ fn chain(proto: &PhysicalPlanNode) -> std::result::Result<(), String> {
         node = input.as_deref().ok_or("a node has no input")?;
     }
     Err(format!("it has more than {MAX_NODES} nodes"))
+}
+
+/// A scan's configuration, as far as datafusion-proto would panic on it rather than refuse.
+fn scan_conf(conf: Option<&FileScanExecConf>) -> std::result::Result<(), String> {
+    let constraints = conf.and_then(|c| c.constraints.as_ref());
+    if constraints.is_some_and(|c| c.constraints.iter().any(|c| c.constraint_mode.is_none())) {
+        return Err("a constraint of its scan has no kind".into());
+    }
+    Ok(())
 }
 
 /// A protobuf node's kind, as its `Debug` begins (`Merge(…`); the rest is never formatted.

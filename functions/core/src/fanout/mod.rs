@@ -104,6 +104,24 @@ pub async fn coordinate(
     }))
 }
 
+/// Whether a fanned-out query that failed with `e` should run in the coordinator instead:
+/// failures of fanning out itself, which one invocation does not meet (workers' partial
+/// states too large to return, a fragment too large to send, the function's concurrency
+/// taken, workers that timed out or could not be reached, the coordinator's memory). A
+/// failure the query would meet anywhere (access denied, a bad file) fails it.
+pub fn falls_back(e: &FunctionError) -> bool {
+    use crate::ErrorKind as K;
+    matches!(
+        e.kind(),
+        K::ResultTooLarge
+            | K::Throttled
+            | K::ResourcesExhausted
+            | K::Timeout
+            | K::EndpointUnreachable
+            | K::ServiceUnavailable
+    )
+}
+
 /// The workers `prepared`'s query would use: 0 when it runs in one invocation.
 pub async fn workers(event: &Event, prepared: &Prepared, io: &IoStats) -> Result<u64> {
     let physical = prepared.physical(io, event.options.max_rows, true).await?;

@@ -365,3 +365,30 @@ async fn shares_and_estimates_count_what_pruning_leaves() {
     assert_eq!(e.kind(), crate::ErrorKind::ScanLimitExceeded);
     assert!(e.message().contains("max_bytes_scanned"), "{e}");
 }
+
+#[test]
+fn only_failures_of_fanning_out_fall_back_to_one_invocation() {
+    use crate::ErrorKind as K;
+    for kind in [
+        K::ResultTooLarge,
+        K::Throttled,
+        K::ResourcesExhausted,
+        K::Timeout,
+    ] {
+        assert!(
+            super::falls_back(&crate::FunctionError::new(kind, "x")),
+            "{kind}"
+        );
+    }
+    for kind in [
+        K::S3AccessDenied,
+        K::InvalidParquet,
+        K::InvalidQuery,
+        K::NotFound,
+    ] {
+        assert!(
+            !super::falls_back(&crate::FunctionError::new(kind, "x")),
+            "{kind}"
+        );
+    }
+}

@@ -72,6 +72,10 @@ pub struct Stats {
     /// Fan-out only: from the first invocation to the last worker's answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_worker_ms: Option<u64>,
+    /// `single_after_fan_out` only: why the fanned-out attempt gave way (its `errorType:
+    /// message`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fan_out_failure: Option<String>,
     /// `COPY INTO` only: the statement's query id (in its file names and manifest).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query_id: Option<String>,
@@ -104,6 +108,9 @@ pub enum QueryPath {
     Worker,
     /// Not run: `options.dry_run` answered with what it would read ([`crate::estimate`]).
     DryRun,
+    /// In one invocation, after fanning out failed in a way one invocation does not
+    /// ([`crate::fanout::falls_back`]); `fan_out_failure` says why.
+    SingleAfterFanOut,
 }
 
 /// The answer's `schema`: each column's name, SQL type and nullability.

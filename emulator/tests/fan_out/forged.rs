@@ -204,3 +204,25 @@ fn a_forged_inner_node_starts_no_worker() {
     run(&inner(vec![leaf.clone(), leaf], json!({}))).assert_error("InvalidEvent", &["captured"]);
     assert_eq!(capture.payloads.lock().unwrap().len(), 2);
 }
+
+/// "Workers read the object versions the coordinator planned with": a worker told of
+/// another ETag than the object has (as if the file changed after the coordinator listed it)
+/// fails `ObjectChanged` naming the file, and reads nothing from the other version.
+#[test]
+fn a_worker_reads_only_the_versions_its_coordinator_planned_with() {
+    let server = &*SERVER;
+    let real = captured_worker_event();
+    let versions = real["fragment"]["versions"]
+        .as_object()
+        .expect("a worker event names its files' versions")
+        .clone();
+    assert!(!versions.is_empty(), "{}", real["fragment"]);
+    let (key, e_tag) = versions.iter().next().unwrap();
+    assert!(e_tag.as_str().is_some_and(|t| t.len() > 8), "{e_tag}");
+    let mut changed = real.clone();
+    changed["fragment"]["versions"][key] = json!("\"00000000000000000000000000000000\"");
+    let (kind, message) = call_err(&server.url, &changed);
+    assert_eq!(kind, "ObjectChanged", "{message}");
+    assert!(message.contains(key.as_str()), "{key} not in {message}");
+    assert!(message.contains("run the query again"), "{message}");
+}

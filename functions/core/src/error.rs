@@ -65,6 +65,9 @@ pub enum ErrorKind {
     /// The query would read more than `options.max_bytes_scanned` (counted from the footers,
     /// after pruning); nothing was read.
     ScanLimitExceeded,
+    /// An object the query reads was replaced while it ran (a read asked for the version the
+    /// query was planned with and S3 answered 412); run the query again.
+    ObjectChanged,
 }
 
 impl ErrorKind {
@@ -96,11 +99,12 @@ impl ErrorKind {
             ErrorKind::WritesNotAllowed => "WritesNotAllowed",
             ErrorKind::AlreadyExists => "AlreadyExists",
             ErrorKind::ScanLimitExceeded => "ScanLimitExceeded",
+            ErrorKind::ObjectChanged => "ObjectChanged",
         }
     }
 
     /// Every kind, in declaration order.
-    pub const ALL: [ErrorKind; 25] = [
+    pub const ALL: [ErrorKind; 26] = [
         ErrorKind::InvalidEvent,
         ErrorKind::InvalidQuery,
         ErrorKind::RoleNotAllowed,
@@ -126,6 +130,7 @@ impl ErrorKind {
         ErrorKind::WritesNotAllowed,
         ErrorKind::AlreadyExists,
         ErrorKind::ScanLimitExceeded,
+        ErrorKind::ObjectChanged,
     ];
 
     /// The kind an `errorType` names.

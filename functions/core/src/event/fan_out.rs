@@ -1,6 +1,8 @@
 //! The event's fan-out parts: `options.fan_out` (how far one query may spread), and the
 //! `fragment` a coordinator sends each worker (see [`crate::fanout`]).
 
+use std::collections::BTreeMap;
+
 use base64::Engine;
 use serde_json::Value;
 
@@ -119,6 +121,9 @@ pub struct Fragment {
     /// A `COPY INTO`'s worker: the `<part>` of the names it writes (its task's number); its
     /// plan's rows go to files, and it answers with their list ([`crate::unload::spread`]).
     pub part: Option<u32>,
+    /// The ETag the coordinator planned each of the plan's files with, by key: the worker
+    /// reads those versions only (`If-Match`). `datafusion-proto` carries no ETag.
+    pub versions: BTreeMap<String, String>,
 }
 
 impl Fragment {
@@ -181,7 +186,33 @@ impl Fragment {
             }
             None => None,
         };
-        f.finish(&["plan", "offset_index", "column_index", "children", "part"])?;
+        let versions = match f.take(&["versions"])? {
+            None => BTreeMap::new(),
+            Some((_, Value::Object(map))) => map
+                .into_iter()
+                .map(|(key, e_tag)| match e_tag {
+                    Value::String(e_tag) => Ok((key, e_tag)),
+                    other => Err(FunctionError::invalid_event(format!(
+                        "`fragment.versions` maps keys to ETags (strings), got {}",
+                        kind_of(&other)
+                    ))),
+                })
+                .collect::<Result<_>>()?,
+            Some((_, other)) => {
+                return Err(FunctionError::invalid_event(format!(
+                    "`fragment.versions` must be an object, got {}",
+                    kind_of(&other)
+                )));
+            }
+        };
+        f.finish(&[
+            "plan",
+            "offset_index",
+            "column_index",
+            "children",
+            "part",
+            "versions",
+        ])?;
         if plan.is_empty() == children.is_empty() {
             return Err(FunctionError::invalid_event(
                 "a `fragment` has either a `plan` (a worker's) or `children` (a tree's inner node)",
@@ -192,6 +223,7 @@ impl Fragment {
             page_indexes,
             children,
             part,
+            versions,
         })
     }
 
@@ -211,6 +243,9 @@ impl Fragment {
         }
         if let Some(part) = self.part {
             v["part"] = part.into();
+        }
+        if !self.versions.is_empty() {
+            v["versions"] = serde_json::json!(self.versions);
         }
         v
     }
@@ -251,6 +286,7 @@ mod tests {
             },
             children: Vec::new(),
             part: None,
+            versions: BTreeMap::from([("p/a.parquet".into(), "\"e1\"".into())]),
         };
         let writer = Fragment {
             part: Some(7),

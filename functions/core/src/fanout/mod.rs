@@ -186,6 +186,7 @@ fn job(
             page_indexes,
             children: Vec::new(),
             part: None,
+            versions: task.versions(),
         },
         label,
         halves: splittable.then_some(halves),
@@ -266,6 +267,11 @@ impl Leaf {
         // Checked before any credential is asked for.
         let files = fragment::decode(&fragment.plan, &ctx, &event.stage, shape)?.files;
         let connected = crate::connect_with(event, session_policy).await?;
+        // What the coordinator listed: every read asks for the versions it planned with.
+        for meta in &files {
+            connected.store.remember(meta);
+        }
+        connected.store.plan_versions(&fragment.versions);
         let deferred = engine::prime_planned(
             &ctx,
             &event.stage,

@@ -22,6 +22,17 @@ impl Task {
         FileGroup::new(self.files.clone())
     }
 
+    /// The ETag of each of its files, by key, as the coordinator listed them.
+    pub fn versions(&self) -> std::collections::BTreeMap<String, String> {
+        self.files
+            .iter()
+            .filter_map(|f| {
+                let key = crate::s3::key_of(&f.object_meta.location).ok()?;
+                Some((key, f.object_meta.e_tag.clone()?))
+            })
+            .collect()
+    }
+
     /// Halves the task, if it covers more than one unit of work.
     pub fn split(&self, units: &[Unit]) -> Option<(Task, Task)> {
         let mine: Vec<&Unit> = units.iter().filter(|u| self.covers(u)).collect();

@@ -45,6 +45,12 @@ pub fn map(failure: &AwsFailure, operation: &str, bucket: &str, key: &str) -> Fu
                 ),
             },
         ),
+        (Some("PreconditionFailed"), _) | (None, Some(412)) => (
+            ErrorKind::ObjectChanged,
+            "the object changed while the query read it (its ETag is no longer the one the query \
+             was planned with; nothing was answered from two versions): run the query again"
+                .to_string(),
+        ),
         (Some("InvalidRange"), _) | (None, Some(416)) => (
             ErrorKind::InvalidParquet,
             "a byte range past the end of the object was requested; the object changed or is not a Parquet file".to_string(),
@@ -85,6 +91,8 @@ mod tests {
             (None, 403, ErrorKind::S3AccessDenied),
             (Some("PermanentRedirect"), 301, ErrorKind::WrongRegion),
             (Some("SlowDown"), 503, ErrorKind::Throttled),
+            (Some("PreconditionFailed"), 412, ErrorKind::ObjectChanged),
+            (None, 412, ErrorKind::ObjectChanged),
             (
                 Some("InvalidAccessKeyId"),
                 403,

@@ -196,6 +196,17 @@ impl S3Store {
         }
     }
 
+    /// The versions a coordinator planned with (ETags by key): every later read of a known
+    /// object asks for its version ([`S3Store::planned_version`]).
+    pub fn plan_versions(&self, versions: &std::collections::BTreeMap<String, String>) {
+        let mut known = self.known_map();
+        for (key, e_tag) in versions {
+            if let Some(meta) = known.get_mut(key) {
+                meta.e_tag = Some(e_tag.clone());
+            }
+        }
+    }
+
     /// Where a file's pages are: from now on, every ranged read of it has its page headers
     /// checked ([`PageMap::check`]) before anyone decodes them.
     pub fn expect_pages(&self, path: &Path, map: PageMap) {

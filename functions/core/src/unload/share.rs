@@ -66,6 +66,7 @@ impl Share {
         let connected = crate::connect_with(event, Some(session_policy)).await?;
         let plan = engine::Plan::new(*copy.source.clone(), &event.stage)?;
         let prepared = connected.prepare(plan, &event.stage, memory_limit).await?;
+        connected.store.plan_versions(&fragment.versions);
         let physical = prepared.physical(&connected.io, u64::MAX, true).await?;
         let split = Split::rows(&physical).ok_or_else(|| {
             FunctionError::invalid_event(

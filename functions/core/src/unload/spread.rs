@@ -84,6 +84,7 @@ pub(crate) async fn coordinate(
                     page_indexes: prepared.page_indexes(),
                     children: Vec::new(),
                     part: Some(part as u32),
+                    versions: task.versions(),
                 },
                 label: crate::fanout::label(task, event),
                 halves: None,

@@ -115,6 +115,14 @@ impl S3Store {
         Ok((bytes, meta))
     }
 
+    /// The ETag the query planned `key` with (its listing's, its first read's, or the
+    /// coordinator's, for a worker): every later read of it asks for that version
+    /// (`If-Match`), so an object replaced mid-query fails `ObjectChanged` instead of
+    /// answering from two versions.
+    pub(super) fn planned_version(&self, key: &str) -> Option<String> {
+        self.known_map().get(key).and_then(|m| m.e_tag.clone())
+    }
+
     /// What is known of an object without a request.
     pub(super) fn known(&self, key: &str) -> ObjectMeta {
         self.known_map()
@@ -144,7 +152,12 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key)
             .set_range(range)
-            .set_if_match(options.if_match.clone())
+            .set_if_match(
+                options
+                    .if_match
+                    .clone()
+                    .or_else(|| self.planned_version(key)),
+            )
             .set_if_none_match(options.if_none_match.clone())
             .set_version_id(options.version.clone());
         if let Some(t) = options.if_modified_since {

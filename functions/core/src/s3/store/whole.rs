@@ -20,6 +20,7 @@ impl S3Store {
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_if_match(self.planned_version(key))
             .send()
             .await
             .map_err(|e| self.fail(&AwsFailure::from_sdk(&e), "GetObject", key))?;

@@ -18,6 +18,8 @@ use super::{SERVER, TABLE, call, call_err, event, fanned, xstage_query};
 struct Capture {
     url: String,
     payloads: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Each invocation's request line (`POST /2015-03-31/functions/…/invocations?…`).
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Capture {
@@ -25,11 +27,13 @@ impl Capture {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let payloads: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-        let kept = Arc::clone(&payloads);
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (kept, kept_lines) = (Arc::clone(&payloads), Arc::clone(&lines));
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let kept = Arc::clone(&kept);
+                let kept_lines = Arc::clone(&kept_lines);
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 65536];
@@ -56,6 +60,9 @@ impl Capture {
                         }
                         buf.extend_from_slice(&chunk[..n]);
                     }
+                    let line = String::from_utf8_lossy(&buf[..head_end]);
+                    let line = line.lines().next().unwrap_or_default().to_string();
+                    kept_lines.lock().unwrap().push(line);
                     kept.lock().unwrap().push(buf[head_end..].to_vec());
                     let body = r#"{"errorType":"InvalidEvent","errorMessage":"captured"}"#;
                     let _ = write!(
@@ -66,7 +73,11 @@ impl Capture {
                 });
             }
         });
-        Self { url, payloads }
+        Self {
+            url,
+            payloads,
+            lines,
+        }
     }
 }
 
@@ -225,4 +236,21 @@ fn a_worker_reads_only_the_versions_its_coordinator_planned_with() {
     assert_eq!(kind, "ObjectChanged", "{message}");
     assert!(message.contains(key.as_str()), "{key} not in {message}");
     assert!(message.contains("run the query again"), "{message}");
+}
+
+/// "Workers run the same function version as the coordinator": the Invoke calls carry the
+/// coordinator's own version (`AWS_LAMBDA_FUNCTION_VERSION`) as their `Qualifier`.
+#[test]
+fn workers_are_invoked_with_the_coordinators_version() {
+    let capture = Capture::start();
+    let mut env = capturing_env(&capture);
+    env.push(("AWS_LAMBDA_FUNCTION_VERSION", "7".into()));
+    let run = query_cli::run(&xstage_query(), &env, &event(&tpch::q6(TABLE), fanned()));
+    // The capture answers every worker with an error, which fails the query.
+    run.assert_error("InvalidEvent", &["captured"]);
+    let lines = capture.lines.lock().unwrap();
+    assert!(!lines.is_empty(), "no worker was invoked");
+    for line in lines.iter() {
+        assert!(line.contains("/invocations?Qualifier=7 "), "{line}");
+    }
 }

@@ -19,6 +19,9 @@ use crate::error::{ErrorKind, FunctionError};
 
 /// The variable naming the function a coordinator invokes for its workers.
 pub const FUNCTION_VARIABLE: &str = "XSTAGE_FAN_OUT_FUNCTION";
+/// The version of the function this invocation runs, as Lambda sets it (`$LATEST` or a
+/// number); the workers are invoked with it as their `Qualifier`.
+pub const VERSION_VARIABLE: &str = "AWS_LAMBDA_FUNCTION_VERSION";
 /// The AWS SDKs' endpoint override for Lambda.
 pub const ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_LAMBDA";
 
@@ -28,6 +31,9 @@ pub struct Invoker {
     client: aws_sdk_lambda::Client,
     function: String,
     endpoint: Option<String>,
+    /// This invocation's own version (`AWS_LAMBDA_FUNCTION_VERSION`): workers run the same
+    /// code as their coordinator, even while a new version is published.
+    qualifier: Option<String>,
 }
 
 impl std::fmt::Debug for Invoker {
@@ -35,6 +41,7 @@ impl std::fmt::Debug for Invoker {
         f.debug_struct("Invoker")
             .field("function", &self.function)
             .field("endpoint", &self.endpoint)
+            .field("qualifier", &self.qualifier)
             .finish()
     }
 }
@@ -62,6 +69,7 @@ impl Invoker {
             client: aws_sdk_lambda::Client::from_conf(config.build()),
             function,
             endpoint,
+            qualifier: var(VERSION_VARIABLE),
         })
     }
 
@@ -76,6 +84,7 @@ impl Invoker {
             .client
             .invoke()
             .function_name(&self.function)
+            .set_qualifier(self.qualifier.clone())
             .payload(Blob::new(payload))
             .send()
             .await

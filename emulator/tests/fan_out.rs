@@ -389,6 +389,30 @@ fn a_coordinator_holding_the_only_slot_runs_the_query_itself_and_says_why() {
 }
 
 #[test]
+fn concurrent_coordinators_never_starve_each_other_into_throttled() {
+    // Two slots and two fanned-out queries at once: while both coordinators hold them no
+    // worker can run, and each runs its own query rather than fail `Throttled`.
+    let server = start(Some(2));
+    let query = tpch::q6(TABLE);
+    let one = call(&server.url, &event(&query, single()));
+    let answers: Vec<Value> = std::thread::scope(|s| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| call(&server.url, &event(&query, fanned()))))
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for many in &answers {
+        assert_eq!(answer(many), answer(&one));
+        let path = many["stats"]["path"].as_str().unwrap_or_default();
+        assert!(
+            ["fan_out", "single_after_fan_out"].contains(&path),
+            "{}",
+            many["stats"]
+        );
+    }
+}
+
+#[test]
 fn a_permanent_worker_error_fails_the_query_with_its_type_and_file() {
     let server = &*SERVER;
     let proxy = FaultProxy::start(&WORLD.endpoint).expect("proxy");

@@ -105,6 +105,8 @@ pub struct Runner {
     /// Whether a failure waits for every other job to end before it is returned (writers:
     /// what they create must be known before the statement cleans up).
     settle: bool,
+    /// The most bytes the answers held here may take: the query's memory pool.
+    memory: usize,
 }
 
 impl Runner {
@@ -117,6 +119,7 @@ impl Runner {
             times: Arc::default(),
             window: Arc::new(Window::new(usize::MAX)),
             settle: false,
+            memory: crate::memory_limit(),
         }
     }
 
@@ -136,9 +139,13 @@ impl Runner {
             .map(|(i, job)| self.run(job).map(move |r| (i, r)))
             .buffer_unordered(count.max(1));
         let mut failed = None;
+        let mut held = 0usize;
         while let Some((i, answer)) = running.next().await {
             match answer {
-                Ok(answer) => answers[i] = Some(answer),
+                Ok(answer) => {
+                    held = hold(held, &answer, self.memory)?;
+                    answers[i] = Some(answer);
+                }
                 Err(e) if self.settle => {
                     failed.get_or_insert(e);
                 }
@@ -411,6 +418,28 @@ fn read_answer(body: &[u8]) -> Result<Gathered> {
     })
 }
 
+/// `held` bytes of answers plus `answer`'s, or `ResourcesExhausted` past `memory` (which
+/// a coordinator meets by running the query itself).
+fn hold(held: usize, answer: &Gathered, memory: usize) -> Result<usize> {
+    let held = held.saturating_add(
+        answer
+            .batches
+            .iter()
+            .map(RecordBatch::get_array_memory_size)
+            .sum(),
+    );
+    if held > memory {
+        return Err(FunctionError::new(
+            ErrorKind::ResourcesExhausted,
+            format!(
+                "the workers' answers hold {held} bytes, above the query's memory ({memory} \
+                 bytes, 60% of MemorySize): raise MemorySize, or lower max_workers"
+            ),
+        ));
+    }
+    Ok(held)
+}
+
 /// Exponential backoff with full jitter: up to 100 ms, 200 ms, 400 ms, ... capped at 5 s.
 fn backoff(attempt: u64) -> Duration {
     let cap = 100u64.saturating_mul(1 << attempt.min(6)).min(5_000);
@@ -509,6 +538,27 @@ mod tests {
         assert!(top.iter().all(|j| j.fragment.children.len() <= 4));
         let (a, b) = (top[0].halves.as_ref().unwrap())().unwrap();
         assert_eq!(leaves(&a.fragment).len() + leaves(&b.fragment).len(), 4);
+    }
+
+    #[test]
+    fn answers_held_count_against_the_query_memory() {
+        let batch = RecordBatch::try_new(
+            Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("x", arrow::datatypes::DataType::Int64, false),
+            ])),
+            vec![Arc::new(arrow::array::Int64Array::from(vec![7; 1000]))],
+        )
+        .unwrap();
+        let size = batch.get_array_memory_size();
+        let answer = Gathered {
+            batches: vec![batch],
+            ..Gathered::default()
+        };
+        assert_eq!(hold(0, &answer, 2 * size).unwrap(), size);
+        assert_eq!(hold(size, &answer, 2 * size).unwrap(), 2 * size);
+        let e = hold(2 * size, &answer, 2 * size).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ResourcesExhausted);
+        assert!(super::super::falls_back(&e));
     }
 
     #[test]

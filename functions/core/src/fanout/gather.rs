@@ -419,15 +419,17 @@ fn read_answer(body: &[u8]) -> Result<Gathered> {
 }
 
 /// `held` bytes of answers plus `answer`'s, or `ResourcesExhausted` past `memory` (which
-/// a coordinator meets by running the query itself).
+/// a coordinator meets by running the query itself). Counted by each column's own slice:
+/// batches read from one Arrow IPC answer share its buffers, whose whole capacity
+/// `get_array_memory_size` would count once per batch.
 fn hold(held: usize, answer: &Gathered, memory: usize) -> Result<usize> {
-    let held = held.saturating_add(
-        answer
-            .batches
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum(),
-    );
+    let bytes: usize = answer
+        .batches
+        .iter()
+        .flat_map(|b| b.columns())
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+        .sum();
+    let held = held.saturating_add(bytes);
     if held > memory {
         return Err(FunctionError::new(
             ErrorKind::ResourcesExhausted,
@@ -549,13 +551,24 @@ mod tests {
             vec![Arc::new(arrow::array::Int64Array::from(vec![7; 1000]))],
         )
         .unwrap();
-        let size = batch.get_array_memory_size();
+        let size = batch.column(0).to_data().get_slice_memory_size().unwrap();
+        assert_eq!(size, 8000);
         let answer = Gathered {
             batches: vec![batch],
             ..Gathered::default()
         };
         assert_eq!(hold(0, &answer, 2 * size).unwrap(), size);
         assert_eq!(hold(size, &answer, 2 * size).unwrap(), 2 * size);
+        // Slices of one buffer (as batches read from one IPC answer are) count their own
+        // bytes, not the buffer's.
+        let sliced = Gathered {
+            batches: vec![
+                answer.batches[0].slice(0, 10),
+                answer.batches[0].slice(10, 10),
+            ],
+            ..Gathered::default()
+        };
+        assert_eq!(hold(0, &sliced, size).unwrap(), 160);
         let e = hold(2 * size, &answer, 2 * size).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ResourcesExhausted);
         assert!(super::super::falls_back(&e));

@@ -47,6 +47,7 @@ impl Estimate {
                 .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>());
             if let Some(config) = config {
                 let scan = scans::parquet(config);
+                let columns = scan.as_ref().and_then(scans::Scan::read_columns);
                 let mut rows_before = 0i64;
                 for file in config.file_groups.iter().flat_map(|g| g.files()) {
                     let location = &file.object_meta.location;
@@ -56,14 +57,20 @@ impl Estimate {
                         estimate.bytes += file.object_meta.size;
                         continue;
                     };
-                    let read = prune::read(&metadata, scan, location, &mut rows_before);
-                    let columns = scan.read_columns();
-                    for (rg, read) in metadata.row_groups().iter().zip(read) {
-                        if read {
-                            estimate.row_groups += 1;
-                            estimate.bytes += prune::column_bytes(rg, columns.as_ref());
-                        } else {
-                            estimate.row_groups_pruned += 1;
+                    let reads = prune::reads(
+                        &metadata,
+                        Some(scan),
+                        columns.as_ref(),
+                        location,
+                        &mut rows_before,
+                    );
+                    for bytes in reads {
+                        match bytes {
+                            Some(bytes) => {
+                                estimate.row_groups += 1;
+                                estimate.bytes += bytes;
+                            }
+                            None => estimate.row_groups_pruned += 1,
                         }
                     }
                 }

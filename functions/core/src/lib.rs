@@ -159,9 +159,13 @@ async fn answer<W>(
         .enabled()
         .then(|| fanout::runner(&connected.base, event, raw).ok())
         .flatten();
+    // The single path's plan, made early when its reads are to be previewed or bounded (and
+    // then run as it is, not planned again).
+    let mut planned = None;
     if event.options.dry_run || event.options.max_bytes_scanned.is_some() {
-        let planned = prepared.physical(&io, max_rows, false).await?;
-        let estimate = estimate::Estimate::of(prepared.context(), &planned);
+        let physical = prepared.physical(&io, max_rows, false).await?;
+        let estimate = estimate::Estimate::of(prepared.context(), &physical);
+        planned = Some(physical);
         if event.options.dry_run {
             let workers = match runner {
                 Some(_) => fanout::workers(event, &prepared, &io).await?,
@@ -192,9 +196,10 @@ async fn answer<W>(
         },
         None => None,
     };
-    let (physical, gathered) = match fanned {
-        Some(f) => (f.plan, Some((f.gathered, f.last_worker))),
-        None => (prepared.physical(&io, max_rows, false).await?, None),
+    let (physical, gathered) = match (fanned, planned) {
+        (Some(f), _) => (f.plan, Some((f.gathered, f.last_worker))),
+        (None, Some(physical)) => (physical, None),
+        (None, None) => (prepared.physical(&io, max_rows, false).await?, None),
     };
     let mut writer = start(&physical.schema()).await?;
     prepared

@@ -57,39 +57,54 @@ pub(crate) fn by_statistics(
     plan
 }
 
-/// Whether `scan` reads each row group of the file at `location`. `rows_before`: the rows of
-/// the scan's files before this one (a limit without a filter is filled in file order, across
-/// files), moved past this file's.
-pub(crate) fn read(
+/// What `scan` reads of each row group of the file at `location`: the compressed bytes of
+/// its chunks of `columns` (the scan's read columns, computed once by the caller; `None`:
+/// all), or `None` for a row group its filter's statistics or its limit leave out. `scan:
+/// None` reads every row group. `rows_before`: the rows of the scan's files before this one
+/// (a limit without a filter is filled in file order, across files), moved past this file's.
+pub(crate) fn reads(
     metadata: &ParquetMetaData,
-    scan: &Scan,
+    scan: Option<&Scan>,
+    columns: Option<&BTreeSet<String>>,
     location: &Path,
     rows_before: &mut i64,
-) -> Vec<bool> {
+) -> Vec<Option<u64>> {
     let groups = metadata.row_groups();
-    if let Some(filter) = &scan.filter {
-        let plan = by_statistics(metadata, &scan.schema, filter, location);
-        let mut read = vec![false; groups.len()];
-        for rg in plan.row_group_indexes() {
-            if let Some(slot) = read.get_mut(rg) {
-                *slot = true;
+    let read: Vec<bool> = match scan {
+        None => vec![true; groups.len()],
+        Some(Scan {
+            filter: Some(filter),
+            schema,
+            ..
+        }) => {
+            let plan = by_statistics(metadata, schema, filter, location);
+            let mut read = vec![false; groups.len()];
+            for rg in plan.row_group_indexes() {
+                if let Some(slot) = read.get_mut(rg) {
+                    *slot = true;
+                }
             }
+            read
         }
-        return read;
-    }
-    // No filter: a limit is filled by the first rows.
+        // No filter: a limit is filled by the first rows.
+        Some(scan) => groups
+            .iter()
+            .map(|rg| {
+                let needed = scan.limit.is_none_or(|limit| *rows_before < limit as i64);
+                *rows_before = rows_before.saturating_add(rg.num_rows());
+                needed
+            })
+            .collect(),
+    };
     groups
         .iter()
-        .map(|rg| {
-            let needed = scan.limit.is_none_or(|limit| *rows_before < limit as i64);
-            *rows_before = rows_before.saturating_add(rg.num_rows());
-            needed
-        })
+        .zip(read)
+        .map(|(rg, read)| read.then(|| column_bytes(rg, columns)))
         .collect()
 }
 
 /// The compressed bytes of a row group's chunks of `columns` (top-level names; `None`: all).
-pub(crate) fn column_bytes(rg: &RowGroupMetaData, columns: Option<&BTreeSet<String>>) -> u64 {
+fn column_bytes(rg: &RowGroupMetaData, columns: Option<&BTreeSet<String>>) -> u64 {
     let bytes: i64 = rg
         .columns()
         .iter()

@@ -96,10 +96,13 @@ pub fn units(ctx: &SessionContext, files: &[PartitionedFile], scan: Option<&Scan
             continue;
         };
         let groups = metadata.row_groups();
-        let read = match scan {
-            Some(scan) => prune::read(&metadata, scan, location, &mut rows_before),
-            None => vec![true; groups.len()],
-        };
+        let reads = prune::reads(
+            &metadata,
+            scan,
+            columns.as_ref(),
+            location,
+            &mut rows_before,
+        );
         let starts: Vec<i64> = groups
             .iter()
             .map(|rg| {
@@ -109,17 +112,12 @@ pub fn units(ctx: &SessionContext, files: &[PartitionedFile], scan: Option<&Scan
                 })
             })
             .collect();
-        for (i, rg) in groups.iter().enumerate() {
-            let bytes = if read[i] {
-                prune::column_bytes(rg, columns.as_ref())
-            } else {
-                0
-            };
+        for (i, bytes) in reads.into_iter().enumerate() {
             out.push(Unit {
                 file: plain.clone(),
                 start: if i == 0 { 0 } else { starts[i] },
                 end: starts.get(i + 1).copied().unwrap_or(size),
-                bytes,
+                bytes: bytes.unwrap_or(0),
                 whole: groups.len() == 1,
             });
         }
